@@ -1,0 +1,100 @@
+/*
+ * cpumodels/cpumodel.h: the CPU-model engine as the rest of the VMM sees it.
+ *
+ * Data flows one way: a model database (data files) + a host (what KVM, or a
+ * host CPU profile standing in for another machine, can provide) + the
+ * user's model spec resolve to a `guest_cpu`; the guest_cpu builds the exact
+ * CPUID table for each vCPU. Nothing else in the VMM invents CPUID bits.
+ *
+ * Order of calls in `vmm`:
+ *   cpumodel_db_load() -> host_cpu_from_kvm() [-> host_cpu_from_profile()]
+ *   -> guest_cpu_resolve() -> per vCPU: guest_cpu_apic_id(),
+ *      guest_cpu_build_cpuid() -> KVM_SET_CPUID2.
+ * All functions return 0 (or a count) on success, negative errno on failure
+ * with a one-line message in `err`.
+ */
+#ifndef VMM_CPUMODEL_H
+#define VMM_CPUMODEL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "util/error.h"
+
+#define CPUID_TABLE_MAX 256 /* KVM_SET_CPUID2 accepts at most 256 entries */
+
+struct cpuid_leaf {
+	uint32_t leaf, subleaf;
+	uint32_t eax, ebx, ecx, edx;
+	bool subleaf_significant; /* becomes KVM_CPUID_FLAG_SIGNIFCANT_INDEX */
+};
+
+/* A full CPUID table, sorted by (leaf, subleaf), no duplicates. */
+struct cpuid_table {
+	unsigned n;
+	struct cpuid_leaf leaves[CPUID_TABLE_MAX];
+};
+
+const struct cpuid_leaf *cpuid_table_find(const struct cpuid_table *t, uint32_t leaf,
+					  uint32_t subleaf);
+/* Canonical text form, the format of ../shared/cpuid-hosts: one line per leaf,
+ * "0x%08x 0x%08x 0x%08x 0x%08x 0x%08x 0x%08x\n" (leaf subleaf eax ebx ecx edx),
+ * sorted. Tests compare these texts byte for byte. */
+int cpuid_table_write(const struct cpuid_table *t, FILE *out);
+/* Names every difference between two tables as features where the bits are
+ * named ("+avx512f -hle", "CPUID.07H:EBX.avx512f [bit 16]"), else as raw
+ * registers; writes at most `len` bytes to buf. Returns the number of
+ * differences (0 = identical). Used by the migration CPUID check. */
+int cpuid_table_diff(const struct cpuid_table *expected, const struct cpuid_table *got, char *buf,
+		     size_t len);
+
+/* ---- model database ---- */
+struct cpumodel_db;
+/* Directory holding the model data files: $VMM_CPU_MODEL_DIR if set, else the
+ * build-time default. */
+const char *cpumodel_default_dir(void);
+int cpumodel_db_load(const char *dir, struct cpumodel_db **out, struct vmm_error *err);
+void cpumodel_db_free(struct cpumodel_db *db);
+
+/* ---- host side: what a host can give a guest ---- */
+struct host_cpu;
+/* This machine: KVM_GET_SUPPORTED_CPUID on an open /dev/kvm fd. */
+int host_cpu_from_kvm(int kvm_fd, struct host_cpu **out, struct vmm_error *err);
+/* A host CPU profile file (../shared/cpuid-hosts format) standing in for
+ * another machine. With `limit` non-NULL (the real KVM host), the result is
+ * the intersection of both: what this VMM could give a guest if it ran here
+ * and the CPU were that one. Test-only in `vmm` (--host-cpu-profile). */
+int host_cpu_from_profile(const char *path, const struct host_cpu *limit, struct host_cpu **out,
+			  struct vmm_error *err);
+const char *host_cpu_name(const struct host_cpu *host);
+void host_cpu_free(struct host_cpu *host);
+
+/* ---- a resolved guest CPU ---- */
+struct guest_cpu;
+/* spec: "NAME", "NAME-vN", or either followed by ",+feat,-feat,...".
+ * An alias (no -vN) resolves to the newest version. Errors: -ENOENT unknown
+ * model or version, -EINVAL malformed spec or unknown feature name,
+ * -ENOTSUP host lacks features (the message lists every missing one, as
+ * "cpu model X-vN: host lacks CPUID.07H:EBX.avx512f [bit 16], ..."). */
+int guest_cpu_resolve(const struct cpumodel_db *db, const char *spec, const struct host_cpu *host,
+		      struct guest_cpu **out, struct vmm_error *err);
+/* The resolved "NAME-vN": what the VMM records, prints and sends. */
+const char *guest_cpu_name(const struct guest_cpu *g);
+/* Canonical full spec, "NAME-vN" plus sorted "+feat"/"-feat" adjustments. */
+const char *guest_cpu_spec(const struct guest_cpu *g);
+/* APIC ID of vCPU `vcpu_index` of `ncpus` (also the KVM vcpu id). */
+uint32_t guest_cpu_apic_id(const struct guest_cpu *g, unsigned ncpus, unsigned vcpu_index);
+/* The complete CPUID table the vCPU sees: features, vendor, signature,
+ * model-id, cache/topology leaves for ncpus, APIC ID, xsave sizes, KVM
+ * paravirt leaves. Deterministic: depends only on the model, the user's
+ * adjustments, ncpus and vcpu_index (never on host values beyond the
+ * runnable check), so two hosts that accept a model build equal tables. */
+int guest_cpu_build_cpuid(const struct guest_cpu *g, unsigned ncpus, unsigned vcpu_index,
+			  struct cpuid_table *out, struct vmm_error *err);
+void guest_cpu_free(struct guest_cpu *g);
+
+/* `vmm cpu-model ...`: argv[0] is "cpu-model". Returns the process exit code. */
+int cpumodel_cli(int argc, char **argv);
+
+#endif

@@ -1,0 +1,15 @@
+/* vmm/main.c: entry point; dispatches subcommands. */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
+		printf("vmm %s\n", VMM_VERSION);
+		return 0;
+	}
+	fprintf(stderr, "vmm: nothing implemented yet\n");
+	return 2;
+}

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "config.h"
+#include "cpumodels/cpumodel.h"
+#include "vmm/vmm.h"
 
 int main(int argc, char **argv)
 {
@@ -10,6 +12,9 @@ int main(int argc, char **argv)
 		printf("vmm %s\n", VMM_VERSION);
 		return 0;
 	}
-	fprintf(stderr, "vmm: nothing implemented yet\n");
-	return 2;
+	if (argc > 1 && strcmp(argv[1], "cpu-model") == 0)
+		return cpumodel_cli(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "run") == 0)
+		return vmm_run(argc - 1, argv + 1);
+	return vmm_run(argc, argv);
 }

@@ -1,0 +1,77 @@
+/*
+ * machine-types/microvm.c: the "microvm" family, a minimal PC without PCI or
+ * firmware (unclaimed ports, PCI config included, read as all-ones): PVH boot, in-kernel LAPIC/IOAPIC/PIC/PIT,
+ * COM1, CMOS RTC, i8042 (reset only), port 0xcf9 reset, debug-exit port.
+ *
+ * Append-only: a released version is never edited; a change is a new
+ * version listing only what differs from its parent.
+ */
+#include "machine-types/machine.h"
+#include "machine-types/registry.h"
+
+static const struct machine_prop microvm_1_0[] = {
+	/* Memory map. RAM below 4 GiB stops at the 32-bit hole; the rest of RAM
+	 * starts at 4 GiB. The hole holds the IOAPIC, LAPIC and KVM's TSS. */
+	{"memory", "type", "ram"},
+	{"memory", "low-ram-max", "0xc0000000"},
+	{"memory", "high-ram-base", "0x100000000"},
+	{"memory", "min-size", "0x1000000"},	   /* 16 MiB */
+	{"memory", "max-size", "0x10000000000"},   /* 1 TiB */
+	{"memory", "ebda-base", "0x9fc00"},	   /* e820: reserved up to 640 KiB */
+	{"memory", "bios-base", "0xf0000"},	   /* e820: reserved up to 1 MiB */
+	{"memory", "page-size", "4096"},
+	/* Where the VMM writes boot data (the guest may read it, nothing else). */
+	{"boot", "type", "pvh"},
+	{"boot", "gdt", "0x5000"},
+	{"boot", "start-info", "0x6000"},
+	{"boot", "cmdline", "0x7000"},
+	{"boot", "cmdline-max", "4096"},
+	{"boot", "mptable-floating", "0x9fc00"},
+	{"boot", "mptable", "0xf0000"},
+	{"boot", "initrd-max-addr", "0xc0000000"},
+	/* KVM needs three pages for the real-mode TSS and one for the EPT
+	 * identity map inside the 32-bit hole, away from the IOAPIC/LAPIC. */
+	{"kvm", "type", "kvm-x86"},
+	{"kvm", "tss-addr", "0xfffbd000"},
+	{"kvm", "identity-map-addr", "0xfffbc000"},
+	{"cpu", "type", "x86"},
+	{"cpu", "max-cpus", "254"}, /* xAPIC IDs 0..254, one I/O APIC ID left */
+	{"cpu", "default-model", "x86-64-v1"},
+	{"memory", "default-size", "0x10000000"}, /* 256 MiB */
+	{"lapic", "type", "kvm-lapic"},
+	{"lapic", "address", "0xfee00000"},
+	{"lapic", "version", "0x14"},
+	{"ioapic", "type", "kvm-ioapic"},
+	{"ioapic", "address", "0xfec00000"},
+	{"ioapic", "version", "0x11"},
+	{"ioapic", "pins", "24"},
+	{"pic", "type", "kvm-i8259"},
+	{"pit", "type", "kvm-pit2"},
+	{"pit", "irq", "0"},
+	{"pit", "ioapic-pin", "2"}, /* KVM routes GSI 0 to IOAPIC pin 2 */
+	{"serial0", "type", "uart-16550a"},
+	{"serial0", "iobase", "0x3f8"},
+	{"serial0", "irq", "4"},
+	{"serial0", "fifo-size", "16"},
+	{"rtc", "type", "cmos-rtc"},
+	{"rtc", "iobase", "0x70"},
+	{"rtc", "irq", "8"},
+	{"rtc", "century-register", "0x32"},
+	{"i8042", "type", "i8042"},
+	{"i8042", "iobase", "0x60"},
+	{"i8042", "irq", "1"},
+	{"reset", "type", "reset-cf9"},
+	{"reset", "iobase", "0xcf9"},
+	{"debug-exit", "type", "debug-exit"},
+	{"debug-exit", "iobase", "0x501"},
+	{"debug-exit", "size", "2"},
+	{NULL, NULL, NULL},
+};
+
+const struct machine_version machine_microvm_versions[] = {
+	{"microvm-1.0", NULL,
+	 "first release: PVH boot, COM1, CMOS RTC, i8042 reset, 0xcf9 reset, debug-exit, MP table",
+	 microvm_1_0},
+};
+const unsigned machine_microvm_nversions =
+	sizeof(machine_microvm_versions) / sizeof(machine_microvm_versions[0]);

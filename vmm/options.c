@@ -1,0 +1,230 @@
+/* vmm/options.c: the `vmm run` command line -> struct vmm_config. */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+void vmm_usage(FILE *out)
+{
+	fprintf(out,
+		"usage: vmm [run] --kernel ELF [options]     boot a guest (PVH ELF, e.g. vmlinux)\n"
+		"       vmm [run] --incoming URI [options]   receive a migrating guest\n"
+		"       vmm cpu-model list|check|expand|compare|baseline|matrix ...\n"
+		"       vmm machine list|show NAME\n"
+		"       vmm ctl SOCKET COMMAND ...            talk to a running vmm\n"
+		"\n"
+		"options:\n"
+		"  --kernel PATH          PVH ELF to boot (uncompressed vmlinux or the test guest)\n"
+		"  --initrd PATH          initial ramdisk, passed as PVH module 0\n"
+		"  --cmdline STRING       kernel command line\n"
+		"  --memory SIZE          guest RAM, e.g. 512M, 4G (plain number = MiB; default from machine)\n"
+		"  --cpus N               vCPUs (default 1)\n"
+		"  --cpu-model SPEC       NAME[-vN][,+feat][,-feat]... (default from the machine type)\n"
+		"  --machine NAME         machine type or alias (default microvm = newest)\n"
+		"  --serial BACKEND       stdio (default) | file:PATH | none\n"
+		"  --api-socket PATH      control socket (JSON, one object per line)\n"
+		"  --incoming URI         tcp:HOST:PORT | unix:PATH | file:PATH: wait for a migration\n"
+		"  --print-config         print the resolved configuration and exit\n"
+		"  --dump-cpuid PATH      write the CPUID table KVM holds for each vCPU (KVM_GET_CPUID2)\n"
+		"  --host-cpu-profile F   TEST ONLY: behave as if on the host whose CPUID dump is F\n"
+		"                         (its CPUID intersected with this machine's KVM)\n"
+		"  --help, --version\n");
+}
+
+int parse_size(const char *s, uint64_t *out, struct vmm_error *err)
+{
+	if (!s || !*s)
+		return vmm_error_set(err, -EINVAL, "empty size");
+	if (*s == '-' || *s == '+')
+		return vmm_error_set(err, -EINVAL, "size \"%s\": not a positive number", s);
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return vmm_error_set(err, -EINVAL, "size \"%s\": not a number", s);
+	unsigned shift;
+	/* A plain number means MiB, as with QEMU's -m. */
+	switch (*end) {
+	case '\0':
+	case 'M':
+	case 'm':
+		shift = 20;
+		break;
+	case 'K':
+	case 'k':
+		shift = 10;
+		break;
+	case 'G':
+	case 'g':
+		shift = 30;
+		break;
+	case 'T':
+	case 't':
+		shift = 40;
+		break;
+	case 'B':
+	case 'b':
+		shift = 0;
+		break;
+	default:
+		return vmm_error_set(err, -EINVAL, "size \"%s\": unknown unit (use K, M, G or T)", s);
+	}
+	if (*end) {
+		end++;
+		if (shift && (strcmp(end, "iB") == 0 || strcmp(end, "B") == 0))
+			end += strlen(end);
+		if (*end)
+			return vmm_error_set(err, -EINVAL, "size \"%s\": trailing characters", s);
+	}
+	if (v > (UINT64_MAX >> shift))
+		return vmm_error_set(err, -ERANGE, "size \"%s\": too large", s);
+	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *out,
+		      struct vmm_error *err)
+{
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || *s == '-' || *s == '+')
+		return vmm_error_set(err, -EINVAL, "%s \"%s\": not a number", opt, s);
+	if (v == 0 || v > max)
+		return vmm_error_set(err, -ERANGE, "%s %s: must be between 1 and %u", opt, s, max);
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int parse_serial(const char *s, struct vmm_config *cfg, struct vmm_error *err)
+{
+	if (strcmp(s, "stdio") == 0) {
+		cfg->serial = SERIAL_STDIO;
+	} else if (strcmp(s, "none") == 0) {
+		cfg->serial = SERIAL_NONE;
+	} else if (strncmp(s, "file:", 5) == 0 && s[5]) {
+		cfg->serial = SERIAL_FILE;
+		cfg->serial_path = s + 5;
+	} else {
+		return vmm_error_set(err, -EINVAL,
+				     "--serial \"%s\": expected stdio, file:PATH or none", s);
+	}
+	return 0;
+}
+
+enum {
+	OPT_KERNEL = 256,
+	OPT_INITRD,
+	OPT_CMDLINE,
+	OPT_MEMORY,
+	OPT_CPUS,
+	OPT_CPU_MODEL,
+	OPT_HOST_PROFILE,
+	OPT_MACHINE,
+	OPT_SERIAL,
+	OPT_DUMP_CPUID,
+	OPT_API_SOCKET,
+	OPT_INCOMING,
+	OPT_PRINT_CONFIG,
+	OPT_HELP,
+};
+
+static const struct option long_options[] = {
+	{"kernel", required_argument, NULL, OPT_KERNEL},
+	{"initrd", required_argument, NULL, OPT_INITRD},
+	{"cmdline", required_argument, NULL, OPT_CMDLINE},
+	{"memory", required_argument, NULL, OPT_MEMORY},
+	{"cpus", required_argument, NULL, OPT_CPUS},
+	{"cpu-model", required_argument, NULL, OPT_CPU_MODEL},
+	{"host-cpu-profile", required_argument, NULL, OPT_HOST_PROFILE},
+	{"machine", required_argument, NULL, OPT_MACHINE},
+	{"serial", required_argument, NULL, OPT_SERIAL},
+	{"dump-cpuid", required_argument, NULL, OPT_DUMP_CPUID},
+	{"api-socket", required_argument, NULL, OPT_API_SOCKET},
+	{"incoming", required_argument, NULL, OPT_INCOMING},
+	{"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+	{"help", no_argument, NULL, OPT_HELP},
+	{NULL, 0, NULL, 0},
+};
+
+int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_error *err)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	cfg->ncpus = 1;
+	cfg->serial = SERIAL_STDIO;
+	cfg->cmdline = "";
+
+	optind = 0; /* argv[0] is the subcommand or program name */
+	opterr = 0;
+	int c;
+	while ((c = getopt_long(argc, argv, ":", long_options, NULL)) != -1) {
+		int r = 0;
+		switch (c) {
+		case OPT_KERNEL:
+			cfg->kernel = optarg;
+			break;
+		case OPT_INITRD:
+			cfg->initrd = optarg;
+			break;
+		case OPT_CMDLINE:
+			cfg->cmdline = optarg;
+			break;
+		case OPT_MEMORY:
+			r = parse_size(optarg, &cfg->mem_size, err);
+			if (r == 0 && cfg->mem_size == 0)
+				r = vmm_error_set(err, -EINVAL, "size must not be zero");
+			if (r < 0)
+				return vmm_error_prefix(err, "--memory");
+			break;
+		case OPT_CPUS:
+			r = parse_uint("--cpus", optarg, VMM_MAX_CPUS, &cfg->ncpus, err);
+			break;
+		case OPT_CPU_MODEL:
+			cfg->cpu_model = optarg;
+			break;
+		case OPT_HOST_PROFILE:
+			cfg->host_cpu_profile = optarg;
+			break;
+		case OPT_MACHINE:
+			cfg->machine = optarg;
+			break;
+		case OPT_SERIAL:
+			r = parse_serial(optarg, cfg, err);
+			break;
+		case OPT_DUMP_CPUID:
+			cfg->dump_cpuid = optarg;
+			break;
+		case OPT_API_SOCKET:
+			cfg->api_socket = optarg;
+			break;
+		case OPT_INCOMING:
+			cfg->incoming = optarg;
+			break;
+		case OPT_PRINT_CONFIG:
+			cfg->print_config = true;
+			break;
+		case OPT_HELP:
+			vmm_usage(stdout);
+			return 1;
+		case ':':
+			return vmm_error_set(err, -EINVAL, "option %s needs a value",
+					     argv[optind - 1]);
+		default:
+			if (optind <= 0 || optind > argc)
+				return vmm_error_set(err, -EINVAL, "unknown option (see --help)");
+			return vmm_error_set(err, -EINVAL, "unknown option %s (see --help)",
+					     argv[optind - 1]);
+		}
+		if (r < 0)
+			return r;
+	}
+	if (optind < argc)
+		return vmm_error_set(err, -EINVAL, "unexpected argument \"%s\" (see --help)",
+				     argv[optind]);
+	if (!cfg->kernel && !cfg->incoming && !cfg->print_config)
+		return vmm_error_set(err, -EINVAL, "no --kernel given (or --incoming URI)");
+	return 0;
+}

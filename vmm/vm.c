@@ -1,0 +1,269 @@
+/*
+ * vmm/vm.c: building a VM from the configuration: /dev/kvm, the machine
+ * type, the CPU model, guest RAM, the in-kernel irqchip and PIT, the devices
+ * the machine type lists, and the vCPUs.
+ */
+#include "vmm/vmm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+static int open_kvm(struct vm *vm, struct vmm_error *err)
+{
+	vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (vm->kvm_fd < 0) {
+		int e = errno;
+		if (e == ENOENT)
+			return vmm_error_set(err, -e,
+					     "/dev/kvm: not found: KVM is not available on this host "
+					     "(load kvm_intel/kvm_amd or run on a machine with KVM)");
+		if (e == EACCES || e == EPERM)
+			return vmm_error_set(err, -e,
+					     "/dev/kvm: permission denied (run as root or join the "
+					     "group that owns /dev/kvm)");
+		return vmm_error_set(err, -e, "/dev/kvm: %s", strerror(e));
+	}
+	int api = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+	if (api != KVM_API_VERSION)
+		return vmm_error_set(err, -ENOTSUP, "/dev/kvm: API version %d, need %d", api,
+				     KVM_API_VERSION);
+	static const struct {
+		int cap;
+		const char *name;
+	} required[] = {
+		{KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"},
+		{KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY"},
+		{KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"},
+		{KVM_CAP_PIT2, "KVM_CAP_PIT2"},
+		{KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"},
+		{KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"},
+	};
+	for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, required[i].cap) <= 0)
+			return vmm_error_set(err, -ENOTSUP, "/dev/kvm: lacks %s", required[i].name);
+	return 0;
+}
+
+static int check_cpu_count(struct vm *vm, struct vmm_error *err)
+{
+	uint64_t machine_max;
+	int r = machine_get_u64(&vm->machine, "cpu", "max-cpus", &machine_max, err);
+	if (r < 0)
+		return r;
+	int kvm_max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+	if (kvm_max <= 0)
+		kvm_max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (kvm_max <= 0)
+		kvm_max = 4; /* the KVM API's documented fallback */
+	if (vm->ncpus > (unsigned)kvm_max)
+		return vmm_error_set(err, -EINVAL, "--cpus %u: KVM on this host allows at most %d",
+				     vm->ncpus, kvm_max);
+	if (vm->ncpus > machine_max)
+		return vmm_error_set(err, -EINVAL, "--cpus %u: machine %s allows at most %llu",
+				     vm->ncpus, vm->machine.name, (unsigned long long)machine_max);
+	return 0;
+}
+
+static int create_kvm_platform(struct vm *vm, struct vmm_error *err)
+{
+	uint64_t tss, idmap;
+	int r;
+	if ((r = machine_get_u64(&vm->machine, "kvm", "tss-addr", &tss, err)) < 0 ||
+	    (r = machine_get_u64(&vm->machine, "kvm", "identity-map-addr", &idmap, err)) < 0)
+		return r;
+	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &idmap) < 0)
+		return vmm_error_set(err, -errno, "KVM_SET_IDENTITY_MAP_ADDR: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)tss) < 0)
+		return vmm_error_set(err, -errno, "KVM_SET_TSS_ADDR: %s", strerror(errno));
+	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+		return vmm_error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+		return vmm_error_set(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));
+	return 0;
+}
+
+static int create_cpu_model(struct vm *vm, struct vmm_error *err)
+{
+	int r = cpumodel_db_load(cpumodel_default_dir(), &vm->cpumodels, err);
+	if (r < 0)
+		return r;
+	if ((r = host_cpu_from_kvm(vm->kvm_fd, &vm->host, err)) < 0)
+		return r;
+	if (vm->cfg->host_cpu_profile) {
+		struct host_cpu *profile;
+		r = host_cpu_from_profile(vm->cfg->host_cpu_profile, vm->host, &profile, err);
+		if (r < 0)
+			return vmm_error_prefix(err, "--host-cpu-profile %s", vm->cfg->host_cpu_profile);
+		host_cpu_free(vm->host);
+		vm->host = profile;
+	}
+	const char *spec = vm->cfg->cpu_model;
+	if (!spec && (r = machine_get_str(&vm->machine, "cpu", "default-model", &spec, err)) < 0)
+		return r;
+	return guest_cpu_resolve(vm->cpumodels, spec, vm->host, &vm->cpu, err);
+}
+
+static int create_devices(struct vm *vm, struct vmm_error *err)
+{
+	const struct machine *m = &vm->machine;
+	for (unsigned i = 0; i < m->nprops; i++) {
+		const struct machine_prop *p = &m->props[i];
+		if (strcmp(p->prop, "type") != 0 || !machine_has_device(m, p->device))
+			continue;
+		const struct device_type *type = device_type_find(p->value);
+		if (!type)
+			return vmm_error_set(err, -ENOENT, "machine %s: device %s has unknown type %s",
+					     m->name, p->device, p->value);
+		if (!type->create)
+			continue; /* provided by KVM or by the platform code */
+		if (vm->ndevices == sizeof(vm->devices) / sizeof(vm->devices[0]))
+			return vmm_error_set(err, -ENOSPC, "machine %s: too many devices", m->name);
+		struct device *dev = &vm->devices[vm->ndevices++];
+		dev->type = type;
+		dev->name = p->device;
+		dev->vm = vm;
+		pthread_mutex_init(&dev->lock, NULL);
+		int r = type->create(vm, dev, err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+struct device *vm_find_device(struct vm *vm, const char *name)
+{
+	for (unsigned i = 0; i < vm->ndevices; i++)
+		if (strcmp(vm->devices[i].name, name) == 0)
+			return &vm->devices[i];
+	return NULL;
+}
+
+int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err)
+{
+	memset(vm, 0, sizeof(*vm));
+	vm->cfg = cfg;
+	vm->kvm_fd = vm->vm_fd = -1;
+	vm->mem.fd = -1;
+	vm->ncpus = cfg->ncpus;
+	vm->pio.name = "pio";
+	vm->mmio.name = "mmio";
+	pthread_mutex_init(&vm->run_lock, NULL);
+	pthread_cond_init(&vm->run_cond, NULL);
+	pthread_mutex_init(&vm->exit_lock, NULL);
+
+	int r;
+	const char *machine = cfg->machine ? cfg->machine : machine_default_name();
+	if ((r = machine_resolve(machine, &vm->machine, err)) < 0)
+		return r;
+	uint64_t mem_size = cfg->mem_size;
+	if (!mem_size && (r = machine_get_u64(&vm->machine, "memory", "default-size", &mem_size,
+					      err)) < 0)
+		return r;
+	if ((r = open_kvm(vm, err)) < 0)
+		return r;
+	if ((r = check_cpu_count(vm, err)) < 0)
+		return r;
+	/* Memory first: size errors are the user's and should come before KVM's. */
+	if ((r = guest_memory_create(&vm->mem, mem_size, &vm->machine, err)) < 0)
+		return r;
+	if ((r = create_cpu_model(vm, err)) < 0)
+		return r;
+
+	do {
+		vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+	} while (vm->vm_fd < 0 && errno == EINTR);
+	if (vm->vm_fd < 0)
+		return vmm_error_set(err, -errno, "KVM_CREATE_VM: %s", strerror(errno));
+	if ((r = create_kvm_platform(vm, err)) < 0)
+		return r;
+	if ((r = guest_memory_register(&vm->mem, vm->vm_fd, 0, err)) < 0)
+		return r;
+	if ((r = create_devices(vm, err)) < 0)
+		return r;
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		if ((r = vcpu_create(vm, i, err)) < 0)
+			return r;
+	return 0;
+}
+
+void vm_destroy(struct vm *vm)
+{
+	vm_stop(vm);
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		vcpu_destroy(vm->vcpus[i]);
+		vm->vcpus[i] = NULL;
+	}
+	for (unsigned i = 0; i < vm->ndevices; i++) {
+		struct device *dev = &vm->devices[i];
+		if (dev->type->destroy)
+			dev->type->destroy(dev);
+		pthread_mutex_destroy(&dev->lock);
+	}
+	vm->ndevices = 0;
+	guest_memory_destroy(&vm->mem);
+	guest_cpu_free(vm->cpu);
+	host_cpu_free(vm->host);
+	cpumodel_db_free(vm->cpumodels);
+	vm->cpu = NULL;
+	vm->host = NULL;
+	vm->cpumodels = NULL;
+	if (vm->vm_fd >= 0)
+		close(vm->vm_fd);
+	if (vm->kvm_fd >= 0)
+		close(vm->kvm_fd);
+	vm->vm_fd = vm->kvm_fd = -1;
+}
+
+void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, const char *fmt, ...)
+{
+	pthread_mutex_lock(&vm->exit_lock);
+	bool first = vm->exit_reason == VM_EXIT_NONE;
+	if (first) {
+		vm->exit_reason = reason;
+		vm->exit_status = status;
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(vm->exit_message, sizeof(vm->exit_message), fmt, ap);
+		va_end(ap);
+	}
+	pthread_mutex_unlock(&vm->exit_lock);
+	if (!first)
+		return;
+	vm_kick_stop(vm);
+	if (vm->exit_notify)
+		vm->exit_notify(vm);
+}
+
+void vm_set_irq(struct vm *vm, unsigned gsi, bool level)
+{
+	struct kvm_irq_level irq = {.irq = gsi, .level = level ? 1 : 0};
+	/* Cannot fail for a valid GSI of the in-kernel irqchip; GSIs come from
+	 * the machine type, which the tests check. */
+	(void)ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq);
+}
+
+int vm_dump_cpuid(struct vm *vm, const char *path, struct vmm_error *err)
+{
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return vmm_error_set(err, -errno, "--dump-cpuid %s: %s", path, strerror(errno));
+	int r = 0;
+	for (unsigned i = 0; i < vm->ncpus && r == 0; i++) {
+		struct cpuid_table t;
+		if ((r = vcpu_get_cpuid(vm->vcpus[i], &t, err)) < 0)
+			break;
+		fprintf(f, "# vcpu %u apic-id %u\n", i, vm->vcpus[i]->apic_id);
+		if (cpuid_table_write(&t, f) < 0)
+			r = vmm_error_set(err, -EIO, "--dump-cpuid %s: write failed", path);
+	}
+	if (fclose(f) != 0 && r == 0)
+		r = vmm_error_set(err, -errno, "--dump-cpuid %s: %s", path, strerror(errno));
+	return r;
+}

@@ -1,0 +1,234 @@
+/*
+ * vmm/vmm.h: the VM core: configuration, guest memory, the VM, vCPUs, the
+ * I/O buses and the device interface.
+ *
+ * Life of a VM (run.c drives it):
+ *   vmm_options_parse()           command line -> struct vmm_config
+ *   vm_create()                   /dev/kvm, machine type, CPU model, RAM (memfd),
+ *                                 irqchip + PIT, devices, vCPUs with their CPUID
+ *   pvh_boot_setup()              (fresh boot) load the kernel, boot data, regs
+ *     or a migration/snapshot load (incoming) that sets all state instead
+ *   vm_start()                    one thread per vCPU enters KVM_RUN
+ *   vm_pause() / vm_resume()      park / release every vCPU outside KVM_RUN
+ *   vm_destroy()                  joins threads, frees everything
+ *
+ * Threads: the main thread owns the libuv loop (console input, control API,
+ * migration); each vCPU thread runs KVM_RUN and handles its own exits,
+ * taking the target device's lock. vCPU threads report VM-wide events
+ * (guest exit, reset, crash) with vm_request_exit(), which wakes the loop.
+ * Every function returns 0 or negative errno with a message in `err`.
+ */
+#ifndef VMM_VMM_H
+#define VMM_VMM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cpumodels/cpumodel.h"
+#include "machine-types/machine.h"
+#include "util/error.h"
+
+/* ---- configuration (options.c) ---- */
+
+enum serial_backend { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
+
+struct vmm_config {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	uint64_t mem_size;
+	unsigned ncpus;
+	const char *cpu_model;	      /* spec, e.g. "x86-64-v1,+pdpe1gb" */
+	const char *host_cpu_profile; /* test-only: act as that host */
+	const char *machine;	      /* name or alias */
+	enum serial_backend serial;
+	const char *serial_path;
+	const char *dump_cpuid; /* write KVM_GET_CPUID2 of every vCPU here */
+	const char *api_socket;
+	const char *incoming;
+	bool print_config;
+};
+
+#define VMM_MAX_CPUS 254
+
+/* Parses argv (after the program name); on error returns -EINVAL with the
+ * message naming the option. Returns 1 for --help (usage printed). */
+int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_error *err);
+void vmm_usage(FILE *out);
+/* "512M", "4G", "1024" (MiB) -> bytes. */
+int parse_size(const char *s, uint64_t *out, struct vmm_error *err);
+
+/* ---- guest memory (memory.c) ---- */
+
+#define GUEST_MEM_MAX_REGIONS 2
+
+struct mem_region {
+	uint64_t gpa;	 /* guest-physical start */
+	uint64_t size;	 /* bytes */
+	uint64_t offset; /* offset in the memfd */
+	uint8_t *hva;	 /* host mapping of this region */
+	uint32_t slot;	 /* KVM memory slot */
+};
+
+struct guest_memory {
+	int fd;		/* memfd holding all of guest RAM, MAP_SHARED */
+	uint64_t size;	/* total RAM bytes */
+	uint8_t *base;	/* mapping of the whole memfd */
+	unsigned nregions;
+	struct mem_region regions[GUEST_MEM_MAX_REGIONS];
+};
+
+/* Creates the memfd and mapping and splits RAM around the 32-bit hole as the
+ * machine type says. */
+int guest_memory_create(struct guest_memory *mem, uint64_t size, const struct machine *m,
+			struct vmm_error *err);
+/* Registers the regions with KVM (flags: e.g. KVM_MEM_LOG_DIRTY_PAGES). */
+int guest_memory_register(struct guest_memory *mem, int vm_fd, uint32_t flags,
+			  struct vmm_error *err);
+void guest_memory_destroy(struct guest_memory *mem);
+/* The one checked accessor for guest-physical memory: a host pointer for
+ * [gpa, gpa+len) if it lies inside one RAM region, else NULL. */
+void *guest_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+
+/* ---- I/O buses (io_bus.c) ---- */
+
+struct device;
+typedef void (*io_read_fn)(struct device *dev, uint64_t offset, uint8_t *data, unsigned size);
+typedef void (*io_write_fn)(struct device *dev, uint64_t offset, const uint8_t *data,
+			    unsigned size);
+
+struct io_range {
+	uint64_t base, len;
+	struct device *dev;
+	io_read_fn read;
+	io_write_fn write;
+};
+
+#define IO_BUS_MAX 32
+struct io_bus {
+	const char *name; /* "pio" or "mmio" */
+	unsigned n;
+	struct io_range ranges[IO_BUS_MAX]; /* registered before vCPUs start, then read-only */
+};
+
+int io_bus_register(struct io_bus *bus, uint64_t base, uint64_t len, struct device *dev,
+		    io_read_fn read, io_write_fn write, struct vmm_error *err);
+/* Dispatches one access under the device's lock. Returns false when no
+ * device claims the address (reads then see all-ones). */
+bool io_bus_access(struct io_bus *bus, uint64_t addr, uint8_t *data, unsigned size, bool write);
+
+/* ---- devices (devices/) ---- */
+
+struct vm;
+
+struct device_type {
+	const char *name; /* the machine type's "type" property, e.g. "uart-16550a" */
+	/* Reads properties from the machine type, allocates state, registers
+	 * I/O ranges. NULL for devices KVM itself provides. */
+	int (*create)(struct vm *vm, struct device *dev, struct vmm_error *err);
+	void (*destroy)(struct device *dev);
+};
+
+struct device {
+	const struct device_type *type;
+	const char *name; /* instance name in the machine type, e.g. "serial0" */
+	struct vm *vm;
+	pthread_mutex_t lock;
+	void *state; /* owned by the device file */
+};
+
+/* The table of device types (devices/devices.c). */
+const struct device_type *device_type_find(const char *name);
+struct device *vm_find_device(struct vm *vm, const char *name);
+
+/* ---- vCPUs (vcpu.c) ---- */
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	uint32_t apic_id;
+	int fd;
+	struct kvm_run *run;
+	size_t run_size;
+	pthread_t thread;
+	bool thread_started;
+	struct cpuid_table cpuid; /* exactly what KVM_SET_CPUID2 got */
+};
+
+int vcpu_create(struct vm *vm, unsigned index, struct vmm_error *err);
+void vcpu_destroy(struct vcpu *vcpu);
+/* Reads back the CPUID table KVM holds for the vCPU (KVM_GET_CPUID2). */
+int vcpu_get_cpuid(struct vcpu *vcpu, struct cpuid_table *out, struct vmm_error *err);
+
+/* ---- the VM (vm.c) ---- */
+
+enum vm_exit_reason {
+	VM_EXIT_NONE = 0,
+	VM_EXIT_GUEST_STATUS, /* guest wrote the debug-exit port */
+	VM_EXIT_RESET,	      /* guest asked for a reset (0xcf9, i8042) */
+	VM_EXIT_SHUTDOWN,     /* triple fault */
+	VM_EXIT_CRASH,	      /* KVM internal error, failed entry, VMM error */
+	VM_EXIT_SIGNAL,	      /* SIGINT/SIGTERM, quit command */
+	VM_EXIT_MIGRATED,     /* the guest now runs elsewhere */
+};
+
+struct vm {
+	const struct vmm_config *cfg;
+	int kvm_fd;
+	int vm_fd;
+	struct machine machine;
+	struct cpumodel_db *cpumodels;
+	struct host_cpu *host;
+	struct guest_cpu *cpu;
+	struct guest_memory mem;
+	struct io_bus pio, mmio;
+
+	unsigned ndevices;
+	struct device devices[16];
+
+	unsigned ncpus;
+	struct vcpu *vcpus[VMM_MAX_CPUS];
+
+	/* pause / stop protocol between the main thread and vCPU threads */
+	pthread_mutex_t run_lock;
+	pthread_cond_t run_cond;
+	bool pause_requested;
+	unsigned paused; /* vCPU threads currently parked */
+	unsigned running_threads;
+	atomic_bool stopping;
+
+	/* first VM-wide exit request wins */
+	pthread_mutex_t exit_lock;
+	enum vm_exit_reason exit_reason;
+	int exit_status;
+	char exit_message[512];
+	void (*exit_notify)(struct vm *vm); /* set by run.c: wakes the loop */
+	void *loop_data;
+};
+
+int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err);
+void vm_destroy(struct vm *vm);
+/* Starts one thread per vCPU. */
+int vm_start(struct vm *vm, struct vmm_error *err);
+/* Parks every vCPU outside KVM_RUN and waits until all are parked. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+/* Makes every vCPU thread leave its loop and joins them. */
+void vm_stop(struct vm *vm);
+/* Asks every vCPU thread to leave its loop, without waiting (any thread). */
+void vm_kick_stop(struct vm *vm);
+/* Records a VM-wide exit (first caller wins) and wakes the main loop. */
+void vm_request_exit(struct vm *vm, enum vm_exit_reason reason, int status, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+/* Asserts or deasserts an interrupt line (GSI) of the in-kernel irqchip. */
+void vm_set_irq(struct vm *vm, unsigned gsi, bool level);
+/* Writes every vCPU's KVM_GET_CPUID2 table, canonical text with a
+ * "# vcpu I apic-id A" line before each. */
+int vm_dump_cpuid(struct vm *vm, const char *path, struct vmm_error *err);
+
+/* ---- the `vmm run` flow (run.c) ---- */
+int vmm_run(int argc, char **argv);
+
+#endif

@@ -43,6 +43,8 @@ int parse_size(const char *s, uint64_t *out, struct vmm_error *err)
 	char *end;
 	errno = 0;
 	unsigned long long v = strtoull(s, &end, 10);
+	if (errno == ERANGE)
+		return vmm_error_set(err, -ERANGE, "size \"%s\": too large", s);
 	if (errno || end == s)
 		return vmm_error_set(err, -EINVAL, "size \"%s\": not a number", s);
 	unsigned shift;
@@ -180,7 +182,7 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 				return vmm_error_prefix(err, "--memory");
 			break;
 		case OPT_CPUS:
-			r = parse_uint("--cpus", optarg, VMM_MAX_CPUS, &cfg->ncpus, err);
+			r = parse_uint("--cpus", optarg, VMM_CPUS_PARSE_MAX, &cfg->ncpus, err);
 			break;
 		case OPT_CPU_MODEL:
 			cfg->cpu_model = optarg;

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -50,7 +51,7 @@ static int open_kvm(struct vm *vm, struct vmm_error *err)
 	return 0;
 }
 
-static int check_cpu_count(struct vm *vm, struct vmm_error *err)
+static int check_cpu_count(struct vm *vm, unsigned ncpus, struct vmm_error *err)
 {
 	uint64_t machine_max;
 	int r = machine_get_u64(&vm->machine, "cpu", "max-cpus", &machine_max, err);
@@ -61,12 +62,16 @@ static int check_cpu_count(struct vm *vm, struct vmm_error *err)
 		kvm_max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
 	if (kvm_max <= 0)
 		kvm_max = 4; /* the KVM API's documented fallback */
-	if (vm->ncpus > (unsigned)kvm_max)
+	if (ncpus > (unsigned)kvm_max)
 		return vmm_error_set(err, -EINVAL, "--cpus %u: KVM on this host allows at most %d",
-				     vm->ncpus, kvm_max);
-	if (vm->ncpus > machine_max)
+				     ncpus, kvm_max);
+	if (ncpus > machine_max || ncpus > VMM_MAX_CPUS)
 		return vmm_error_set(err, -EINVAL, "--cpus %u: machine %s allows at most %llu",
-				     vm->ncpus, vm->machine.name, (unsigned long long)machine_max);
+				     ncpus, vm->machine.name, (unsigned long long)machine_max);
+	int recommended = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+	if (recommended > 0 && ncpus > (unsigned)recommended)
+		fprintf(stderr, "vmm: warning: %u vCPUs, KVM recommends at most %d on this host\n",
+			ncpus, recommended);
 	return 0;
 }
 
@@ -151,7 +156,6 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err
 	vm->cfg = cfg;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.fd = -1;
-	vm->ncpus = cfg->ncpus;
 	vm->pio.name = "pio";
 	vm->mmio.name = "mmio";
 	pthread_mutex_init(&vm->run_lock, NULL);
@@ -168,8 +172,9 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err
 		return r;
 	if ((r = open_kvm(vm, err)) < 0)
 		return r;
-	if ((r = check_cpu_count(vm, err)) < 0)
+	if ((r = check_cpu_count(vm, cfg->ncpus, err)) < 0)
 		return r;
+	vm->ncpus = cfg->ncpus; /* only now: vm_destroy walks vcpus[0..ncpus) */
 	/* Memory first: size errors are the user's and should come before KVM's. */
 	if ((r = guest_memory_create(&vm->mem, mem_size, &vm->machine, err)) < 0)
 		return r;

@@ -51,7 +51,8 @@ struct vmm_config {
 	bool print_config;
 };
 
-#define VMM_MAX_CPUS 254
+#define VMM_MAX_CPUS 254	     /* most vCPUs any machine type may allow */
+#define VMM_CPUS_PARSE_MAX 4096 /* beyond this --cpus is not even a vCPU count */
 
 /* Parses argv (after the program name); on error returns -EINVAL with the
  * message naming the option. Returns 1 for --help (usage printed). */

@@ -43,9 +43,11 @@ static int read_exact(int fd, void *buf, size_t len, uint64_t off)
 static int read_phdrs(int fd, const char *path, uint64_t fsize, struct phdr *ph, unsigned *nph,
 		      struct vmm_error *err)
 {
-	unsigned char ident[EI_NIDENT + 2];
-	if (fsize < sizeof(Elf32_Ehdr) || read_exact(fd, ident, sizeof(ident), 0) < 0)
-		return vmm_error_set(err, -ENOEXEC, "kernel %s: too short to be an ELF file", path);
+	unsigned char ident[EI_NIDENT + 2] = {0};
+	if (fsize < SELFMAG || read_exact(fd, ident, fsize < sizeof(ident) ? fsize : sizeof(ident),
+					  0) < 0)
+		return vmm_error_set(err, -ENOEXEC, "kernel %s: not an ELF file (%llu bytes)", path,
+				     (unsigned long long)fsize);
 	if (memcmp(ident, ELFMAG, SELFMAG) != 0) {
 		char hdrs[4];
 		if (fsize > 0x206 && read_exact(fd, hdrs, 4, 0x202) == 0 && memcmp(hdrs, "HdrS", 4) == 0)
@@ -55,6 +57,8 @@ static int read_phdrs(int fd, const char *path, uint64_t fsize, struct phdr *ph,
 					     path);
 		return vmm_error_set(err, -ENOEXEC, "kernel %s: not an ELF file", path);
 	}
+	if (fsize < sizeof(Elf32_Ehdr))
+		return vmm_error_set(err, -ENOEXEC, "kernel %s: truncated ELF header", path);
 	if (ident[EI_DATA] != ELFDATA2LSB)
 		return vmm_error_set(err, -ENOEXEC, "kernel %s: not a little-endian ELF", path);
 
@@ -172,18 +176,30 @@ int elf_load_pvh(const struct vm *vm, const char *path, uint64_t min_addr, struc
 	if ((r = read_phdrs(fd, path, (uint64_t)st.st_size, ph, &nph, err)) < 0)
 		goto out;
 
+	/* The PVH note first: a plain ELF program should hear "not PVH", not
+	 * a complaint about where its segments are. */
 	bool have_entry = false;
+	for (unsigned i = 0; i < nph && !have_entry; i++) {
+		if (ph[i].type != PT_NOTE)
+			continue;
+		r = find_pvh_note(fd, &ph[i], &img->entry);
+		if (r < 0) {
+			r = vmm_error_set(err, r, "kernel %s: cannot read notes", path);
+			goto out;
+		}
+		have_entry = r == 1;
+	}
+	if (!have_entry) {
+		r = vmm_error_set(err, -ENOEXEC,
+				  "kernel %s: no PVH entry note (Xen note XEN_ELFNOTE_PHYS32_ENTRY): "
+				  "not a PVH-bootable kernel",
+				  path);
+		goto out;
+	}
+
 	img->low = UINT64_MAX;
 	img->high = 0;
 	for (unsigned i = 0; i < nph; i++) {
-		if (ph[i].type == PT_NOTE && !have_entry) {
-			r = find_pvh_note(fd, &ph[i], &img->entry);
-			if (r < 0) {
-				r = vmm_error_set(err, r, "kernel %s: cannot read notes", path);
-				goto out;
-			}
-			have_entry = r == 1;
-		}
 		if (ph[i].type != PT_LOAD || ph[i].memsz == 0)
 			continue;
 		if (ph[i].filesz > ph[i].memsz) {
@@ -219,13 +235,6 @@ int elf_load_pvh(const struct vm *vm, const char *path, uint64_t min_addr, struc
 	}
 	if (img->high == 0) {
 		r = vmm_error_set(err, -ENOEXEC, "kernel %s: no loadable segments", path);
-		goto out;
-	}
-	if (!have_entry) {
-		r = vmm_error_set(err, -ENOEXEC,
-				  "kernel %s: no PVH entry note (Xen note XEN_ELFNOTE_PHYS32_ENTRY): "
-				  "not a PVH-bootable kernel",
-				  path);
 		goto out;
 	}
 	if (img->entry >= 0x100000000ull || !guest_ptr(&vm->mem, img->entry, 1)) {

@@ -1,0 +1,159 @@
+"""Shared helpers for the integration tests (Python 3 stdlib only).
+
+Tests run from meson with VMM (the vmm binary), VMM_SOURCE_ROOT,
+VMM_BUILD_ROOT and, when built, TESTGUEST in the environment. A test that
+cannot run here calls skip(reason): exit code 77, which meson reports as
+SKIP, never as a pass.
+"""
+import os
+import re
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+VMM = os.environ.get("VMM", "")
+SOURCE_ROOT = os.environ.get("VMM_SOURCE_ROOT", os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+BUILD_ROOT = os.environ.get("VMM_BUILD_ROOT", os.path.join(SOURCE_ROOT, "build"))
+TESTGUEST = os.environ.get("TESTGUEST", "")
+SHARED = os.path.normpath(os.path.join(SOURCE_ROOT, "..", "shared"))
+HOSTS_DIR = os.path.join(SHARED, "cpuid-hosts")
+
+
+def skip(reason):
+    print(f"SKIP: {reason}")
+    sys.exit(77)
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def check(cond, msg):
+    if not cond:
+        fail(msg)
+    print(f"ok: {msg}")
+
+
+def require_kvm():
+    if not os.path.exists("/dev/kvm"):
+        skip("/dev/kvm is missing: KVM tests need a host with KVM")
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        skip("/dev/kvm is not accessible to this user")
+
+
+def require_guest():
+    if not TESTGUEST or not os.path.exists(TESTGUEST):
+        fail("the test guest was not built (TESTGUEST unset)")
+
+
+def tmpdir():
+    d = tempfile.mkdtemp(prefix="vmmtest-")
+    return d
+
+
+def run(args, timeout=60, **kw):
+    """Runs vmm to completion; returns CompletedProcess (text)."""
+    return subprocess.run([VMM] + list(args), capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+class Guest:
+    """A vmm process whose serial console (stdout) is read line by line."""
+
+    def __init__(self, args, name="vmm", stdin=subprocess.DEVNULL, env=None, prefix=None):
+        cmd = (prefix or []) + [VMM] + list(args)
+        self.name = name
+        self.lines = []
+        self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        os.set_blocking(self.proc.stdout.fileno(), False)
+        self._buf = b""
+        self.stderr = ""
+
+    def _pump(self, timeout):
+        fd = self.proc.stdout.fileno()
+        r, _, _ = select.select([fd], [], [], timeout)
+        if not r:
+            return False
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return False
+        if not chunk:
+            return None
+        self._buf += chunk
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            text = line.decode(errors="replace").rstrip("\r")
+            self.lines.append(text)
+        return True
+
+    def wait_line(self, pattern, timeout=30, start=0):
+        """Waits for a console line matching regex `pattern` (searching from
+        line index `start`); returns the re.Match or fails."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        idx = start
+        while True:
+            while idx < len(self.lines):
+                m = rx.search(self.lines[idx])
+                idx += 1
+                if m:
+                    return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                fail(f"{self.name}: no line matching {pattern!r} within {timeout}s; last lines:\n"
+                     + "\n".join(self.lines[-15:]) + f"\nstderr: {self.stderr}")
+            got = self._pump(min(left, 0.5))
+            if got is None and idx >= len(self.lines):
+                self.wait(5)
+                fail(f"{self.name}: exited ({self.proc.returncode}) before a line matching "
+                     f"{pattern!r}; last lines:\n" + "\n".join(self.lines[-15:])
+                     + f"\nstderr: {self.stderr}")
+
+    def wait(self, timeout=30):
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            self._pump(0.2)
+        if self.proc.poll() is None:
+            self.kill()
+            fail(f"{self.name}: did not exit within {timeout}s")
+        while self._pump(0):
+            pass
+        self.stderr += self.proc.stderr.read().decode(errors="replace")
+        return self.proc.returncode
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        try:
+            self.stderr += self.proc.stderr.read().decode(errors="replace")
+        except Exception:
+            pass
+
+
+def host_profiles():
+    if not os.path.isdir(HOSTS_DIR):
+        skip(f"host CPU profiles not found at {HOSTS_DIR}")
+    return HOSTS_DIR
+
+
+def parse_cpuid_dump(text):
+    """Parses vm_dump_cpuid output into {vcpu: (apic_id, [lines])}."""
+    out = {}
+    cur = None
+    for line in text.splitlines():
+        m = re.match(r"# vcpu (\d+) apic-id (\d+)", line)
+        if m:
+            cur = int(m.group(1))
+            out[cur] = (int(m.group(2)), [])
+        elif line and not line.startswith("#") and cur is not None:
+            out[cur][1].append(line)
+    return out

@@ -1,14 +1,16 @@
 /*
- * vmm/run.c: `vmm run`: build the VM from the command line, boot it (or
- * receive it), run the libuv loop until the VM ends, and exit with the
- * guest's status.
+ * vmm/run.c: `vmm run`: build the VM from the command line and boot it, or
+ * wait for it to arrive (--incoming); serve the control API; run the libuv
+ * loop until the VM ends; exit with the guest's status.
  *
  * Exit codes: the guest's debug-exit status; 0 after a guest reset or
- * power-off request or a quit; 1 when the VM cannot be built; 2 for a bad
- * command line; 125 when the guest crashed (triple fault, KVM internal
- * error); 128+N after signal N.
+ * power-off request, a quit, or a completed migration; 1 when the VM cannot
+ * be built or an incoming migration fails; 2 for a bad command line; 125
+ * when the guest crashed (triple fault, KVM internal error); 128+N after
+ * signal N.
  */
 #include "vmm/console.h"
+#include "vmm/control.h"
 #include "vmm/vmm.h"
 #include "vmm/x86/x86.h"
 
@@ -18,20 +20,36 @@
 #include <string.h>
 #include <uv.h>
 
+/* After a completed migration the source lingers this long so API clients
+ * can read the final statistics, then exits. */
+#define MIGRATED_LINGER_MS 1000
+
 struct run_loop {
 	uv_loop_t loop;
 	uv_async_t exit_async;
 	uv_signal_t sigint, sigterm;
+	uv_timer_t linger;
 	struct vm *vm;
+	struct vmm_control ctl;
 };
 
 static void on_exit_async(uv_async_t *a)
 {
 	struct run_loop *rl = a->data;
 	console_close();
+	if (rl->ctl.api)
+		api_server_close(rl->ctl.api);
+	rl->ctl.api = NULL;
+	if (rl->ctl.dest)
+		mig_dest_close(rl->ctl.dest);
+	rl->ctl.dest = NULL;
+	if (rl->ctl.mig && !mig_source_finished(rl->ctl.mig))
+		mig_source_cancel(rl->ctl.mig); /* joined after the loop */
 	uv_close((uv_handle_t *)&rl->exit_async, NULL);
+	uv_close((uv_handle_t *)&rl->ctl.mig_done, NULL);
 	uv_close((uv_handle_t *)&rl->sigint, NULL);
 	uv_close((uv_handle_t *)&rl->sigterm, NULL);
+	uv_close((uv_handle_t *)&rl->linger, NULL);
 }
 
 static void notify_loop(struct vm *vm)
@@ -47,16 +65,82 @@ static void on_signal(uv_signal_t *s, int signum)
 			strsignal(signum));
 }
 
-static int run_loop_init(struct run_loop *rl, struct vm *vm)
+static void on_linger_done(uv_timer_t *t)
+{
+	struct run_loop *rl = t->data;
+	struct mig_info i;
+	mig_source_info(rl->ctl.mig, &i);
+	vm_request_exit(rl->vm, VM_EXIT_MIGRATED, 0, "the guest now runs at %s", i.uri);
+}
+
+static void print_migration_summary(const struct mig_info *i)
+{
+	if (i->status != MIG_STATUS_COMPLETED) {
+		fprintf(stderr, "vmm: migration to %s %s: %s (the guest %s here)\n", i->uri,
+			mig_status_name(i->status), i->error,
+			strstr(i->error, "stays paused") ? "stays paused" : "keeps running");
+		return;
+	}
+	fprintf(stderr,
+		"vmm: migration to %s completed: total %llu ms (setup %llu ms), downtime %llu ms, "
+		"%.1f MiB sent, %llu pages with data, %llu zero, %llu never touched, %llu "
+		"iterations, compression %.2fx\n",
+		i->uri, (unsigned long long)i->total_time_ms, (unsigned long long)i->setup_time_ms,
+		(unsigned long long)i->downtime_ms, (double)i->transferred / (1 << 20),
+		(unsigned long long)i->normal, (unsigned long long)i->duplicate,
+		(unsigned long long)i->untouched, (unsigned long long)i->dirty_sync_count,
+		i->compression_ratio);
+}
+
+static void on_migration_done(uv_async_t *a)
+{
+	struct run_loop *rl = a->data;
+	if (!rl->ctl.mig || !mig_source_finished(rl->ctl.mig))
+		return;
+	struct mig_info i;
+	mig_source_info(rl->ctl.mig, &i);
+	print_migration_summary(&i);
+	if (rl->ctl.api) {
+		struct json_object *data = json_object_new_object();
+		json_object_object_add(data, "status", json_object_new_string(mig_status_name(i.status)));
+		api_server_broadcast_event(rl->ctl.api, "MIGRATION", data);
+	}
+	bool to_file = strncmp(i.uri, "file:", 5) == 0;
+	if (i.status == MIG_STATUS_COMPLETED && !to_file)
+		uv_timer_start(&rl->linger, on_linger_done, MIGRATED_LINGER_MS, 0);
+}
+
+static void on_incoming_done(struct mig_dest *d, int result, const char *msg, void *ctx)
+{
+	(void)d;
+	struct run_loop *rl = ctx;
+	if (result < 0) {
+		vm_request_exit(rl->vm, VM_EXIT_FAILED, 1, "%s", msg);
+		return;
+	}
+	rl->ctl.vm_running = true;
+	fprintf(stderr, "vmm: %s; the guest runs here\n", msg);
+	if (console_open(&rl->loop, rl->vm) < 0)
+		fprintf(stderr, "vmm: warning: no console input\n");
+}
+
+static int run_loop_init(struct run_loop *rl, struct vm *vm, const struct vmm_config *cfg)
 {
 	int r;
 	memset(rl, 0, sizeof(*rl));
 	rl->vm = vm;
+	rl->ctl.vm = vm;
+	rl->ctl.cfg = cfg;
+	rl->ctl.loop = &rl->loop;
+	mig_params_default(&rl->ctl.params);
 	if ((r = uv_loop_init(&rl->loop)) < 0)
 		return r;
-	if ((r = uv_async_init(&rl->loop, &rl->exit_async, on_exit_async)) < 0)
-		return r;
+	uv_async_init(&rl->loop, &rl->exit_async, on_exit_async);
 	rl->exit_async.data = rl;
+	uv_async_init(&rl->loop, &rl->ctl.mig_done, on_migration_done);
+	rl->ctl.mig_done.data = rl;
+	uv_timer_init(&rl->loop, &rl->linger);
+	rl->linger.data = rl;
 	uv_signal_init(&rl->loop, &rl->sigint);
 	uv_signal_init(&rl->loop, &rl->sigterm);
 	rl->sigint.data = rl->sigterm.data = rl;
@@ -64,7 +148,7 @@ static int run_loop_init(struct run_loop *rl, struct vm *vm)
 	uv_signal_start(&rl->sigterm, on_signal, SIGTERM);
 	vm->loop_data = rl;
 	vm->exit_notify = notify_loop;
-	return console_open(&rl->loop, vm);
+	return 0;
 }
 
 /* vCPU threads must be the only ones that take SIGUSR1 (the kick). */
@@ -74,6 +158,22 @@ static void block_kick_signal(void)
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+static int boot(struct run_loop *rl, const struct vmm_config *cfg, struct vmm_error *err)
+{
+	struct vm *vm = rl->vm;
+	int r;
+	if ((r = vm_create(vm, cfg, err)) < 0 || (r = pvh_boot_setup(vm, err)) < 0)
+		return r;
+	if (cfg->dump_cpuid && (r = vm_dump_cpuid(vm, cfg->dump_cpuid, err)) < 0)
+		return r;
+	if ((r = console_open(&rl->loop, vm)) < 0)
+		return vmm_error_set(err, r, "console: %s", uv_strerror(r));
+	if ((r = vm_start(vm, err)) < 0)
+		return r;
+	rl->ctl.vm_running = true;
+	return 0;
 }
 
 int vmm_run(int argc, char **argv)
@@ -90,33 +190,34 @@ int vmm_run(int argc, char **argv)
 	block_kick_signal();
 
 	static struct vm vm;
-	if ((r = vm_create(&vm, &cfg, &err)) < 0)
-		goto fail;
-	if (cfg.kernel && !cfg.incoming && (r = pvh_boot_setup(&vm, &err)) < 0)
-		goto fail;
-	if (cfg.dump_cpuid && (r = vm_dump_cpuid(&vm, cfg.dump_cpuid, &err)) < 0)
-		goto fail;
+	static struct run_loop rl;
+	vm_init(&vm);
+	if ((r = run_loop_init(&rl, &vm, &cfg)) < 0) {
+		fprintf(stderr, "vmm: event loop: %s\n", uv_strerror(r));
+		return 1;
+	}
+	if (cfg.incoming)
+		r = mig_dest_start(&rl.loop, cfg.incoming, &vm, &cfg, on_incoming_done, &rl,
+				   &rl.ctl.dest, &err);
+	else
+		r = boot(&rl, &cfg, &err);
+	if (r == 0 && cfg.api_socket)
+		r = api_server_start(&rl.loop, cfg.api_socket, vmm_control_commands,
+				     vmm_control_ncommands, &rl.ctl, &rl.ctl.api, &err);
+	if (r < 0)
+		vm_request_exit(&vm, VM_EXIT_FAILED, 1, "%s", err.msg);
 
-	struct run_loop rl;
-	if ((r = run_loop_init(&rl, &vm)) < 0) {
-		vmm_error_set(&err, r, "event loop: %s", uv_strerror(r));
-		goto fail;
-	}
-	if ((r = vm_start(&vm, &err)) < 0) {
-		vm_request_exit(&vm, VM_EXIT_CRASH, 1, "%s", err.msg);
-	}
 	uv_run(&rl.loop, UV_RUN_DEFAULT);
 	uv_loop_close(&rl.loop);
 	vm_stop(&vm);
+	if (rl.ctl.mig)
+		mig_source_free(rl.ctl.mig);
 
 	int status = vm.exit_status;
-	if (vm.exit_reason != VM_EXIT_GUEST_STATUS || status != 0)
+	bool quiet = (vm.exit_reason == VM_EXIT_GUEST_STATUS && status == 0) ||
+		     vm.exit_reason == VM_EXIT_QUIT;
+	if (!quiet)
 		fprintf(stderr, "vmm: %s\n", vm.exit_message);
 	vm_destroy(&vm);
 	return status;
-
-fail:
-	fprintf(stderr, "vmm: %s\n", err.msg);
-	vm_destroy(&vm);
-	return 1;
 }

@@ -2,7 +2,7 @@
  * vmm/vcpu.c: one vCPU: creation with its CPUID, the thread that runs
  * KVM_RUN and handles exits, and the pause/stop protocol.
  *
- * Pausing: vm_pause() sets pause_requested, sets run->immediate_exit and
+ * Pausing: vm_pause() takes a pause reference (pause_depth), sets run->immediate_exit and
  * signals the thread (SIGUSR1, no-op handler) so KVM_RUN returns EINTR.
  * Before parking, a thread whose last exit was I/O re-enters KVM_RUN once
  * with immediate_exit set, so KVM completes the instruction and the saved
@@ -295,13 +295,13 @@ static void *vcpu_thread(void *arg)
 
 	for (;;) {
 		pthread_mutex_lock(&vm->run_lock);
-		if ((vm->pause_requested || atomic_load(&vm->stopping)) && needs_completion) {
+		if ((vm->pause_depth || atomic_load(&vm->stopping)) && needs_completion) {
 			pthread_mutex_unlock(&vm->run_lock);
 			complete_pending_io(vcpu);
 			needs_completion = false;
 			continue;
 		}
-		while (vm->pause_requested && !atomic_load(&vm->stopping)) {
+		while (vm->pause_depth && !atomic_load(&vm->stopping)) {
 			vm->paused++;
 			pthread_cond_broadcast(&vm->run_cond);
 			pthread_cond_wait(&vm->run_cond, &vm->run_lock);
@@ -375,7 +375,7 @@ static void kick_all(struct vm *vm)
 void vm_pause(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
-	vm->pause_requested = true;
+	vm->pause_depth++;
 	kick_all(vm);
 	while (vm->paused < vm->running_threads)
 		pthread_cond_wait(&vm->run_cond, &vm->run_lock);
@@ -385,8 +385,8 @@ void vm_pause(struct vm *vm)
 void vm_resume(struct vm *vm)
 {
 	pthread_mutex_lock(&vm->run_lock);
-	vm->pause_requested = false;
-	pthread_cond_broadcast(&vm->run_cond);
+	if (vm->pause_depth && --vm->pause_depth == 0)
+		pthread_cond_broadcast(&vm->run_cond);
 	pthread_mutex_unlock(&vm->run_lock);
 }
 

@@ -150,10 +150,9 @@ struct device *vm_find_device(struct vm *vm, const char *name)
 	return NULL;
 }
 
-int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err)
+void vm_init(struct vm *vm)
 {
 	memset(vm, 0, sizeof(*vm));
-	vm->cfg = cfg;
 	vm->kvm_fd = vm->vm_fd = -1;
 	vm->mem.fd = -1;
 	vm->pio.name = "pio";
@@ -161,7 +160,11 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err
 	pthread_mutex_init(&vm->run_lock, NULL);
 	pthread_cond_init(&vm->run_cond, NULL);
 	pthread_mutex_init(&vm->exit_lock, NULL);
+}
 
+int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err)
+{
+	vm->cfg = cfg;
 	int r;
 	const char *machine = cfg->machine ? cfg->machine : machine_default_name();
 	if ((r = machine_resolve(machine, &vm->machine, err)) < 0)

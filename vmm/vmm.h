@@ -4,6 +4,7 @@
  *
  * Life of a VM (run.c drives it):
  *   vmm_options_parse()           command line -> struct vmm_config
+ *   vm_init()                     an empty VM (exit requests and destroy are safe)
  *   vm_create()                   /dev/kvm, machine type, CPU model, RAM (memfd),
  *                                 irqchip + PIT, devices, vCPUs with their CPUID
  *   pvh_boot_setup()              (fresh boot) load the kernel, boot data, regs
@@ -22,6 +23,7 @@
 #define VMM_VMM_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -124,12 +126,48 @@ bool io_bus_access(struct io_bus *bus, uint64_t addr, uint8_t *data, unsigned si
 
 struct vm;
 
+/* Migratable state is declared, not hand-coded: a device lists the fields
+ * of its guest-visible state struct; migration saves and loads them by
+ * name. A field added later carries the state version that introduced it
+ * (`since`), so an older stream without it keeps the reset default. */
+enum state_kind { STATE_U8, STATE_U16, STATE_U32, STATE_U64, STATE_I64, STATE_BOOL, STATE_BYTES };
+
+struct state_field {
+	const char *name;
+	enum state_kind kind;
+	size_t offset;
+	size_t size;
+	unsigned since;
+};
+
+struct state_desc {
+	unsigned version;     /* of this layout, written to the stream */
+	unsigned min_version; /* oldest layout this build still loads */
+	const struct state_field *fields;
+	unsigned nfields;
+};
+
+#define STATE_FIELD(type, member, kind)                                                        \
+	{                                                                                      \
+		#member, kind, offsetof(type, member), sizeof(((type *)0)->member), 1           \
+	}
+#define STATE_DESC(ver, minver, table)                                                         \
+	{                                                                                      \
+		ver, minver, table, sizeof(table) / sizeof((table)[0])                          \
+	}
+
 struct device_type {
 	const char *name; /* the machine type's "type" property, e.g. "uart-16550a" */
 	/* Reads properties from the machine type, allocates state, registers
 	 * I/O ranges. NULL for devices KVM itself provides. */
 	int (*create)(struct vm *vm, struct device *dev, struct vmm_error *err);
 	void (*destroy)(struct device *dev);
+	/* Migration: the declared guest-visible state, where it lives, and a
+	 * hook that validates loaded values and re-derives runtime state
+	 * (e.g. the IRQ line). NULL state: nothing guest-visible to move. */
+	const struct state_desc *state;
+	void *(*state_ptr)(struct device *dev);
+	int (*post_load)(struct device *dev, struct vmm_error *err);
 };
 
 struct device {
@@ -173,6 +211,8 @@ enum vm_exit_reason {
 	VM_EXIT_CRASH,	      /* KVM internal error, failed entry, VMM error */
 	VM_EXIT_SIGNAL,	      /* SIGINT/SIGTERM, quit command */
 	VM_EXIT_MIGRATED,     /* the guest now runs elsewhere */
+	VM_EXIT_QUIT,	      /* the control API's quit */
+	VM_EXIT_FAILED,	      /* the VMM could not go on (e.g. an incoming migration failed) */
 };
 
 struct vm {
@@ -195,7 +235,7 @@ struct vm {
 	/* pause / stop protocol between the main thread and vCPU threads */
 	pthread_mutex_t run_lock;
 	pthread_cond_t run_cond;
-	bool pause_requested;
+	unsigned pause_depth; /* vCPUs run only at 0: user stop, migration, throttling */
 	unsigned paused; /* vCPU threads currently parked */
 	unsigned running_threads;
 	atomic_bool stopping;
@@ -209,11 +249,15 @@ struct vm {
 	void *loop_data;
 };
 
+/* An empty VM: vm_request_exit() and vm_destroy() are safe on it. */
+void vm_init(struct vm *vm);
+/* Builds the VM (after vm_init); on failure vm_destroy() cleans up. */
 int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err);
 void vm_destroy(struct vm *vm);
 /* Starts one thread per vCPU. */
 int vm_start(struct vm *vm, struct vmm_error *err);
-/* Parks every vCPU outside KVM_RUN and waits until all are parked. */
+/* Takes a pause reference: parks every vCPU outside KVM_RUN and waits
+ * until all are parked. vm_resume() drops one; vCPUs run again at zero. */
 void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 /* Makes every vCPU thread leave its loop and joins them. */

@@ -132,6 +132,27 @@ static void rtc_write(struct device *dev, uint64_t off, const uint8_t *data, uns
 	}
 }
 
+static const struct state_field rtc_fields[] = {
+	STATE_FIELD(struct rtc_state, index, STATE_U8),
+	STATE_FIELD(struct rtc_state, cmos, STATE_BYTES),
+	STATE_FIELD(struct rtc_state, offset_sec, STATE_I64),
+};
+static const struct state_desc rtc_state_desc = STATE_DESC(1, 1, rtc_fields);
+
+static void *rtc_state_ptr(struct device *dev)
+{
+	return &((struct rtc *)dev->state)->s;
+}
+
+static int rtc_post_load(struct device *dev, struct vmm_error *err)
+{
+	struct rtc *r = dev->state;
+	if (r->s.index >= 128)
+		return vmm_error_set(err, -EINVAL, "%s: register index %u out of range", dev->name,
+				     r->s.index);
+	return 0;
+}
+
 static int rtc_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 {
 	uint64_t iobase, century;
@@ -163,4 +184,7 @@ const struct device_type device_cmos_rtc = {
 	.name = "cmos-rtc",
 	.create = rtc_create,
 	.destroy = rtc_destroy,
+	.state = &rtc_state_desc,
+	.state_ptr = rtc_state_ptr,
+	.post_load = rtc_post_load,
 };

@@ -131,6 +131,20 @@ static void i8042_write(struct device *dev, uint64_t off, const uint8_t *data, u
 	}
 }
 
+static const struct state_field i8042_fields[] = {
+	STATE_FIELD(struct i8042_state, status, STATE_U8),
+	STATE_FIELD(struct i8042_state, command_byte, STATE_U8),
+	STATE_FIELD(struct i8042_state, output_port, STATE_U8),
+	STATE_FIELD(struct i8042_state, out, STATE_U8),
+	STATE_FIELD(struct i8042_state, write_cmd, STATE_U8),
+};
+static const struct state_desc i8042_state_desc = STATE_DESC(1, 1, i8042_fields);
+
+static void *i8042_state_ptr(struct device *dev)
+{
+	return &((struct i8042 *)dev->state)->s;
+}
+
 static int i8042_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 {
 	uint64_t iobase, irq;
@@ -161,4 +175,6 @@ const struct device_type device_i8042 = {
 	.name = "i8042",
 	.create = i8042_create,
 	.destroy = i8042_destroy,
+	.state = &i8042_state_desc,
+	.state_ptr = i8042_state_ptr,
 };

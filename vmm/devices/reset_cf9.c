@@ -33,6 +33,16 @@ static void cf9_write(struct device *dev, uint64_t off, const uint8_t *data, uns
 				"guest requested a reset (port 0xcf9 value 0x%02x)", data[0]);
 }
 
+static const struct state_field cf9_fields[] = {
+	STATE_FIELD(struct reset_cf9_state, value, STATE_U8),
+};
+static const struct state_desc cf9_state_desc = STATE_DESC(1, 1, cf9_fields);
+
+static void *cf9_state_ptr(struct device *dev)
+{
+	return dev->state;
+}
+
 static int cf9_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 {
 	uint64_t iobase;
@@ -55,4 +65,6 @@ const struct device_type device_reset_cf9 = {
 	.name = "reset-cf9",
 	.create = cf9_create,
 	.destroy = cf9_destroy,
+	.state = &cf9_state_desc,
+	.state_ptr = cf9_state_ptr,
 };

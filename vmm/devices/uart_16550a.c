@@ -191,6 +191,38 @@ size_t uart_receive(struct device *dev, const uint8_t *buf, size_t len)
 	return n;
 }
 
+static const struct state_field uart_fields[] = {
+	STATE_FIELD(struct uart_state, ier, STATE_U8),
+	STATE_FIELD(struct uart_state, lcr, STATE_U8),
+	STATE_FIELD(struct uart_state, mcr, STATE_U8),
+	STATE_FIELD(struct uart_state, scr, STATE_U8),
+	STATE_FIELD(struct uart_state, dll, STATE_U8),
+	STATE_FIELD(struct uart_state, dlm, STATE_U8),
+	STATE_FIELD(struct uart_state, fcr, STATE_U8),
+	STATE_FIELD(struct uart_state, msr, STATE_U8),
+	STATE_FIELD(struct uart_state, thre_pending, STATE_BOOL),
+	STATE_FIELD(struct uart_state, rx, STATE_BYTES),
+	STATE_FIELD(struct uart_state, rx_head, STATE_U32),
+	STATE_FIELD(struct uart_state, rx_count, STATE_U32),
+};
+static const struct state_desc uart_state_desc = STATE_DESC(1, 1, uart_fields);
+
+static void *uart_state_ptr(struct device *dev)
+{
+	return &((struct uart *)dev->state)->s;
+}
+
+static int uart_post_load(struct device *dev, struct vmm_error *err)
+{
+	struct uart *u = dev->state;
+	if (u->s.rx_head >= UART_FIFO_MAX || u->s.rx_count > u->fifo_size)
+		return vmm_error_set(err, -EINVAL, "%s: receive FIFO head %u count %u out of range",
+				     dev->name, u->s.rx_head, u->s.rx_count);
+	u->irq_level = false;
+	update_irq(dev);
+	return 0;
+}
+
 static int uart_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 {
 	uint64_t iobase, irq, fifo;
@@ -248,4 +280,7 @@ const struct device_type device_uart_16550a = {
 	.name = "uart-16550a",
 	.create = uart_create,
 	.destroy = uart_destroy,
+	.state = &uart_state_desc,
+	.state_ptr = uart_state_ptr,
+	.post_load = uart_post_load,
 };

@@ -1,0 +1,253 @@
+/*
+ * migration/migration.h: live migration and snapshots.
+ *
+ * The stream (documented in migration/STREAM.md): a 16-byte preamble, then
+ * records, each an 8-byte header {u32 length, u16 type, u8 version,
+ * u8 flags} and a protobuf payload (migration/proto/stream.proto), then an
+ * End record with the XXH3-64 of everything before it. Over sockets the
+ * destination answers on the same connection (Ready/Refused, Resumed) and
+ * the source hands the guest over with Go.
+ *
+ * Pieces, one job each:
+ *   stream.c      framing: writer (pack, hash, emit) and incremental reader
+ *   header.c      the Header record: build at the source, check at the destination
+ *   ram.c         RAM batches: collect/compress at the source, apply at the destination
+ *   vcpu_state.c  one vCPU's KVM state <-> VcpuState
+ *   vm_state.c    irqchip, PIT and kvmclock <-> their records
+ *   device_state.c  devices' declared state <-> DeviceState
+ *   channel.c     the source's connection (libuv socket on the worker's own loop, or a file)
+ *   source.c      the outgoing migration: pre-copy, stop-and-copy, handover, statistics
+ *   dest.c        the incoming side: listen, parse, build the VM, load, resume
+ * All functions return 0 or negative errno with a one-line message.
+ */
+#ifndef VMM_MIGRATION_H
+#define VMM_MIGRATION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <xxhash.h>
+
+#include "migration/proto/stream.pb-c.h"
+#include "util/error.h"
+#include "vmm/vmm.h"
+
+#define MIG_MAGIC "VMMSTRM"	     /* 8 bytes with the NUL */
+#define MIG_FORMAT_MAJOR 1
+#define MIG_FORMAT_MINOR 0
+#define MIG_PREAMBLE_SIZE 16	     /* magic[8], u16 major, u16 minor, u32 reserved */
+#define MIG_RECORD_HEADER_SIZE 8
+#define MIG_MAX_PAYLOAD (32u << 20) /* no record is larger; bounds every allocation */
+#define MIG_RAM_BATCH_PAGES 256	     /* pages per RamBatch at the source */
+#define MIG_RAM_BATCH_MAX_PAGES 4096 /* what a destination accepts in one batch */
+
+#define MIG_FLAG_REQUIRED 0x01 /* a reader that does not know this type must refuse */
+
+enum mig_record_type {
+	MIG_REC_HEADER = 1,
+	MIG_REC_RAM = 2,
+	MIG_REC_VCPU = 3,
+	MIG_REC_IRQCHIP = 4,
+	MIG_REC_PIT = 5,
+	MIG_REC_CLOCK = 6,
+	MIG_REC_DEVICE = 7,
+	MIG_REC_END = 8,
+	/* return path and handover */
+	MIG_REC_READY = 16,
+	MIG_REC_REFUSED = 17,
+	MIG_REC_GO = 18,
+	MIG_REC_RESUMED = 19,
+};
+
+/* What this build writes and accepts, per record type (stream.c). */
+struct mig_record_desc {
+	enum mig_record_type type;
+	const char *name;
+	uint8_t version;     /* written by this build */
+	uint8_t min_version; /* oldest this build can read */
+	bool required;	     /* written with MIG_FLAG_REQUIRED */
+};
+const struct mig_record_desc *mig_record_desc(unsigned type);
+const char *mig_record_name(unsigned type);
+
+/* ---- writer (stream.c) ---- */
+
+/* Where packed bytes go: a channel at the source, a buffer in tests. */
+typedef int (*mig_sink_fn)(void *ctx, const void *data, size_t len, struct vmm_error *err);
+
+struct mig_writer {
+	mig_sink_fn sink;
+	void *sink_ctx;
+	XXH3_state_t *hash;
+	uint64_t records;
+	uint64_t bytes;
+	uint8_t *buf; /* scratch for packing one record */
+	size_t buf_size;
+};
+
+int mig_writer_init(struct mig_writer *w, mig_sink_fn sink, void *ctx, struct vmm_error *err);
+void mig_writer_free(struct mig_writer *w);
+int mig_write_preamble(struct mig_writer *w, struct vmm_error *err);
+/* Packs one record (header + payload), adds it to the running hash. */
+int mig_write_record(struct mig_writer *w, enum mig_record_type type, const ProtobufCMessage *msg,
+		     struct vmm_error *err);
+/* Writes the End record carrying the hash and count of everything before. */
+int mig_write_end(struct mig_writer *w, uint64_t ram_pages, struct vmm_error *err);
+
+/* ---- reader (stream.c) ---- */
+
+struct mig_record {
+	unsigned type;
+	unsigned version;
+	unsigned flags;
+	const uint8_t *payload;
+	size_t len;
+	uint64_t hash_before; /* XXH3 of the stream up to this record's header */
+	uint64_t index;	      /* records before this one */
+};
+
+/* Called once per complete record; a negative return stops the reader. */
+typedef int (*mig_record_fn)(void *ctx, const struct mig_record *rec, struct vmm_error *err);
+
+enum mig_reader_state { MIG_READ_PREAMBLE, MIG_READ_HEADER, MIG_READ_PAYLOAD, MIG_READ_DONE };
+
+struct mig_reader {
+	enum mig_reader_state state;
+	bool expect_preamble; /* false for the return path (records only) */
+	mig_record_fn on_record;
+	void *ctx;
+	XXH3_state_t *hash;
+	uint8_t hdr[MIG_RECORD_HEADER_SIZE > MIG_PREAMBLE_SIZE ? MIG_RECORD_HEADER_SIZE
+							       : MIG_PREAMBLE_SIZE];
+	size_t have;
+	uint8_t *payload;
+	size_t payload_cap;
+	uint32_t len;
+	unsigned type, version, flags;
+	uint64_t records;
+	uint64_t bytes;
+	unsigned major, minor; /* from the preamble */
+};
+
+int mig_reader_init(struct mig_reader *r, bool expect_preamble, mig_record_fn fn, void *ctx,
+		    struct vmm_error *err);
+void mig_reader_free(struct mig_reader *r);
+/* Feeds bytes; calls on_record for each complete record. Errors: malformed
+ * preamble, newer major version, oversized record, unknown required type. */
+int mig_reader_feed(struct mig_reader *r, const uint8_t *data, size_t len, struct vmm_error *err);
+/* Marks the stream as finished (after End): further bytes are an error. */
+void mig_reader_finish(struct mig_reader *r);
+
+/* Unpacks a payload as `desc`, bounded; the caller frees with
+ * protobuf_c_message_free_unpacked. */
+int mig_unpack(const struct mig_record *rec, const ProtobufCMessageDescriptor *desc,
+	       ProtobufCMessage **out, struct vmm_error *err);
+
+/* ---- header (header.c) ---- */
+
+/* Builds the Header for this VM; &(*out)->h is the message (it is the
+ * first member). Free with mig_header_buf_free(). */
+struct mig_header_buf;
+int mig_header_build(struct vm *vm, struct mig_header_buf **out, struct vmm_error *err);
+void mig_header_buf_free(struct mig_header_buf *b);
+#define mig_header_msg(buf) ((Vmm__Migration__Header *)(void *)(buf))
+/* Stream major/minor, record-level sanity (counts, sizes) before any VM is built. */
+int mig_header_check_basic(const Vmm__Migration__Header *h, struct vmm_error *err);
+/* The configuration a destination must build for this stream: the machine
+ * type and CPU model versions the stream names when the command line gives
+ * aliases; refuses explicit versions that differ, and RAM size / vCPU count
+ * mismatches. `cpu_spec_buf` holds the rewritten CPU model spec. */
+int mig_header_adapt_config(const Vmm__Migration__Header *h, const struct vmm_config *cmdline,
+			    struct vmm_config *out, char *cpu_spec_buf, size_t bufsize,
+			    struct vmm_error *err);
+/* After the destination VM is built: same RAM layout, and every vCPU's
+ * CPUID equal to the stream's (differences named as features). */
+int mig_header_check_vm(const Vmm__Migration__Header *h, struct vm *vm, struct vmm_error *err);
+
+/* ---- RAM (ram.c) ---- */
+
+struct mig_ram_stats {
+	uint64_t normal_pages;	  /* sent with data */
+	uint64_t zero_pages;	  /* sent as numbers only */
+	uint64_t untouched_pages; /* never populated, never read */
+	uint64_t data_bytes;	  /* uncompressed page bytes */
+	uint64_t wire_bytes;	  /* RamBatch record bytes */
+};
+
+struct mig_ram_sender {
+	struct vm *vm;
+	struct mig_writer *w;
+	int compress_level; /* zstd level; 0 = no compression */
+	void *zctx;	    /* ZSTD_CCtx */
+	uint64_t pages[MIG_RAM_BATCH_PAGES];
+	uint64_t zeros[MIG_RAM_BATCH_PAGES];
+	unsigned npages, nzeros;
+	uint8_t *raw;	  /* MIG_RAM_BATCH_PAGES pages */
+	uint8_t *packed;  /* compressed */
+	size_t packed_cap;
+	uint32_t iteration;
+	struct mig_ram_stats stats;
+};
+
+int mig_ram_sender_init(struct mig_ram_sender *s, struct vm *vm, struct mig_writer *w,
+			int compress_level, struct vmm_error *err);
+void mig_ram_sender_free(struct mig_ram_sender *s);
+/* Queues one guest page (by frame number); sends a batch when full. */
+int mig_ram_send_page(struct mig_ram_sender *s, uint64_t pfn, struct vmm_error *err);
+int mig_ram_flush(struct mig_ram_sender *s, struct vmm_error *err);
+/* Iteration 0: every page the memfd has data for (SEEK_DATA/SEEK_HOLE);
+ * never-populated pages are counted as untouched and not read. */
+int mig_ram_send_populated(struct mig_ram_sender *s, volatile bool *cancel,
+			   struct vmm_error *err);
+
+/* Dirty logging over all RAM slots (KVM_GET_DIRTY_LOG). */
+struct mig_dirty_log {
+	struct vm *vm;
+	unsigned long *bitmaps[GUEST_MEM_MAX_REGIONS];
+	size_t words[GUEST_MEM_MAX_REGIONS];
+	bool enabled;
+};
+int mig_dirty_log_start(struct mig_dirty_log *d, struct vm *vm, struct vmm_error *err);
+/* Fetches and clears the log; returns the number of dirty pages. */
+int64_t mig_dirty_log_sync(struct mig_dirty_log *d, struct vmm_error *err);
+/* Sends every page marked in the last sync. */
+int mig_dirty_log_send(struct mig_dirty_log *d, struct mig_ram_sender *s, volatile bool *cancel,
+		       struct vmm_error *err);
+void mig_dirty_log_stop(struct mig_dirty_log *d);
+
+struct mig_ram_receiver {
+	struct vm *vm;
+	void *dctx; /* ZSTD_DCtx */
+	uint8_t *raw;
+	unsigned long *received; /* pages written so far (zero pages need no write before) */
+	uint64_t npages_total;
+	uint64_t pages;
+};
+int mig_ram_receiver_init(struct mig_ram_receiver *r, struct vm *vm, struct vmm_error *err);
+void mig_ram_receiver_free(struct mig_ram_receiver *r);
+int mig_ram_apply(struct mig_ram_receiver *r, const struct mig_record *rec, struct vmm_error *err);
+
+/* ---- vCPU, VM and device state ---- */
+
+/* Saves in the order KVM needs (MP state first, events last). */
+int vcpu_state_save(struct vcpu *vcpu, Vmm__Migration__VcpuState **out, struct vmm_error *err);
+/* Restores: MP state, REGS, SREGS, XSAVE/FPU, XCRS, DEBUGREGS, LAPIC, MSRS, events. */
+int vcpu_state_load(struct vcpu *vcpu, const Vmm__Migration__VcpuState *st, struct vmm_error *err);
+void vcpu_state_free(Vmm__Migration__VcpuState *st);
+
+int irqchip_state_save(struct vm *vm, Vmm__Migration__IrqchipState **out, struct vmm_error *err);
+int irqchip_state_load(struct vm *vm, const Vmm__Migration__IrqchipState *st,
+		       struct vmm_error *err);
+int pit_state_save(struct vm *vm, Vmm__Migration__PitState **out, struct vmm_error *err);
+int pit_state_load(struct vm *vm, const Vmm__Migration__PitState *st, struct vmm_error *err);
+int clock_state_save(struct vm *vm, Vmm__Migration__ClockState **out, struct vmm_error *err);
+int clock_state_load(struct vm *vm, const Vmm__Migration__ClockState *st, struct vmm_error *err);
+void vm_state_free(ProtobufCMessage *msg);
+
+int device_state_save(struct device *dev, Vmm__Migration__DeviceState **out,
+		      struct vmm_error *err);
+int device_state_load(struct device *dev, const Vmm__Migration__DeviceState *st,
+		      struct vmm_error *err);
+void device_state_free(Vmm__Migration__DeviceState *st);
+
+#endif

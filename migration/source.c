@@ -1,0 +1,509 @@
+/* migration/source.c: the outgoing migration (see source.h and STREAM.md). */
+#include "migration/source.h"
+#include "migration/channel.h"
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PAGE_SIZE 4096u
+#define READY_TIMEOUT_MS 60000
+#define RESUMED_TIMEOUT_MS 30000
+#define THROTTLE_PERIOD_US 20000
+
+struct mig_source {
+	struct vm *vm;
+	struct mig_params params;
+	uv_async_t *notify;
+	pthread_t thread;
+	pthread_t throttle_thread;
+	bool throttle_running;
+	atomic_bool cancel;
+	atomic_bool finished;
+	atomic_uint throttle_pct;
+	atomic_bool throttle_stop;
+	bool paused_by_us;	/* holding a pause reference */
+	bool keep_paused;	/* after handover or a snapshot */
+	pthread_mutex_t lock; /* guards info */
+	struct mig_info info;
+
+	struct mig_channel ch;
+	struct mig_writer w;
+	struct mig_ram_sender ram;
+	struct mig_dirty_log dirty;
+	uint64_t t_start_ns;
+	/* bandwidth limiting */
+	uint64_t limit_window_ns, limit_window_bytes;
+};
+
+const char *mig_status_name(enum mig_status s)
+{
+	static const char *const names[] = {"none",	 "setup",  "active",   "device",
+					    "completed", "failed", "cancelled"};
+	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
+}
+
+void mig_params_default(struct mig_params *p)
+{
+	*p = (struct mig_params){
+		.downtime_limit_ms = 300, /* QEMU's default */
+		.max_bandwidth = 0,
+		.compress_level = 1,
+		.auto_converge = true,
+		.throttle_initial = 20,
+		.throttle_increment = 10,
+		.throttle_max = 99,
+	};
+}
+
+static uint64_t now_ns(clockid_t clk)
+{
+	struct timespec ts;
+	clock_gettime(clk, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static uint64_t mono_ns(void)
+{
+	return now_ns(CLOCK_MONOTONIC);
+}
+
+static void update_counters(struct mig_source *s)
+{
+	pthread_mutex_lock(&s->lock);
+	s->info.transferred = s->w.bytes;
+	s->info.duplicate = s->ram.stats.zero_pages;
+	s->info.normal = s->ram.stats.normal_pages;
+	s->info.normal_bytes = s->ram.stats.normal_pages * PAGE_SIZE;
+	s->info.untouched = s->ram.stats.untouched_pages;
+	s->info.total_time_ms = (mono_ns() - s->t_start_ns) / 1000000;
+	if (s->ram.stats.wire_bytes)
+		s->info.compression_ratio =
+			(double)s->ram.stats.data_bytes / (double)s->ram.stats.wire_bytes;
+	s->info.throttle_pct = atomic_load(&s->throttle_pct);
+	pthread_mutex_unlock(&s->lock);
+}
+
+static void set_status(struct mig_source *s, enum mig_status st)
+{
+	pthread_mutex_lock(&s->lock);
+	s->info.status = st;
+	pthread_mutex_unlock(&s->lock);
+}
+
+/* The writer's sink: the channel, with cancel and the bandwidth limit. */
+static int source_sink(void *ctx, const void *data, size_t len, struct vmm_error *err)
+{
+	struct mig_source *s = ctx;
+	if (atomic_load(&s->cancel))
+		return vmm_error_set(err, -ECANCELED, "migration cancelled");
+	pthread_mutex_lock(&s->lock);
+	uint64_t max_bw = s->params.max_bandwidth;
+	pthread_mutex_unlock(&s->lock);
+	if (max_bw) {
+		uint64_t now = mono_ns();
+		if (now - s->limit_window_ns > 1000000000ull) {
+			s->limit_window_ns = now;
+			s->limit_window_bytes = 0;
+		}
+		s->limit_window_bytes += len;
+		uint64_t allowed_ns = s->limit_window_bytes * 1000000000ull / max_bw;
+		if (allowed_ns > now - s->limit_window_ns)
+			usleep((useconds_t)((allowed_ns - (now - s->limit_window_ns)) / 1000));
+	}
+	int r = mig_channel_write(&s->ch, data, len, err);
+	if (r == 0 && (s->w.records & 63) == 0)
+		update_counters(s);
+	return r;
+}
+
+/* ---- auto-converge: run the vCPUs only part of each period ---- */
+
+static void *throttle_main(void *arg)
+{
+	struct mig_source *s = arg;
+	while (!atomic_load(&s->throttle_stop)) {
+		unsigned pct = atomic_load(&s->throttle_pct);
+		if (!pct) {
+			usleep(THROTTLE_PERIOD_US);
+			continue;
+		}
+		vm_pause(s->vm);
+		usleep(THROTTLE_PERIOD_US * pct / 100);
+		vm_resume(s->vm);
+		usleep(THROTTLE_PERIOD_US * (100 - pct) / 100);
+	}
+	return NULL;
+}
+
+static void throttle_stop(struct mig_source *s)
+{
+	if (!s->throttle_running)
+		return;
+	atomic_store(&s->throttle_stop, true);
+	pthread_join(s->throttle_thread, NULL);
+	s->throttle_running = false;
+}
+
+static void throttle_raise(struct mig_source *s)
+{
+	unsigned pct = atomic_load(&s->throttle_pct);
+	pct = pct ? pct + s->params.throttle_increment : s->params.throttle_initial;
+	if (pct > s->params.throttle_max)
+		pct = s->params.throttle_max;
+	atomic_store(&s->throttle_pct, pct);
+	if (!s->throttle_running &&
+	    pthread_create(&s->throttle_thread, NULL, throttle_main, s) == 0)
+		s->throttle_running = true;
+}
+
+/* ---- phases ---- */
+
+static int send_header(struct mig_source *s, struct vmm_error *err)
+{
+	struct mig_header_buf *hb;
+	int r = mig_header_build(s->vm, &hb, err);
+	if (r < 0)
+		return r;
+	r = mig_write_preamble(&s->w, err);
+	if (r == 0)
+		r = mig_write_record(&s->w, MIG_REC_HEADER, &mig_header_msg(hb)->base, err);
+	mig_header_buf_free(hb);
+	return r;
+}
+
+/* Pre-copy until the dirty rest fits in the downtime limit. */
+static int precopy(struct mig_source *s, struct vmm_error *err)
+{
+	volatile bool *cancel = (volatile bool *)&s->cancel;
+	int r = mig_ram_send_populated(&s->ram, cancel, err);
+	if (r < 0)
+		return r;
+	unsigned hot_iterations = 0;
+	uint64_t last_sync = mono_ns(), last_bytes = s->ch.acked;
+	for (uint32_t iter = 1;; iter++) {
+		if ((r = mig_channel_poll(&s->ch, err)) < 0)
+			return r;
+		int64_t dirty = mig_dirty_log_sync(&s->dirty, err);
+		if (dirty < 0)
+			return (int)dirty;
+		uint64_t now = mono_ns();
+		uint64_t elapsed = now - last_sync ? now - last_sync : 1;
+		uint64_t sent = s->ch.acked - last_bytes;
+		/* Bandwidth of the pass just finished; tiny passes say little, so
+		 * never assume less than what the whole migration achieved. */
+		double bw = (double)sent * 1e9 / (double)elapsed;
+		double avg = (double)s->ch.acked * 1e9 / (double)(now - s->t_start_ns + 1);
+		if (bw < avg)
+			bw = avg;
+		if (bw < 1)
+			bw = 1;
+		uint64_t dirty_bytes = (uint64_t)dirty * PAGE_SIZE;
+		uint64_t expected_ms = (uint64_t)((double)dirty_bytes * 1000.0 / bw);
+		pthread_mutex_lock(&s->lock);
+		s->info.dirty_sync_count = iter;
+		s->info.remaining = dirty_bytes;
+		s->info.expected_downtime_ms = expected_ms;
+		s->info.dirty_pages_rate = (uint64_t)((double)dirty * 1e9 / (double)elapsed);
+		s->info.mbps = bw * 8 / 1e6;
+		pthread_mutex_unlock(&s->lock);
+		update_counters(s);
+		last_sync = now;
+		last_bytes = s->ch.acked;
+		pthread_mutex_lock(&s->lock);
+		uint64_t limit = s->params.downtime_limit_ms;
+		pthread_mutex_unlock(&s->lock);
+		if (expected_ms <= limit)
+			return 0; /* the bitmap just fetched is sent in the final pass */
+		/* Dirtying more than half of what the link moved, twice in a row:
+		 * the guest outruns the link; slow it down. */
+		if (s->params.auto_converge && dirty_bytes * 2 > sent) {
+			if (++hot_iterations >= 2)
+				throttle_raise(s);
+		} else {
+			hot_iterations = 0;
+		}
+		s->ram.iteration = iter;
+		if ((r = mig_dirty_log_send(&s->dirty, &s->ram, cancel, err)) < 0)
+			return r;
+	}
+}
+
+static int send_device_state(struct mig_source *s, struct vmm_error *err)
+{
+	struct vm *vm = s->vm;
+	int r;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		Vmm__Migration__VcpuState *st;
+		if ((r = vcpu_state_save(vm->vcpus[i], &st, err)) < 0)
+			return r;
+		r = mig_write_record(&s->w, MIG_REC_VCPU, &st->base, err);
+		vcpu_state_free(st);
+		if (r < 0)
+			return r;
+	}
+	Vmm__Migration__IrqchipState *irq;
+	if ((r = irqchip_state_save(vm, &irq, err)) < 0)
+		return r;
+	r = mig_write_record(&s->w, MIG_REC_IRQCHIP, &irq->base, err);
+	vm_state_free(&irq->base);
+	if (r < 0)
+		return r;
+	Vmm__Migration__PitState *pit;
+	if ((r = pit_state_save(vm, &pit, err)) < 0)
+		return r;
+	r = mig_write_record(&s->w, MIG_REC_PIT, &pit->base, err);
+	vm_state_free(&pit->base);
+	if (r < 0)
+		return r;
+	for (unsigned i = 0; i < vm->ndevices; i++) {
+		struct device *dev = &vm->devices[i];
+		if (!dev->type->state)
+			continue;
+		Vmm__Migration__DeviceState *ds;
+		pthread_mutex_lock(&dev->lock);
+		r = device_state_save(dev, &ds, err);
+		pthread_mutex_unlock(&dev->lock);
+		if (r < 0)
+			return r;
+		r = mig_write_record(&s->w, MIG_REC_DEVICE, &ds->base, err);
+		device_state_free(ds);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+static int wait_record(struct mig_source *s, unsigned timeout_ms, unsigned want, const char *what,
+		       struct vmm_error *err)
+{
+	/* Short slices so a cancel is seen promptly. */
+	for (unsigned waited = 0; waited < timeout_ms; waited += 50) {
+		if (atomic_load(&s->cancel))
+			return vmm_error_set(err, -ECANCELED, "migration cancelled");
+		unsigned type;
+		int r = mig_channel_wait_record(&s->ch, 50, &type, err);
+		if (r == -ETIMEDOUT)
+			continue;
+		if (r < 0)
+			return r;
+		if (type != want)
+			return vmm_error_set(err, -EPROTO, "destination sent %s, expected %s",
+					     mig_record_name(type), what);
+		return 0;
+	}
+	return vmm_error_set(err, -ETIMEDOUT, "no %s from the destination within %u s", what,
+			     timeout_ms / 1000);
+}
+
+/* Stop the guest, send what is left and all device state, hand over. */
+static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_error *err)
+{
+	volatile bool *cancel = (volatile bool *)&s->cancel;
+	set_status(s, MIG_STATUS_DEVICE);
+	throttle_stop(s);
+	uint64_t stop_mono = mono_ns(), stop_real = now_ns(CLOCK_REALTIME);
+	vm_pause(s->vm);
+	s->paused_by_us = true;
+
+	int r;
+	Vmm__Migration__ClockState *clk;
+	if ((r = clock_state_save(s->vm, &clk, err)) < 0)
+		return r;
+	r = mig_write_record(&s->w, MIG_REC_CLOCK, &clk->base, err);
+	vm_state_free(&clk->base);
+	if (r < 0)
+		return r;
+	/* The bitmap from the last pre-copy sync, then what dirtied since. */
+	s->ram.iteration++;
+	if ((r = mig_dirty_log_send(&s->dirty, &s->ram, cancel, err)) < 0)
+		return r;
+	if (mig_dirty_log_sync(&s->dirty, err) < 0)
+		return err ? err->code : -EIO;
+	if ((r = mig_dirty_log_send(&s->dirty, &s->ram, cancel, err)) < 0)
+		return r;
+	if ((r = send_device_state(s, err)) < 0)
+		return r;
+	if ((r = mig_write_end(&s->w, s->ram.stats.normal_pages + s->ram.stats.zero_pages, err)) < 0)
+		return r;
+	if ((r = mig_channel_flush(&s->ch, err)) < 0)
+		return r;
+	update_counters(s);
+	pthread_mutex_lock(&s->lock);
+	s->info.remaining = 0;
+	pthread_mutex_unlock(&s->lock);
+
+	if (s->ch.is_file) { /* a snapshot: the guest stays paused here */
+		s->keep_paused = true;
+		pthread_mutex_lock(&s->lock);
+		s->info.downtime_ms = s->info.downtime_source_ms = (mono_ns() - stop_mono) / 1000000;
+		pthread_mutex_unlock(&s->lock);
+		return 0;
+	}
+	if ((r = wait_record(s, READY_TIMEOUT_MS, MIG_REC_READY, "ready", err)) < 0)
+		return r;
+	Vmm__Migration__Go go = VMM__MIGRATION__GO__INIT;
+	go.source_stop_unix_ns = stop_real;
+	/* From here on the destination owns the guest: never resume it here. */
+	*handed_over = true;
+	s->keep_paused = true;
+	if ((r = mig_write_record(&s->w, MIG_REC_GO, &go.base, err)) < 0 ||
+	    (r = mig_channel_flush(&s->ch, err)) < 0 ||
+	    (r = wait_record(s, RESUMED_TIMEOUT_MS, MIG_REC_RESUMED, "resumed", err)) < 0)
+		return r;
+	Vmm__Migration__Resumed *res =
+		vmm__migration__resumed__unpack(NULL, s->ch.rec_len, s->ch.rec_payload);
+	uint64_t now_mono = mono_ns();
+	pthread_mutex_lock(&s->lock);
+	s->info.downtime_source_ms = (now_mono - stop_mono) / 1000000;
+	/* Source stop to destination resume, both by their wall clocks. */
+	if (res && res->resume_unix_ns > stop_real)
+		s->info.downtime_ms = (res->resume_unix_ns - stop_real) / 1000000;
+	else
+		s->info.downtime_ms = s->info.downtime_source_ms;
+	pthread_mutex_unlock(&s->lock);
+	if (res)
+		vmm__migration__resumed__free_unpacked(res, NULL);
+	return 0;
+}
+
+static void *source_main(void *arg)
+{
+	struct mig_source *s = arg;
+	struct vmm_error err = {0};
+	bool handed_over = false;
+	int r;
+	s->t_start_ns = mono_ns();
+	set_status(s, MIG_STATUS_SETUP);
+
+	if ((r = mig_channel_open(&s->ch, s->info.uri, &err)) < 0)
+		goto out;
+	if ((r = mig_writer_init(&s->w, source_sink, s, &err)) < 0)
+		goto out;
+	if ((r = mig_ram_sender_init(&s->ram, s->vm, &s->w, s->params.compress_level, &err)) < 0)
+		goto out;
+	/* Logging starts before the first pass reads anything, so every page
+	 * written after it is read again later. */
+	if ((r = mig_dirty_log_start(&s->dirty, s->vm, &err)) < 0)
+		goto out;
+	if ((r = send_header(s, &err)) < 0)
+		goto out;
+	pthread_mutex_lock(&s->lock);
+	s->info.setup_time_ms = (mono_ns() - s->t_start_ns) / 1000000;
+	s->info.status = MIG_STATUS_ACTIVE;
+	pthread_mutex_unlock(&s->lock);
+
+	if ((r = precopy(s, &err)) < 0)
+		goto out;
+	r = stop_and_copy(s, &handed_over, &err);
+out:
+	throttle_stop(s);
+	if (s->dirty.enabled || s->dirty.bitmaps[0])
+		mig_dirty_log_stop(&s->dirty);
+	mig_channel_close(&s->ch);
+	mig_ram_sender_free(&s->ram);
+	mig_writer_free(&s->w);
+	update_counters(s);
+	pthread_mutex_lock(&s->lock);
+	if (r == 0) {
+		s->info.status = MIG_STATUS_COMPLETED;
+	} else if (handed_over) {
+		s->info.status = MIG_STATUS_FAILED;
+		snprintf(s->info.error, sizeof(s->info.error),
+			 "connection lost after handing the guest over (%.600s): the guest stays "
+			 "paused here; check whether the destination runs it before resuming",
+			 err.msg);
+	} else {
+		s->info.status = r == -ECANCELED ? MIG_STATUS_CANCELLED : MIG_STATUS_FAILED;
+		snprintf(s->info.error, sizeof(s->info.error), "%s", err.msg);
+	}
+	pthread_mutex_unlock(&s->lock);
+	/* Nothing lost: before handover, the guest runs on here. */
+	if (s->paused_by_us && !s->keep_paused) {
+		vm_resume(s->vm);
+		s->paused_by_us = false;
+	}
+	atomic_store(&s->finished, true);
+	if (s->notify)
+		uv_async_send(s->notify);
+	return NULL;
+}
+
+int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *params,
+		     uv_async_t *notify, struct mig_source **out, struct vmm_error *err)
+{
+	struct mig_uri u;
+	int r = mig_uri_parse(uri, &u, err);
+	if (r < 0)
+		return r;
+	struct mig_source *s = calloc(1, sizeof(*s));
+	if (!s)
+		return vmm_error_set(err, -ENOMEM, "migration: out of memory");
+	s->vm = vm;
+	s->params = *params;
+	s->notify = notify;
+	pthread_mutex_init(&s->lock, NULL);
+	snprintf(s->info.uri, sizeof(s->info.uri), "%s", uri);
+	s->info.total = vm->mem.size;
+	s->info.status = MIG_STATUS_SETUP;
+	if ((r = pthread_create(&s->thread, NULL, source_main, s)) != 0) {
+		free(s);
+		return vmm_error_set(err, -r, "migration: cannot start its thread: %s", strerror(r));
+	}
+	*out = s;
+	return 0;
+}
+
+void mig_source_set_params(struct mig_source *s, const struct mig_params *p)
+{
+	pthread_mutex_lock(&s->lock);
+	s->params.downtime_limit_ms = p->downtime_limit_ms;
+	s->params.max_bandwidth = p->max_bandwidth;
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool mig_source_release_pause(struct mig_source *s)
+{
+	if (!mig_source_holds_pause(s))
+		return false;
+	s->keep_paused = false;
+	s->paused_by_us = false;
+	vm_resume(s->vm);
+	return true;
+}
+
+void mig_source_cancel(struct mig_source *s)
+{
+	atomic_store(&s->cancel, true);
+}
+
+void mig_source_info(struct mig_source *s, struct mig_info *out)
+{
+	pthread_mutex_lock(&s->lock);
+	*out = s->info;
+	if (!atomic_load(&s->finished))
+		out->total_time_ms = (mono_ns() - s->t_start_ns) / 1000000;
+	pthread_mutex_unlock(&s->lock);
+}
+
+bool mig_source_finished(struct mig_source *s)
+{
+	return atomic_load(&s->finished);
+}
+
+bool mig_source_holds_pause(struct mig_source *s)
+{
+	return atomic_load(&s->finished) && s->paused_by_us && s->keep_paused;
+}
+
+void mig_source_free(struct mig_source *s)
+{
+	if (!s)
+		return;
+	pthread_join(s->thread, NULL);
+	pthread_mutex_destroy(&s->lock);
+	free(s);
+}

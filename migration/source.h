@@ -1,0 +1,72 @@
+/*
+ * migration/source.h: an outgoing migration (or snapshot to a file), run by
+ * its own worker thread. The main loop starts it, reads its statistics,
+ * may cancel it, and is told through `notify` when it ends.
+ *
+ * Guarantee: until the source has handed the guest over (sent Go), every
+ * failure or cancel resumes the guest here unchanged. After Go, a lost
+ * connection leaves the guest paused here (never running in two places).
+ */
+#ifndef VMM_MIGRATION_SOURCE_H
+#define VMM_MIGRATION_SOURCE_H
+
+#include <uv.h>
+
+#include "migration/migration.h"
+
+enum mig_status {
+	MIG_STATUS_NONE,
+	MIG_STATUS_SETUP,
+	MIG_STATUS_ACTIVE,
+	MIG_STATUS_DEVICE, /* guest stopped, final state being sent */
+	MIG_STATUS_COMPLETED,
+	MIG_STATUS_FAILED,
+	MIG_STATUS_CANCELLED,
+};
+const char *mig_status_name(enum mig_status s);
+
+struct mig_params {
+	uint64_t downtime_limit_ms; /* stop the guest once the rest fits in this */
+	uint64_t max_bandwidth;	    /* bytes/s, 0 = unlimited */
+	int compress_level;	    /* zstd level, 0 = no compression */
+	bool auto_converge;	    /* throttle a guest that dirties faster than the link */
+	unsigned throttle_initial;  /* percent */
+	unsigned throttle_increment;
+	unsigned throttle_max;
+};
+void mig_params_default(struct mig_params *p);
+
+struct mig_info {
+	enum mig_status status;
+	char uri[512];
+	char error[VMM_ERROR_MAX];
+	uint64_t total_time_ms, setup_time_ms, downtime_ms, expected_downtime_ms;
+	uint64_t downtime_source_ms; /* stop until Resumed arrived here (upper bound) */
+	uint64_t transferred, total, remaining;
+	uint64_t duplicate, normal, normal_bytes, untouched;
+	uint64_t dirty_pages_rate, dirty_sync_count;
+	double mbps, compression_ratio;
+	unsigned throttle_pct;
+};
+
+struct mig_source;
+
+/* Starts migrating vm to uri ("tcp:H:P", "unix:P", "file:P"). `notify` is
+ * sent (uv_async_send) when the migration ends, whatever the outcome. */
+int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *params,
+		     uv_async_t *notify, struct mig_source **out, struct vmm_error *err);
+void mig_source_cancel(struct mig_source *s);
+/* Changes the downtime limit and bandwidth cap of a running migration. */
+void mig_source_set_params(struct mig_source *s, const struct mig_params *p);
+/* `cont` after a snapshot (or a handover whose outcome is unknown): drops
+ * the migration's pause reference. Returns whether it held one. */
+bool mig_source_release_pause(struct mig_source *s);
+void mig_source_info(struct mig_source *s, struct mig_info *out);
+bool mig_source_finished(struct mig_source *s);
+/* True while the guest stays paused because of this migration (a file
+ * snapshot, or a lost connection after handover). */
+bool mig_source_holds_pause(struct mig_source *s);
+/* Joins the worker (it must have finished) and frees. */
+void mig_source_free(struct mig_source *s);
+
+#endif

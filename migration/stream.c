@@ -1,0 +1,311 @@
+/*
+ * migration/stream.c: the stream's framing. The writer packs records into a
+ * scratch buffer, hashes them and hands them to a sink; the reader is an
+ * incremental state machine fed with whatever bytes arrive, and enforces
+ * the envelope rules (magic, major version, size caps, unknown types).
+ */
+#include "migration/migration.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const struct mig_record_desc record_table[] = {
+	{MIG_REC_HEADER, "header", 1, 1, true},
+	{MIG_REC_RAM, "ram", 1, 1, true},
+	{MIG_REC_VCPU, "vcpu", 1, 1, true},
+	{MIG_REC_IRQCHIP, "irqchip", 1, 1, true},
+	{MIG_REC_PIT, "pit", 1, 1, true},
+	{MIG_REC_CLOCK, "clock", 1, 1, true},
+	{MIG_REC_DEVICE, "device", 1, 1, true},
+	{MIG_REC_END, "end", 1, 1, true},
+	{MIG_REC_READY, "ready", 1, 1, true},
+	{MIG_REC_REFUSED, "refused", 1, 1, true},
+	{MIG_REC_GO, "go", 1, 1, true},
+	{MIG_REC_RESUMED, "resumed", 1, 1, true},
+};
+
+const struct mig_record_desc *mig_record_desc(unsigned type)
+{
+	for (size_t i = 0; i < sizeof(record_table) / sizeof(record_table[0]); i++)
+		if (record_table[i].type == type)
+			return &record_table[i];
+	return NULL;
+}
+
+const char *mig_record_name(unsigned type)
+{
+	const struct mig_record_desc *d = mig_record_desc(type);
+	return d ? d->name : "unknown";
+}
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+
+/* ---- writer ---- */
+
+int mig_writer_init(struct mig_writer *w, mig_sink_fn sink, void *ctx, struct vmm_error *err)
+{
+	memset(w, 0, sizeof(*w));
+	w->sink = sink;
+	w->sink_ctx = ctx;
+	w->hash = XXH3_createState();
+	if (!w->hash || XXH3_64bits_reset(w->hash) != XXH_OK)
+		return vmm_error_set(err, -ENOMEM, "migration: cannot create stream hash");
+	return 0;
+}
+
+void mig_writer_free(struct mig_writer *w)
+{
+	if (w->hash)
+		XXH3_freeState(w->hash);
+	free(w->buf);
+	memset(w, 0, sizeof(*w));
+}
+
+static int emit(struct mig_writer *w, const uint8_t *data, size_t len, struct vmm_error *err)
+{
+	XXH3_64bits_update(w->hash, data, len);
+	w->bytes += len;
+	return w->sink(w->sink_ctx, data, len, err);
+}
+
+int mig_write_preamble(struct mig_writer *w, struct vmm_error *err)
+{
+	uint8_t p[MIG_PREAMBLE_SIZE] = {0};
+	memcpy(p, MIG_MAGIC, 8);
+	put_le16(p + 8, MIG_FORMAT_MAJOR);
+	put_le16(p + 10, MIG_FORMAT_MINOR);
+	return emit(w, p, sizeof(p), err);
+}
+
+int mig_write_record(struct mig_writer *w, enum mig_record_type type, const ProtobufCMessage *msg,
+		     struct vmm_error *err)
+{
+	const struct mig_record_desc *d = mig_record_desc(type);
+	if (!d)
+		return vmm_error_set(err, -EINVAL, "migration: record type %u unknown", type);
+	size_t len = protobuf_c_message_get_packed_size(msg);
+	if (len > MIG_MAX_PAYLOAD)
+		return vmm_error_set(err, -E2BIG, "migration: %s record of %zu bytes exceeds %u",
+				     d->name, len, MIG_MAX_PAYLOAD);
+	size_t need = MIG_RECORD_HEADER_SIZE + len;
+	if (need > w->buf_size) {
+		size_t cap = need < 64 * 1024 ? 64 * 1024 : need;
+		uint8_t *nb = realloc(w->buf, cap);
+		if (!nb)
+			return vmm_error_set(err, -ENOMEM, "migration: out of memory packing %s",
+					     d->name);
+		w->buf = nb;
+		w->buf_size = cap;
+	}
+	put_le32(w->buf, (uint32_t)len);
+	put_le16(w->buf + 4, (uint16_t)type);
+	w->buf[6] = d->version;
+	w->buf[7] = d->required ? MIG_FLAG_REQUIRED : 0;
+	protobuf_c_message_pack(msg, w->buf + MIG_RECORD_HEADER_SIZE);
+	w->records++;
+	return emit(w, w->buf, need, err);
+}
+
+int mig_write_end(struct mig_writer *w, uint64_t ram_pages, struct vmm_error *err)
+{
+	Vmm__Migration__End end = VMM__MIGRATION__END__INIT;
+	end.checksum = XXH3_64bits_digest(w->hash);
+	end.records = w->records;
+	end.ram_pages = ram_pages;
+	return mig_write_record(w, MIG_REC_END, &end.base, err);
+}
+
+/* ---- reader ---- */
+
+int mig_reader_init(struct mig_reader *r, bool expect_preamble, mig_record_fn fn, void *ctx,
+		    struct vmm_error *err)
+{
+	memset(r, 0, sizeof(*r));
+	r->expect_preamble = expect_preamble;
+	r->state = expect_preamble ? MIG_READ_PREAMBLE : MIG_READ_HEADER;
+	r->on_record = fn;
+	r->ctx = ctx;
+	r->hash = XXH3_createState();
+	if (!r->hash || XXH3_64bits_reset(r->hash) != XXH_OK)
+		return vmm_error_set(err, -ENOMEM, "migration: cannot create stream hash");
+	return 0;
+}
+
+void mig_reader_free(struct mig_reader *r)
+{
+	if (r->hash)
+		XXH3_freeState(r->hash);
+	free(r->payload);
+	memset(r, 0, sizeof(*r));
+}
+
+void mig_reader_finish(struct mig_reader *r)
+{
+	r->state = MIG_READ_DONE;
+}
+
+static int check_preamble(struct mig_reader *r, struct vmm_error *err)
+{
+	if (memcmp(r->hdr, MIG_MAGIC, 8) != 0)
+		return vmm_error_set(err, -EPROTO, "not a vmm migration stream (bad magic)");
+	r->major = get_le16(r->hdr + 8);
+	r->minor = get_le16(r->hdr + 10);
+	if (r->major > MIG_FORMAT_MAJOR)
+		return vmm_error_set(err, -EPROTONOSUPPORT,
+				     "stream format %u.%u is newer than this vmm reads (%u.x): "
+				     "migrate to a vmm at least as new as the source",
+				     r->major, r->minor, MIG_FORMAT_MAJOR);
+	if (r->major < MIG_FORMAT_MAJOR)
+		return vmm_error_set(err, -EPROTONOSUPPORT,
+				     "stream format %u.%u is older than this vmm reads (%u.x)",
+				     r->major, r->minor, MIG_FORMAT_MAJOR);
+	XXH3_64bits_update(r->hash, r->hdr, MIG_PREAMBLE_SIZE);
+	r->bytes += MIG_PREAMBLE_SIZE;
+	return 0;
+}
+
+static int check_record_header(struct mig_reader *r, struct vmm_error *err)
+{
+	r->len = get_le32(r->hdr);
+	r->type = get_le16(r->hdr + 4);
+	r->version = r->hdr[6];
+	r->flags = r->hdr[7];
+	if (r->len > MIG_MAX_PAYLOAD)
+		return vmm_error_set(err, -EMSGSIZE,
+				     "record %llu (type %u): %u bytes exceed the %u-byte limit",
+				     (unsigned long long)r->records, r->type, r->len, MIG_MAX_PAYLOAD);
+	const struct mig_record_desc *d = mig_record_desc(r->type);
+	if (!d) {
+		if (r->flags & MIG_FLAG_REQUIRED)
+			return vmm_error_set(err, -EPROTONOSUPPORT,
+					     "record %llu: unknown required section type %u (the "
+					     "source is newer)",
+					     (unsigned long long)r->records, r->type);
+		return 0; /* optional and unknown: skipped */
+	}
+	if (r->version > d->version)
+		return vmm_error_set(err, -EPROTONOSUPPORT,
+				     "record %s version %u is newer than this vmm reads (%u)", d->name,
+				     r->version, d->version);
+	if (r->version < d->min_version)
+		return vmm_error_set(err, -EPROTONOSUPPORT,
+				     "record %s version %u is older than this vmm reads (%u..%u)",
+				     d->name, r->version, d->min_version, d->version);
+	return 0;
+}
+
+static int deliver(struct mig_reader *r, struct vmm_error *err)
+{
+	struct mig_record rec = {
+		.type = r->type,
+		.version = r->version,
+		.flags = r->flags,
+		.payload = r->payload,
+		.len = r->len,
+		.hash_before = XXH3_64bits_digest(r->hash),
+		.index = r->records,
+	};
+	XXH3_64bits_update(r->hash, r->hdr, MIG_RECORD_HEADER_SIZE);
+	XXH3_64bits_update(r->hash, r->payload, r->len);
+	r->bytes += MIG_RECORD_HEADER_SIZE + r->len;
+	r->records++;
+	if (!mig_record_desc(rec.type))
+		return 0;
+	return r->on_record(r->ctx, &rec, err);
+}
+
+int mig_reader_feed(struct mig_reader *r, const uint8_t *data, size_t len, struct vmm_error *err)
+{
+	while (len) {
+		switch (r->state) {
+		case MIG_READ_DONE:
+			return vmm_error_set(err, -EPROTO, "%zu bytes after the end record", len);
+		case MIG_READ_PREAMBLE:
+		case MIG_READ_HEADER: {
+			size_t want = r->state == MIG_READ_PREAMBLE ? MIG_PREAMBLE_SIZE
+								    : MIG_RECORD_HEADER_SIZE;
+			size_t n = want - r->have < len ? want - r->have : len;
+			memcpy(r->hdr + r->have, data, n);
+			r->have += n;
+			data += n;
+			len -= n;
+			if (r->have < want)
+				break;
+			r->have = 0;
+			int rc;
+			if (r->state == MIG_READ_PREAMBLE) {
+				if ((rc = check_preamble(r, err)) < 0)
+					return rc;
+				r->state = MIG_READ_HEADER;
+				break;
+			}
+			if ((rc = check_record_header(r, err)) < 0)
+				return rc;
+			if (r->len > r->payload_cap) {
+				uint8_t *nb = realloc(r->payload, r->len);
+				if (!nb)
+					return vmm_error_set(err, -ENOMEM,
+							     "out of memory for a %u-byte record", r->len);
+				r->payload = nb;
+				r->payload_cap = r->len;
+			}
+			r->state = MIG_READ_PAYLOAD;
+			if (r->len == 0) {
+				r->state = MIG_READ_HEADER;
+				if ((rc = deliver(r, err)) < 0)
+					return rc;
+			}
+			break;
+		}
+		case MIG_READ_PAYLOAD: {
+			size_t n = r->len - r->have < len ? r->len - r->have : len;
+			memcpy(r->payload + r->have, data, n);
+			r->have += n;
+			data += n;
+			len -= n;
+			if (r->have < r->len)
+				break;
+			r->have = 0;
+			r->state = MIG_READ_HEADER;
+			int rc = deliver(r, err);
+			if (rc < 0)
+				return rc;
+			break;
+		}
+		}
+	}
+	return 0;
+}
+
+int mig_unpack(const struct mig_record *rec, const ProtobufCMessageDescriptor *desc,
+	       ProtobufCMessage **out, struct vmm_error *err)
+{
+	*out = protobuf_c_message_unpack(desc, NULL, rec->len, rec->payload);
+	if (!*out)
+		return vmm_error_set(err, -EBADMSG, "record %llu (%s): malformed payload (%zu bytes)",
+				     (unsigned long long)rec->index, mig_record_name(rec->type),
+				     rec->len);
+	return 0;
+}

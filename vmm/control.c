@@ -1,0 +1,336 @@
+/* vmm/control.c: the control API's commands (see control.h, api.h). */
+#include "vmm/control.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "config.h"
+
+const char *vmm_control_status(struct vmm_control *c)
+{
+	if (!c->vm_running)
+		return c->cfg->incoming ? "inmigrate" : "prelaunch";
+	if (c->mig) {
+		struct mig_info i;
+		mig_source_info(c->mig, &i);
+		if (i.status == MIG_STATUS_DEVICE)
+			return "finish-migrate";
+		if (mig_source_holds_pause(c->mig))
+			return "postmigrate";
+	}
+	return c->user_paused ? "paused" : "running";
+}
+
+static int cmd_query_status(void *ctx, struct json_object *args, struct json_object **ret,
+			    const char **cls, struct vmm_error *err)
+{
+	(void)args, (void)cls, (void)err;
+	struct vmm_control *c = ctx;
+	const char *st = vmm_control_status(c);
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "status", json_object_new_string(st));
+	json_object_object_add(*ret, "running", json_object_new_boolean(strcmp(st, "running") == 0));
+	return 0;
+}
+
+static int need_running_vm(struct vmm_control *c, const char **cls, struct vmm_error *err)
+{
+	if (c->vm_running)
+		return 0;
+	*cls = API_ERR_DEVICE_NOT_ACTIVE;
+	return vmm_error_set(err, -EAGAIN, "the guest is not running yet (%s)",
+			     vmm_control_status(c));
+}
+
+static int cmd_stop(void *ctx, struct json_object *args, struct json_object **ret,
+		    const char **cls, struct vmm_error *err)
+{
+	(void)args, (void)ret;
+	struct vmm_control *c = ctx;
+	int r = need_running_vm(c, cls, err);
+	if (r < 0)
+		return r;
+	if (!c->user_paused) {
+		vm_pause(c->vm);
+		c->user_paused = true;
+	}
+	return 0;
+}
+
+static int cmd_cont(void *ctx, struct json_object *args, struct json_object **ret,
+		    const char **cls, struct vmm_error *err)
+{
+	(void)args, (void)ret;
+	struct vmm_control *c = ctx;
+	int r = need_running_vm(c, cls, err);
+	if (r < 0)
+		return r;
+	if (c->mig && !mig_source_finished(c->mig))
+		return vmm_error_set(err, -EBUSY, "a migration is running: cancel it first");
+	if (c->mig)
+		mig_source_release_pause(c->mig);
+	if (c->user_paused) {
+		vm_resume(c->vm);
+		c->user_paused = false;
+	}
+	return 0;
+}
+
+static int cmd_quit(void *ctx, struct json_object *args, struct json_object **ret,
+		    const char **cls, struct vmm_error *err)
+{
+	(void)args, (void)ret, (void)cls, (void)err;
+	struct vmm_control *c = ctx;
+	vm_request_exit(c->vm, VM_EXIT_QUIT, 0, "quit requested on the control API");
+	return 0;
+}
+
+static int cmd_migrate(void *ctx, struct json_object *args, struct json_object **ret,
+		       const char **cls, struct vmm_error *err)
+{
+	(void)ret;
+	struct vmm_control *c = ctx;
+	int r = need_running_vm(c, cls, err);
+	if (r < 0)
+		return r;
+	struct json_object *juri;
+	if (!json_object_object_get_ex(args, "uri", &juri) || !json_object_is_type(juri, json_type_string))
+		return vmm_error_set(err, -EINVAL, "migrate: argument \"uri\" (string) is required");
+	if (c->mig && !mig_source_finished(c->mig))
+		return vmm_error_set(err, -EBUSY, "a migration is already running");
+	if (c->mig) {
+		if (mig_source_holds_pause(c->mig))
+			return vmm_error_set(err, -EBUSY,
+					     "the guest is paused by the previous migration: cont or quit");
+		mig_source_free(c->mig);
+		c->mig = NULL;
+	}
+	return mig_source_start(c->vm, json_object_get_string(juri), &c->params, &c->mig_done,
+				&c->mig, err);
+}
+
+static int cmd_migrate_cancel(void *ctx, struct json_object *args, struct json_object **ret,
+			      const char **cls, struct vmm_error *err)
+{
+	(void)args, (void)ret, (void)cls, (void)err;
+	struct vmm_control *c = ctx;
+	if (c->mig && !mig_source_finished(c->mig))
+		mig_source_cancel(c->mig);
+	return 0;
+}
+
+static void add_u64(struct json_object *o, const char *k, uint64_t v)
+{
+	json_object_object_add(o, k, json_object_new_uint64(v));
+}
+
+struct json_object *vmm_control_migrate_info(struct vmm_control *c)
+{
+	struct json_object *o = json_object_new_object();
+	if (!c->mig)
+		return o; /* like QEMU: {} when no migration ran */
+	struct mig_info i;
+	mig_source_info(c->mig, &i);
+	json_object_object_add(o, "status", json_object_new_string(mig_status_name(i.status)));
+	add_u64(o, "total-time", i.total_time_ms);
+	add_u64(o, "setup-time", i.setup_time_ms);
+	if (i.status == MIG_STATUS_COMPLETED) {
+		add_u64(o, "downtime", i.downtime_ms);
+		add_u64(o, "downtime-source", i.downtime_source_ms);
+	} else {
+		add_u64(o, "expected-downtime", i.expected_downtime_ms);
+	}
+	json_object_object_add(o, "compression-ratio", json_object_new_double(i.compression_ratio));
+	json_object_object_add(o, "throttle-percentage", json_object_new_int((int)i.throttle_pct));
+	json_object_object_add(o, "uri", json_object_new_string(i.uri));
+	if (i.error[0])
+		json_object_object_add(o, "error-desc", json_object_new_string(i.error));
+	struct json_object *ram = json_object_new_object();
+	add_u64(ram, "transferred", i.transferred);
+	add_u64(ram, "total", i.total);
+	add_u64(ram, "remaining", i.remaining);
+	add_u64(ram, "duplicate", i.duplicate);
+	add_u64(ram, "normal", i.normal);
+	add_u64(ram, "normal-bytes", i.normal_bytes);
+	add_u64(ram, "untouched", i.untouched);
+	add_u64(ram, "dirty-pages-rate", i.dirty_pages_rate);
+	add_u64(ram, "dirty-sync-count", i.dirty_sync_count);
+	add_u64(ram, "page-size", 4096);
+	json_object_object_add(ram, "mbps", json_object_new_double(i.mbps));
+	json_object_object_add(o, "ram", ram);
+	return o;
+}
+
+static int cmd_query_migrate(void *ctx, struct json_object *args, struct json_object **ret,
+			     const char **cls, struct vmm_error *err)
+{
+	(void)args, (void)cls, (void)err;
+	*ret = vmm_control_migrate_info(ctx);
+	return 0;
+}
+
+static int get_int_arg(struct json_object *args, const char *key, int64_t min, int64_t max,
+		       int64_t *out, bool *present, struct vmm_error *err)
+{
+	struct json_object *v;
+	*present = json_object_object_get_ex(args, key, &v);
+	if (!*present)
+		return 0;
+	if (!json_object_is_type(v, json_type_int))
+		return vmm_error_set(err, -EINVAL, "migrate-set-parameters: %s must be an integer", key);
+	int64_t x = json_object_get_int64(v);
+	if (x < min || x > max)
+		return vmm_error_set(err, -ERANGE, "migrate-set-parameters: %s %lld out of range "
+				     "%lld..%lld", key, (long long)x, (long long)min, (long long)max);
+	*out = x;
+	return 0;
+}
+
+static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struct json_object **ret,
+				      const char **cls, struct vmm_error *err)
+{
+	(void)ret, (void)cls;
+	struct vmm_control *c = ctx;
+	static const char *const known[] = {"downtime-limit", "max-bandwidth", "compress-level",
+					    "auto-converge", "throttle-initial",
+					    "throttle-increment"};
+	json_object_object_foreach(args, key, val)
+	{
+		(void)val;
+		bool ok = false;
+		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+			ok |= strcmp(key, known[i]) == 0;
+		if (!ok)
+			return vmm_error_set(err, -EINVAL, "migrate-set-parameters: unknown parameter %s",
+					     key);
+	}
+	struct mig_params p = c->params;
+	int64_t v;
+	bool have;
+	int r;
+	if ((r = get_int_arg(args, "downtime-limit", 1, 2000000, &v, &have, err)) < 0)
+		return r;
+	if (have)
+		p.downtime_limit_ms = (uint64_t)v;
+	if ((r = get_int_arg(args, "max-bandwidth", 0, INT64_MAX, &v, &have, err)) < 0)
+		return r;
+	if (have)
+		p.max_bandwidth = (uint64_t)v;
+	if ((r = get_int_arg(args, "compress-level", -7, 19, &v, &have, err)) < 0)
+		return r;
+	if (have)
+		p.compress_level = (int)v;
+	if ((r = get_int_arg(args, "throttle-initial", 1, 99, &v, &have, err)) < 0)
+		return r;
+	if (have)
+		p.throttle_initial = (unsigned)v;
+	if ((r = get_int_arg(args, "throttle-increment", 1, 99, &v, &have, err)) < 0)
+		return r;
+	if (have)
+		p.throttle_increment = (unsigned)v;
+	struct json_object *b;
+	if (json_object_object_get_ex(args, "auto-converge", &b)) {
+		if (!json_object_is_type(b, json_type_boolean))
+			return vmm_error_set(err, -EINVAL, "auto-converge must be true or false");
+		p.auto_converge = json_object_get_boolean(b);
+	}
+	c->params = p;
+	if (c->mig && !mig_source_finished(c->mig))
+		mig_source_set_params(c->mig, &p); /* downtime and bandwidth apply at once */
+	return 0;
+}
+
+static int cmd_query_migrate_parameters(void *ctx, struct json_object *args,
+					struct json_object **ret, const char **cls,
+					struct vmm_error *err)
+{
+	(void)args, (void)cls, (void)err;
+	struct vmm_control *c = ctx;
+	*ret = json_object_new_object();
+	add_u64(*ret, "downtime-limit", c->params.downtime_limit_ms);
+	add_u64(*ret, "max-bandwidth", c->params.max_bandwidth);
+	json_object_object_add(*ret, "compress-level", json_object_new_int(c->params.compress_level));
+	json_object_object_add(*ret, "auto-converge", json_object_new_boolean(c->params.auto_converge));
+	add_u64(*ret, "throttle-initial", c->params.throttle_initial);
+	add_u64(*ret, "throttle-increment", c->params.throttle_increment);
+	return 0;
+}
+
+static int cmd_query_cpuid(void *ctx, struct json_object *args, struct json_object **ret,
+			   const char **cls, struct vmm_error *err)
+{
+	(void)args;
+	struct vmm_control *c = ctx;
+	int r = need_running_vm(c, cls, err);
+	if (r < 0)
+		return r;
+	struct json_object *list = json_object_new_array();
+	static struct cpuid_table t;
+	for (unsigned i = 0; i < c->vm->ncpus; i++) {
+		if ((r = vcpu_get_cpuid(c->vm->vcpus[i], &t, err)) < 0) {
+			json_object_put(list);
+			return r;
+		}
+		char *text = NULL;
+		size_t len = 0;
+		FILE *f = open_memstream(&text, &len);
+		if (!f) {
+			json_object_put(list);
+			return vmm_error_set(err, -ENOMEM, "out of memory");
+		}
+		cpuid_table_write(&t, f);
+		fclose(f);
+		struct json_object *v = json_object_new_object();
+		json_object_object_add(v, "index", json_object_new_int((int)i));
+		json_object_object_add(v, "apic-id", json_object_new_int((int)c->vm->vcpus[i]->apic_id));
+		json_object_object_add(v, "table", json_object_new_string(text ? text : ""));
+		free(text);
+		json_object_array_add(list, v);
+	}
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "cpu-model", json_object_new_string(guest_cpu_spec(c->vm->cpu)));
+	json_object_object_add(*ret, "vcpus", list);
+	return 0;
+}
+
+static int cmd_query_machine(void *ctx, struct json_object *args, struct json_object **ret,
+			     const char **cls, struct vmm_error *err)
+{
+	(void)args;
+	struct vmm_control *c = ctx;
+	int r = need_running_vm(c, cls, err);
+	if (r < 0)
+		return r;
+	*ret = json_object_new_object();
+	json_object_object_add(*ret, "machine", json_object_new_string(c->vm->machine.name));
+	json_object_object_add(*ret, "cpu-model", json_object_new_string(guest_cpu_spec(c->vm->cpu)));
+	add_u64(*ret, "memory", c->vm->mem.size);
+	json_object_object_add(*ret, "cpus", json_object_new_int((int)c->vm->ncpus));
+	json_object_object_add(*ret, "vmm-version", json_object_new_string(VMM_VERSION));
+	struct json_object *props = json_object_new_object();
+	for (unsigned i = 0; i < c->vm->machine.nprops; i++) {
+		char key[128];
+		snprintf(key, sizeof(key), "%s.%s", c->vm->machine.props[i].device,
+			 c->vm->machine.props[i].prop);
+		json_object_object_add(props, key,
+				       json_object_new_string(c->vm->machine.props[i].value));
+	}
+	json_object_object_add(*ret, "properties", props);
+	return 0;
+}
+
+const struct api_command vmm_control_commands[] = {
+	{"query-status", cmd_query_status, "run state of the guest"},
+	{"stop", cmd_stop, "pause the guest"},
+	{"cont", cmd_cont, "resume the guest"},
+	{"quit", cmd_quit, "stop the guest and exit"},
+	{"migrate", cmd_migrate, "migrate to uri (tcp:HOST:PORT, unix:PATH, file:PATH)"},
+	{"migrate-cancel", cmd_migrate_cancel, "cancel the running migration"},
+	{"query-migrate", cmd_query_migrate, "migration status and statistics"},
+	{"migrate-set-parameters", cmd_migrate_set_parameters,
+	 "downtime-limit (ms), max-bandwidth (bytes/s), compress-level, auto-converge, ..."},
+	{"query-migrate-parameters", cmd_query_migrate_parameters, "current migration parameters"},
+	{"query-cpuid", cmd_query_cpuid, "the CPUID table KVM holds for each vCPU"},
+	{"query-machine", cmd_query_machine, "the resolved machine type, CPU model and properties"},
+};
+const unsigned vmm_control_ncommands = sizeof(vmm_control_commands) / sizeof(vmm_control_commands[0]);

@@ -163,7 +163,6 @@ bool machine_has_device(const struct machine *m, const char *device)
 
 void machine_dump(const struct machine *m, FILE *out)
 {
-	fprintf(out, "machine = %s\n", m->name);
 	for (unsigned i = 0; i < m->nprops; i++)
 		fprintf(out, "%s.%s = %s\n", m->props[i].device, m->props[i].prop,
 			m->props[i].value);

@@ -68,10 +68,23 @@ static const struct machine_prop microvm_1_0[] = {
 	{NULL, NULL, NULL},
 };
 
+/* 1.1: a second UART for guests that want a separate log channel, and a
+ * default RAM size that fits a distribution kernel with an initrd. */
+static const struct machine_prop microvm_1_1[] = {
+	{"serial1", "type", "uart-16550a"},
+	{"serial1", "iobase", "0x2f8"},
+	{"serial1", "irq", "3"},
+	{"serial1", "fifo-size", "16"},
+	{"memory", "default-size", "0x20000000"}, /* 512 MiB */
+	{NULL, NULL, NULL},
+};
+
 const struct machine_version machine_microvm_versions[] = {
 	{"microvm-1.0", NULL,
 	 "first release: PVH boot, COM1, CMOS RTC, i8042 reset, 0xcf9 reset, debug-exit, MP table",
 	 microvm_1_0},
+	{"microvm-1.1", "microvm-1.0",
+	 "adds COM2 (serial1, 0x2f8, IRQ 3); default RAM 256 MiB -> 512 MiB", microvm_1_1},
 };
 const unsigned machine_microvm_nversions =
 	sizeof(machine_microvm_versions) / sizeof(machine_microvm_versions[0]);

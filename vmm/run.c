@@ -187,6 +187,13 @@ int vmm_run(int argc, char **argv)
 		fprintf(stderr, "vmm: %s\n", err.msg);
 		return 2;
 	}
+	if (cfg.print_config) {
+		if (vmm_print_config(&cfg, &err) < 0) {
+			fprintf(stderr, "vmm: %s\n", err.msg);
+			return 1;
+		}
+		return 0;
+	}
 	block_kick_signal();
 
 	static struct vm vm;

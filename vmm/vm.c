@@ -115,7 +115,7 @@ static int create_cpu_model(struct vm *vm, struct vmm_error *err)
 	return guest_cpu_resolve(vm->cpumodels, spec, vm->host, &vm->cpu, err);
 }
 
-static int create_devices(struct vm *vm, struct vmm_error *err)
+int vm_create_devices(struct vm *vm, struct vmm_error *err)
 {
 	const struct machine *m = &vm->machine;
 	for (unsigned i = 0; i < m->nprops; i++) {
@@ -140,6 +140,18 @@ static int create_devices(struct vm *vm, struct vmm_error *err)
 			return r;
 	}
 	return 0;
+}
+
+void vm_destroy_devices(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ndevices; i++) {
+		struct device *dev = &vm->devices[i];
+		if (dev->type->destroy)
+			dev->type->destroy(dev);
+		pthread_mutex_destroy(&dev->lock);
+	}
+	vm->ndevices = 0;
+	vm->pio.n = vm->mmio.n = 0;
 }
 
 struct device *vm_find_device(struct vm *vm, const char *name)
@@ -193,7 +205,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err
 		return r;
 	if ((r = guest_memory_register(&vm->mem, vm->vm_fd, 0, err)) < 0)
 		return r;
-	if ((r = create_devices(vm, err)) < 0)
+	if ((r = vm_create_devices(vm, err)) < 0)
 		return r;
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if ((r = vcpu_create(vm, i, err)) < 0)
@@ -208,13 +220,7 @@ void vm_destroy(struct vm *vm)
 		vcpu_destroy(vm->vcpus[i]);
 		vm->vcpus[i] = NULL;
 	}
-	for (unsigned i = 0; i < vm->ndevices; i++) {
-		struct device *dev = &vm->devices[i];
-		if (dev->type->destroy)
-			dev->type->destroy(dev);
-		pthread_mutex_destroy(&dev->lock);
-	}
-	vm->ndevices = 0;
+	vm_destroy_devices(vm);
 	guest_memory_destroy(&vm->mem);
 	guest_cpu_free(vm->cpu);
 	host_cpu_free(vm->host);

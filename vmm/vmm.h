@@ -254,6 +254,10 @@ void vm_init(struct vm *vm);
 /* Builds the VM (after vm_init); on failure vm_destroy() cleans up. */
 int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err);
 void vm_destroy(struct vm *vm);
+/* Creates the devices the machine type lists (vm->machine and vm->cfg set;
+ * needs no KVM), and destroys them. Part of vm_create()/vm_destroy(). */
+int vm_create_devices(struct vm *vm, struct vmm_error *err);
+void vm_destroy_devices(struct vm *vm);
 /* Starts one thread per vCPU. */
 int vm_start(struct vm *vm, struct vmm_error *err);
 /* Takes a pause reference: parks every vCPU outside KVM_RUN and waits
@@ -272,6 +276,9 @@ void vm_set_irq(struct vm *vm, unsigned gsi, bool level);
 /* Writes every vCPU's KVM_GET_CPUID2 table, canonical text with a
  * "# vcpu I apic-id A" line before each. */
 int vm_dump_cpuid(struct vm *vm, const char *path, struct vmm_error *err);
+
+/* `--print-config` (print_config.c). */
+int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err);
 
 /* ---- the `vmm run` flow (run.c) ---- */
 int vmm_run(int argc, char **argv);

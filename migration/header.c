@@ -150,13 +150,23 @@ int mig_header_check_basic(const Vmm__Migration__Header *h, struct vmm_error *er
 	return 0;
 }
 
-/* "NAME-vN" names a version; anything else is an alias. */
-static bool is_versioned(const char *name, size_t len)
+/* Does the command line's model name `name` (len bytes) stand for the
+ * stream's resolved model? Either it is that very version, or it is the
+ * alias the stream's "NAME-vN" was resolved from. No guessing from the
+ * name's shape: "x86-64-v2" is a model, not version 2 of "x86-64". */
+static bool model_matches(const char *name, size_t len, const char *resolved)
 {
-	size_t i = len;
-	while (i > 0 && isdigit((unsigned char)name[i - 1]))
-		i--;
-	return i < len && i >= 2 && name[i - 1] == 'v' && name[i - 2] == '-';
+	if (strlen(resolved) == len && strncmp(name, resolved, len) == 0)
+		return true;
+	if (strncmp(name, resolved, len) != 0 || strncmp(resolved + len, "-v", 2) != 0)
+		return false;
+	const char *p = resolved + len + 2;
+	if (!*p)
+		return false;
+	for (; *p; p++)
+		if (!isdigit((unsigned char)*p))
+			return false;
+	return true;
 }
 
 int mig_header_adapt_config(const Vmm__Migration__Header *h, const struct vmm_config *cmdline,
@@ -186,23 +196,13 @@ int mig_header_adapt_config(const Vmm__Migration__Header *h, const struct vmm_co
 	if (!spec && (r = machine_get_str(&stream_machine, "cpu", "default-model", &spec, err)) < 0)
 		return r;
 	size_t name_len = strcspn(spec, ",");
-	if (is_versioned(spec, name_len)) {
-		if (strlen(h->cpu_model) != name_len || strncmp(spec, h->cpu_model, name_len) != 0)
-			return vmm_error_set(err, -EINVAL,
-					     "cpu model mismatch: stream %s, command line %.*s",
-					     h->cpu_model, (int)name_len, spec);
-		snprintf(cpu_spec_buf, bufsize, "%s", spec);
-	} else {
-		if (strncmp(h->cpu_model, spec, name_len) != 0 ||
-		    !is_versioned(h->cpu_model, strlen(h->cpu_model)) ||
-		    h->cpu_model[name_len] != '-')
-			return vmm_error_set(err, -EINVAL,
-					     "cpu model mismatch: stream %s, command line %.*s",
-					     h->cpu_model, (int)name_len, spec);
-		if ((size_t)snprintf(cpu_spec_buf, bufsize, "%s%s", h->cpu_model, spec + name_len) >=
-		    bufsize)
-			return vmm_error_set(err, -E2BIG, "cpu model spec too long");
-	}
+	if (!model_matches(spec, name_len, h->cpu_model))
+		return vmm_error_set(err, -EINVAL, "cpu model mismatch: stream %s, command line %.*s",
+				     h->cpu_model, (int)name_len, spec);
+	/* Build the stream's version with the command line's adjustments; the
+	 * CPUID comparison then catches any difference they make. */
+	if ((size_t)snprintf(cpu_spec_buf, bufsize, "%s%s", h->cpu_model, spec + name_len) >= bufsize)
+		return vmm_error_set(err, -E2BIG, "cpu model spec too long");
 	out->cpu_model = cpu_spec_buf;
 
 	uint64_t mem = cmdline->mem_size;

@@ -631,6 +631,18 @@ static void test_header_adapt_config(void **state)
 	assert_int_equal(mig_header_adapt_config(&h, &cmd, &out, spec, sizeof(spec), &err), -EINVAL);
 	cmd.cpu_model = "Skylake-Server-v4";
 	assert_int_equal(mig_header_adapt_config(&h, &cmd, &out, spec, sizeof(spec), &err), 0);
+	cmd.cpu_model = "Skylake";
+	assert_int_equal(mig_header_adapt_config(&h, &cmd, &out, spec, sizeof(spec), &err), -EINVAL);
+
+	/* A model whose name ends in -vN is still an alias of its versions. */
+	h.cpu_model = "x86-64-v2-v1";
+	cmd.cpu_model = "x86-64-v2,+pdpe1gb";
+	assert_int_equal(mig_header_adapt_config(&h, &cmd, &out, spec, sizeof(spec), &err), 0);
+	assert_string_equal(out.cpu_model, "x86-64-v2-v1,+pdpe1gb");
+	cmd.cpu_model = "x86-64-v3";
+	assert_int_equal(mig_header_adapt_config(&h, &cmd, &out, spec, sizeof(spec), &err), -EINVAL);
+	h.cpu_model = "Skylake-Server-v4";
+	cmd.cpu_model = "Skylake-Server-v4";
 
 	/* RAM size and vCPU count must match. */
 	cmd.mem_size = 1 << 30;

@@ -157,3 +157,110 @@ def parse_cpuid_dump(text):
         elif line and not line.startswith("#") and cur is not None:
             out[cur][1].append(line)
     return out
+
+
+# ---- the control API (JSON lines over a unix socket) ----
+
+import json
+import socket
+
+
+class ApiError(Exception):
+    pass
+
+
+class Api:
+    def __init__(self, path, timeout=15):
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                self.sock.connect(path)
+                break
+            except OSError:
+                self.sock.close()
+                if time.monotonic() > deadline:
+                    fail(f"control socket {path} did not come up within {timeout}s")
+                time.sleep(0.05)
+        self.sock.settimeout(30)
+        self.buf = b""
+        greeting = self._read()
+        if "VMM" not in greeting:
+            fail(f"unexpected greeting {greeting}")
+        self.cmd("qmp_capabilities")
+
+    def _read(self):
+        while b"\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise ApiError("connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def cmd(self, name, **args):
+        msg = {"execute": name}
+        if args:
+            msg["arguments"] = {k.replace("_", "-"): v for k, v in args.items()}
+        self.sock.sendall(json.dumps(msg).encode() + b"\n")
+        while True:
+            reply = self._read()
+            if "event" in reply:
+                continue
+            if "error" in reply:
+                raise ApiError(reply["error"].get("desc", str(reply["error"])))
+            return reply.get("return", {})
+
+    def close(self):
+        self.sock.close()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_migration(api, timeout=120):
+    """Polls query-migrate until it ends; returns the last answer."""
+    deadline = time.monotonic() + timeout
+    info = {}
+    while time.monotonic() < deadline:
+        try:
+            info = api.cmd("query-migrate")
+        except (ApiError, OSError) as e:
+            fail(f"query-migrate failed: {e}; last status {info.get('status')}")
+        if info.get("status") in ("completed", "failed", "cancelled"):
+            return info
+        time.sleep(0.05)
+    fail(f"migration did not end within {timeout}s: {info}")
+
+
+PROGRESS = r"progress vcpu=(\d+) t=(\d+) writes=(\d+) sweeps=(\d+) errors=(\d+) csum=(0x[0-9a-f]+)"
+
+
+def progress_lines(lines):
+    """[(vcpu, t, writes, sweeps, errors)] for every progress line."""
+    out = []
+    for l in lines:
+        m = re.search(PROGRESS, l)
+        if m:
+            out.append(tuple(int(m.group(i)) for i in range(1, 6)))
+    return out
+
+
+def check_no_verify_failures(lines, who):
+    bad = [l for l in lines if "VERIFY-FAIL" in l]
+    if bad:
+        fail(f"{who}: guest memory verification failed:\n" + "\n".join(bad[:5]))
+    errs = [p for p in progress_lines(lines) if p[4] != 0]
+    if errs:
+        fail(f"{who}: progress lines report errors: {errs[:3]}")
+
+
+def guest_args(cmdline, memory="256M", cpus=1, extra=()):
+    require_guest()
+    return ["--kernel", TESTGUEST, "--memory", memory, "--cpus", str(cpus),
+            "--serial", "stdio", "--cmdline", cmdline] + list(extra)

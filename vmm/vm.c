@@ -75,6 +75,52 @@ static int check_cpu_count(struct vm *vm, unsigned ncpus, struct vmm_error *err)
 	return 0;
 }
 
+/* PC wiring, as the machine type declares it: ISA IRQs go to the 8259s
+ * (IRQ 2 is the cascade) and to the I/O APIC pin of the same number, except
+ * IRQ 0 (the PIT), which goes to the machine type's pit.ioapic-pin (2 on a
+ * PC, where pin 0 is the 8259's ExtINT). KVM's default routing would put
+ * IRQ 0 on pin 0, contradicting the MP table. */
+static int set_gsi_routing(struct vm *vm, struct vmm_error *err)
+{
+	uint64_t pit_pin, pins;
+	int r;
+	if ((r = machine_get_u64(&vm->machine, "pit", "ioapic-pin", &pit_pin, err)) < 0 ||
+	    (r = machine_get_u64(&vm->machine, "ioapic", "pins", &pins, err)) < 0)
+		return r;
+	if (pins > KVM_IOAPIC_NUM_PINS || pit_pin >= pins)
+		return vmm_error_set(err, -EINVAL, "machine %s: bad I/O APIC pins", vm->machine.name);
+	struct {
+		struct kvm_irq_routing hdr;
+		struct kvm_irq_routing_entry e[64];
+	} rt;
+	memset(&rt, 0, sizeof(rt));
+	unsigned n = 0;
+	for (uint32_t gsi = 0; gsi < 16; gsi++) {
+		if (gsi == 2)
+			continue;
+		rt.e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi,
+			.type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = {.irqchip = gsi < 8 ? KVM_IRQCHIP_PIC_MASTER : KVM_IRQCHIP_PIC_SLAVE,
+				      .pin = gsi % 8},
+		};
+	}
+	for (uint32_t gsi = 0; gsi < pins; gsi++) {
+		if (gsi == pit_pin && pit_pin != 0)
+			continue; /* that pin belongs to IRQ 0 */
+		rt.e[n++] = (struct kvm_irq_routing_entry){
+			.gsi = gsi,
+			.type = KVM_IRQ_ROUTING_IRQCHIP,
+			.u.irqchip = {.irqchip = KVM_IRQCHIP_IOAPIC,
+				      .pin = gsi == 0 ? (uint32_t)pit_pin : gsi},
+		};
+	}
+	rt.hdr.nr = n;
+	if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &rt) < 0)
+		return vmm_error_set(err, -errno, "KVM_SET_GSI_ROUTING: %s", strerror(errno));
+	return 0;
+}
+
 static int create_kvm_platform(struct vm *vm, struct vmm_error *err)
 {
 	uint64_t tss, idmap;
@@ -88,6 +134,8 @@ static int create_kvm_platform(struct vm *vm, struct vmm_error *err)
 		return vmm_error_set(err, -errno, "KVM_SET_TSS_ADDR: %s", strerror(errno));
 	if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
 		return vmm_error_set(err, -errno, "KVM_CREATE_IRQCHIP: %s", strerror(errno));
+	if ((r = set_gsi_routing(vm, err)) < 0)
+		return r;
 	struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return vmm_error_set(err, -errno, "KVM_CREATE_PIT2: %s", strerror(errno));

@@ -51,6 +51,7 @@
 #define LAPIC_ICR_HI   0x310
 #define ICR_INIT       0x00004500 /* INIT, level assert */
 #define ICR_SIPI       0x00004600 /* start-up, vector in bits 0-7 */
+#define ICR_NMI        0x00000400 /* NMI delivery */
 #define ICR_ALL_BUT_ME 0x000c0000 /* destination shorthand: all excluding self */
 #define VEC_TIMER      0x20 /* PIT via IOAPIC, BSP only */
 #define VEC_TICK_IPI   0x21 /* BSP's timer handler forwards each tick to the APs */

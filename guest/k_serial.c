@@ -1,6 +1,6 @@
 /*
  * k_serial.c: the console (16550A at 0x3f8, 115200 8N1, polled) and the debug
- * exit (32-bit out to 0x501). One lock serialises whole writes, so lines
+ * exit (32-bit out to 0x501) with the halt of all vCPUs. One lock serialises whole writes, so lines
  * from different vCPUs never interleave. Callers run with IF=0.
  */
 #include "kernel.h"
@@ -12,6 +12,7 @@
 #define DEBUG_EXIT   0x501
 
 static volatile uint32_t serial_lock;
+static volatile uint32_t halting;
 
 void k_serial_init(void)
 {
@@ -39,13 +40,31 @@ void k_write(const char *s, uint64_t len)
 	__atomic_store_n(&serial_lock, 0, __ATOMIC_RELEASE);
 }
 
+void k_halt(void)
+{
+	for (;;)
+		__asm__ volatile("cli; hlt");
+}
+
+bool k_halting(void)
+{
+	return halting;
+}
+
+/*
+ * Print the exit line, stop the other vCPUs (an NMI, which k_trap turns into
+ * a halt once `halting` is set) so nothing runs on if the VMM ignores the
+ * debug exit, then write the status to the debug-exit port and halt.
+ */
 void k_exit(uint32_t status)
 {
 	char buf[48];
 	size_t n = fmt_sn(buf, sizeof(buf), "testguest: exit status=%u\n", status);
 
 	k_write(buf, n);
+	halting = 1;
+	if (k_ncpus > 1)
+		lapic_write(LAPIC_ICR_LO, ICR_ALL_BUT_ME | ICR_NMI);
 	outl(DEBUG_EXIT, status);
-	for (;;)
-		__asm__ volatile("cli; hlt");
+	k_halt();
 }

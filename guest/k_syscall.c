@@ -35,6 +35,8 @@ void k_trap(const struct trapframe *f)
 	uint64_t cr2;
 	size_t n;
 
+	if (f->vec == 2 && k_halting())
+		k_halt(); /* another vCPU is exiting */
 	__asm__ volatile("mov %%cr2, %0" : "=r"(cr2));
 	n = fmt_sn(buf, sizeof(buf),
 		   "testguest: CPU exception vec=%lu err=0x%lx rip=0x%lx cs=0x%lx rsp=0x%lx "

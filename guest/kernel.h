@@ -8,6 +8,7 @@
 #ifndef GUEST_KERNEL_H
 #define GUEST_KERNEL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "abi.h"
 
@@ -43,7 +44,9 @@ void k_cpu_setup(uint32_t idx);
 /* k_serial.c: console and exit */
 void k_serial_init(void);
 void k_write(const char *s, uint64_t len);
-NORETURN void k_exit(uint32_t status);
+NORETURN void k_exit(uint32_t status); /* also halts the other vCPUs */
+NORETURN void k_halt(void);
+bool k_halting(void); /* k_exit has begun: an NMI means "halt" */
 
 /* k_timer.c: 8259s off, PIT through the IOAPIC, waiting for ticks */
 void k_pic_disable(void);

@@ -120,6 +120,8 @@ uint64_t dirty_run(uint32_t idx)
 	uint64_t prog_ticks = u_cfg.progress * HZ / 1000, start, end, next_prog;
 	bool corrupted = !u_cfg.selftest_corrupt || idx != 0;
 
+	if (u_cfg.rate && !per_rate)
+		per_rate = 1;
 	for (p = 0; p < P; p++) {
 		s->gen[p] = 0;
 		fill(page_ptr(s, p), gpn0 + p, 0);

@@ -47,6 +47,26 @@ static void discover_cpus(uint32_t bsp_apic)
 	}
 }
 
+/*
+ * Everything later sleeps on the tick, so make sure it ticks: wait (natively,
+ * by the TSC) up to about 1-4 s for the first one. A VMM whose IOAPIC routing
+ * does not match its MP table shows up here instead of as a hang.
+ */
+static void wait_first_tick(void)
+{
+	uint64_t t0 = rdtsc();
+
+	while (!u_ticks()) {
+		if (rdtsc() - t0 > 4000000000ull) {
+			u_printf("testguest: no timer interrupt: PIT via ioapic=0x%lx pin %u "
+				 "(is ISA IRQ0 routed to that pin?)\n",
+				 u_sys.ioapic, u_sys.irq0_pin);
+			u_exit(EXIT_INTERNAL);
+		}
+		cpu_relax();
+	}
+}
+
 static void bsp_boot(void)
 {
 	uint32_t bsp_apic = k_bootinfo.bsp_apic_id, i;
@@ -75,6 +95,7 @@ static void bsp_boot(void)
 	}
 	mem_plan(u_sys.ncpus);
 	announce(0);
+	wait_first_tick();
 	started = u_syscall(SYS_START_CPUS, (uint64_t)(uintptr_t)u_sys.apic_id, u_sys.ncpus, 0);
 	for (i = 1; i < u_sys.ncpus; i++)
 		if (!(started >> i & 1))

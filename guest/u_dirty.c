@@ -5,7 +5,8 @@
  * against gen[p], so every page is checked once per lap (a "sweep") after it
  * sat untouched for a whole lap, which is when a lost or torn page (e.g.
  * from a bad migration) shows. All state (gen[], counters, position) lives
- * in guest RAM, so a migrated guest simply continues.
+ * in guest RAM, so a migrated guest simply continues. runtime= counts from
+ * the end of the vCPU's initial fill (the "dirty vcpu=..." line).
  */
 #include "user.h"
 
@@ -129,6 +130,8 @@ uint64_t dirty_run(uint32_t idx)
 	if (u_cfg.progress && !prog_ticks)
 		prog_ticks = 1;
 	start = u_ticks();
+	if (P)
+		u_printf("dirty vcpu=%u pages=%lu base=0x%lx t=%lu\n", idx, P, s->base, u_ms());
 	end = start + u_cfg.runtime * HZ;
 	next_prog = start + prog_ticks;
 

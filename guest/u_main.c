@@ -22,10 +22,9 @@ static void announce(uint32_t idx)
 
 /*
  * Our vmm provides only an MP table. Under QEMU, SeaBIOS writes one too, but
- * lists only the first logical CPU of each package, which it computes from
- * CPUID leaf 1; on our KVM that is the host's raw CPUID, so it can list fewer
- * CPUs than exist. QEMU's own ACPI MADT is right, so the MADT wins when it
- * lists more enabled CPUs than the MP table.
+ * lists only the first logical CPU of each package, so with QEMU 7.2's
+ * default topology (-smp 2 = one socket of 2 cores) it shows 1 CPU. QEMU's
+ * own ACPI MADT is right, so the MADT wins when it lists more enabled CPUs.
  */
 static uint32_t mp_cpus UBSS; /* CPUs in an MP table the MADT overruled */
 

@@ -24,7 +24,8 @@ enum {
 	SYS_EXIT,        /* (u32 status): print the exit line, debug-exit; never returns */
 	SYS_WAIT_TICK,   /* (u64 tick): hlt until k_ticks >= tick */
 	SYS_CPUID,       /* (u32 leaf, u32 subleaf, u32 out[4]): CPUID executed at CPL0 */
-	SYS_TIMER_START, /* (u64 ioapic_paddr, u32 pin): PIT at HZ via the IOAPIC to the BSP */
+	SYS_TIMER_START, /* (u64 ioapic_paddr, u32 pin): PIT at HZ via the IOAPIC to the BSP;
+			    again with another pin: re-route (the old pin is masked) */
 	SYS_START_CPUS,  /* (const u32 *apic_ids, u32 n): INIT/SIPI/SIPI; ids[0] is the BSP.
 			    Returns a bitmap (bit i) of the CPUs that reached CPL3 entry. */
 	SYS_COUNT

@@ -40,6 +40,8 @@
 #define MSR_EFER     0xc0000080
 #define EFER_LME     (1 << 8)
 #define MSR_GS_BASE  0xc0000101
+#define MSR_APIC_BASE    0x1b
+#define APIC_BASE_ENABLE (1 << 11)
 
 /* Local APIC (xAPIC MMIO) and vectors. */
 #define LAPIC_BASE     0xfee00000

@@ -42,6 +42,7 @@ void k_cpu_setup(uint32_t idx)
 
 	wrmsr(MSR_GS_BASE, (uint64_t)(uintptr_t)pc);
 
+	wrmsr(MSR_APIC_BASE, rdmsr(MSR_APIC_BASE) | APIC_BASE_ENABLE);
 	lapic_write(LAPIC_TPR, 0);
 	lapic_write(LAPIC_SVR, 0x100 | VEC_SPURIOUS);
 }

@@ -11,8 +11,10 @@
 #define PIT_HZ	   1193182
 #define PIT_DIV	   ((PIT_HZ + HZ / 2) / HZ)
 #define IOREDTBL   0x10
+#define IOREDTBL_MASKED 0x10000
 
 volatile uint64_t k_ticks;
+static uint32_t routed_pin = ~0u;
 
 void k_pic_disable(void)
 {
@@ -37,6 +39,9 @@ int k_timer_start(uint64_t ioapic, uint32_t pin)
 	maxpin = (ioapic_read(ioapic, 1) >> 16) & 0xff;
 	if (pin > maxpin)
 		return -1;
+	if (routed_pin <= maxpin && routed_pin != pin)
+		ioapic_write(ioapic, IOREDTBL + 2 * routed_pin, IOREDTBL_MASKED);
+	routed_pin = pin;
 	/* fixed delivery, physical destination = BSP, edge, active high, unmasked */
 	ioapic_write(ioapic, IOREDTBL + 2 * pin + 1, k_bootinfo.bsp_apic_id << 24);
 	ioapic_write(ioapic, IOREDTBL + 2 * pin, VEC_TIMER);

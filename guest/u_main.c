@@ -32,7 +32,8 @@ static void discover_cpus(uint32_t bsp_apic)
 {
 	static struct sysinfo madt UBSS;
 	bool have_mp = !u_cfg.selftest_acpi && mp_find(&u_sys, bsp_apic);
-	bool have_madt = acpi_find(&madt, bsp_apic);
+	/* no RSDP from the VMM and an MP table: skip the slow BIOS-area scan */
+	bool have_madt = (k_bootinfo.rsdp_paddr || !have_mp) && acpi_find(&madt, bsp_apic);
 
 	if (have_madt && (!have_mp || madt.ncpus > u_sys.ncpus)) {
 		mp_cpus = have_mp ? u_sys.ncpus : 0;
@@ -46,24 +47,45 @@ static void discover_cpus(uint32_t bsp_apic)
 	}
 }
 
-/*
- * Everything later sleeps on the tick, so make sure it ticks: wait (natively,
- * by the TSC) up to about 1-4 s for the first one. A VMM whose IOAPIC routing
- * does not match its MP table shows up here instead of as a hang.
- */
-static void wait_first_tick(void)
+/* Route ISA IRQ0 to `pin` and wait (natively, by the TSC) for a first tick. */
+static bool timer_ticks(uint32_t pin, uint64_t cycles)
 {
-	uint64_t t0 = rdtsc();
+	uint64_t t0;
 
-	while (!u_ticks()) {
-		if (rdtsc() - t0 > 4000000000ull) {
-			u_printf("testguest: no timer interrupt: PIT via ioapic=0x%lx pin %u "
-				 "(is ISA IRQ0 routed to that pin?)\n",
-				 u_sys.ioapic, u_sys.irq0_pin);
-			u_exit(EXIT_INTERNAL);
-		}
-		cpu_relax();
+	if (u_syscall(SYS_TIMER_START, u_sys.ioapic, pin, 0)) {
+		u_printf("testguest: cannot route the timer: ioapic=0x%lx pin=%u\n", u_sys.ioapic, pin);
+		u_exit(EXIT_INTERNAL);
 	}
+	t0 = rdtsc();
+	while (!u_ticks())
+		if (rdtsc() - t0 > cycles)
+			return false;
+	return true;
+}
+
+/*
+ * Everything later sleeps on the tick, so make sure it ticks. If nothing
+ * arrives on the pin the tables name, try the other usual one (KVM's default
+ * routing puts the PIT on pin 0, QEMU's on pin 2; some firmware tables get it
+ * wrong) and say so loudly; if neither ticks, stop with a clear message.
+ */
+static void timer_start(void)
+{
+	uint32_t pin = u_sys.irq0_pin, alt = pin == 2 ? 0 : 2;
+
+	if (timer_ticks(pin, 500000000ull))
+		return;
+	if (timer_ticks(alt, 4000000000ull)) {
+		u_printf("testguest: WARNING: no timer tick on ioapic pin %u (from the %s), "
+			 "ticks arrive on pin %u\n",
+			 pin, u_sys.source, alt);
+		u_sys.irq0_pin = alt;
+		return;
+	}
+	u_printf("testguest: no timer interrupt: PIT via ioapic=0x%lx pin %u or %u "
+		 "(is ISA IRQ0 routed to the pin the MP table names?)\n",
+		 u_sys.ioapic, pin, alt);
+	u_exit(EXIT_INTERNAL);
 }
 
 static void bsp_boot(void)
@@ -77,11 +99,6 @@ static void bsp_boot(void)
 	err[0] = '\0';
 	cmd_ok = cmdline_parse(err, sizeof(err));
 	discover_cpus(bsp_apic);
-	if (u_syscall(SYS_TIMER_START, u_sys.ioapic, u_sys.irq0_pin, 0)) {
-		u_printf("testguest: cannot route the timer: ioapic=0x%lx pin=%u\n", u_sys.ioapic,
-			 u_sys.irq0_pin);
-		u_exit(EXIT_INTERNAL);
-	}
 	u_printf("testguest: boot cpus=%u mem=%luMiB cmdline=\"%s\"\n", u_sys.ncpus,
 		 mem_ram_bytes() >> 20, k_bootinfo.cmdline);
 	if (mp_cpus)
@@ -94,7 +111,7 @@ static void bsp_boot(void)
 	}
 	mem_plan(u_sys.ncpus);
 	announce(0);
-	wait_first_tick();
+	timer_start();
 	started = u_syscall(SYS_START_CPUS, (uint64_t)(uintptr_t)u_sys.apic_id, u_sys.ncpus, 0);
 	for (i = 1; i < u_sys.ncpus; i++)
 		if (!(started >> i & 1))

@@ -20,13 +20,13 @@
 
 /* u_syscall (ud2 trap, see k_isr.S): number and three arguments, result. */
 enum {
-	SYS_WRITE,       /* (const char *buf, u64 len): write bytes to the serial port, atomically */
-	SYS_EXIT,        /* (u32 status): print the exit line, debug-exit; never returns */
-	SYS_WAIT_TICK,   /* (u64 tick): hlt until k_ticks >= tick */
-	SYS_CPUID,       /* (u32 leaf, u32 subleaf, u32 out[4]): CPUID executed at CPL0 */
+	SYS_WRITE,     /* (const char *buf, u64 len): write bytes to the serial port, atomically */
+	SYS_EXIT,      /* (u32 status): print the exit line, debug-exit; never returns */
+	SYS_WAIT_TICK, /* (u64 tick): hlt until k_ticks >= tick */
+	SYS_CPUID,     /* (u32 leaf, u32 subleaf, u32 out[4]): CPUID executed at CPL0 */
 	SYS_TIMER_START, /* (u64 ioapic_paddr, u32 pin): PIT at HZ via the IOAPIC to the BSP;
 			    again with another pin: re-route (the old pin is masked) */
-	SYS_START_CPUS,  /* (const u32 *apic_ids, u32 n): INIT/SIPI/SIPI; ids[0] is the BSP.
+	SYS_START_CPUS,	 /* (const u32 *apic_ids, u32 n): INIT/SIPI/SIPI; ids[0] is the BSP.
 			    Returns a bitmap (bit i) of the CPUs that reached CPL3 entry. */
 	SYS_COUNT
 };
@@ -47,8 +47,8 @@ struct bootinfo {
 	uint32_t bsp_apic_id;
 	struct memrange memmap[MAX_MEMMAP];
 	uint64_t rsdp_paddr;
-	uint64_t ram_top;    /* highest RAM end address */
-	uint64_t image_end;  /* first byte after the image and the kernel's page tables */
+	uint64_t ram_top;   /* highest RAM end address */
+	uint64_t image_end; /* first byte after the image and the kernel's page tables */
 	char cmdline[CMDLINE_MAX];
 };
 

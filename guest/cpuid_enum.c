@@ -89,7 +89,7 @@ static void range_walk(cpuid_query_fn q, cpuid_emit_fn emit, void *ctx, uint32_t
 	} else if (max < base || max > base + 0xff) {
 		if (base == 0x40000000)
 			return; /* no hypervisor leaves */
-		max = base;  /* report the range's leaf 0 only */
+		max = base;	/* report the range's leaf 0 only */
 	}
 	for (leaf = base; leaf <= max; leaf++)
 		leaf_walk(q, emit, ctx, leaf);

@@ -17,30 +17,30 @@
 #define USTACK_SIZE  16384 /* 16 KiB user (CPL3) stack per CPU */
 
 /* GDT selectors (the order is sysret's, should we ever use it). */
-#define SEL_KCODE32  0x08
-#define SEL_KCODE64  0x10
-#define SEL_KDATA    0x18
-#define SEL_UCODE32  0x23 /* unused */
-#define SEL_UDATA    0x2b
-#define SEL_UCODE64  0x33
-#define SEL_TSS0     0x38 /* 16-byte TSS descriptor of CPU i at SEL_TSS0 + 16*i */
-#define GDT_ENTRIES  (7 + 2 * MAX_CPUS)
+#define SEL_KCODE32 0x08
+#define SEL_KCODE64 0x10
+#define SEL_KDATA   0x18
+#define SEL_UCODE32 0x23 /* unused */
+#define SEL_UDATA   0x2b
+#define SEL_UCODE64 0x33
+#define SEL_TSS0    0x38 /* 16-byte TSS descriptor of CPU i at SEL_TSS0 + 16*i */
+#define GDT_ENTRIES (7 + 2 * MAX_CPUS)
 
 /* Control registers and MSRs. */
-#define CR0_PE       (1 << 0)
-#define CR0_MP       (1 << 1)
-#define CR0_EM       (1 << 2)
-#define CR0_TS       (1 << 3)
-#define CR0_NE       (1 << 5)
-#define CR0_WP       (1 << 16)
-#define CR0_PG       (1 << 31)
-#define CR4_PAE      (1 << 5)
-#define CR4_OSFXSR   (1 << 9)
-#define CR4_OSXMMEXC (1 << 10)
-#define MSR_EFER     0xc0000080
-#define EFER_LME     (1 << 8)
-#define MSR_GS_BASE  0xc0000101
-#define MSR_APIC_BASE    0x1b
+#define CR0_PE		 (1 << 0)
+#define CR0_MP		 (1 << 1)
+#define CR0_EM		 (1 << 2)
+#define CR0_TS		 (1 << 3)
+#define CR0_NE		 (1 << 5)
+#define CR0_WP		 (1 << 16)
+#define CR0_PG		 (1 << 31)
+#define CR4_PAE		 (1 << 5)
+#define CR4_OSFXSR	 (1 << 9)
+#define CR4_OSXMMEXC	 (1 << 10)
+#define MSR_EFER	 0xc0000080
+#define EFER_LME	 (1 << 8)
+#define MSR_GS_BASE	 0xc0000101
+#define MSR_APIC_BASE	 0x1b
 #define APIC_BASE_ENABLE (1 << 11)
 
 /* Local APIC (xAPIC MMIO) and vectors. */
@@ -53,11 +53,11 @@
 #define LAPIC_ICR_HI   0x310
 #define ICR_INIT       0x00004500 /* INIT, level assert */
 #define ICR_SIPI       0x00004600 /* start-up, vector in bits 0-7 */
-#define ICR_NMI        0x00000400 /* NMI delivery */
+#define ICR_NMI	       0x00000400 /* NMI delivery */
 #define ICR_ALL_BUT_ME 0x000c0000 /* destination shorthand: all excluding self */
-#define VEC_TIMER      0x20 /* PIT via IOAPIC, BSP only */
-#define VEC_TICK_IPI   0x21 /* BSP's timer handler forwards each tick to the APs */
-#define VEC_PIC_BASE   0x30 /* masked 8259s are remapped here, never expected */
+#define VEC_TIMER      0x20	  /* PIT via IOAPIC, BSP only */
+#define VEC_TICK_IPI   0x21	  /* BSP's timer handler forwards each tick to the APs */
+#define VEC_PIC_BASE   0x30	  /* masked 8259s are remapped here, never expected */
 #define VEC_SPURIOUS   0xff
 
 #define HZ 100

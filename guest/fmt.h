@@ -11,7 +11,7 @@
 #include <stddef.h>
 
 size_t fmt_vsn(char *buf, size_t size, const char *fmt, va_list ap)
-	__attribute__((format(printf, 3, 0)));
+    __attribute__((format(printf, 3, 0)));
 size_t fmt_sn(char *buf, size_t size, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* freestanding versions of the libc calls gcc may emit */

@@ -30,8 +30,8 @@ void k_cpu_setup(uint32_t idx)
 	uint16_t sel = (uint16_t)(SEL_TSS0 + 16 * idx);
 
 	*t = (struct tss){.rsp = {top}, .iopb = sizeof(*t)};
-	*pc = (struct pcpu){.self = (uint64_t)(uintptr_t)pc, .kstack_top = top, .idx = idx,
-			    .apic_id = lapic_id()};
+	*pc = (struct pcpu){
+	    .self = (uint64_t)(uintptr_t)pc, .kstack_top = top, .idx = idx, .apic_id = lapic_id()};
 
 	gdt[SEL_TSS0 / 8 + 2 * idx] = (limit & 0xffff) | ((base & 0xffffff) << 16) |
 				      (0x89ull << 40) | (((limit >> 16) & 0xf) << 48) |

@@ -7,9 +7,9 @@
 #include "fmt.h"
 #include "x86.h"
 
-#define COM1	     0x3f8
-#define LSR_THRE     0x20
-#define DEBUG_EXIT   0x501
+#define COM1	   0x3f8
+#define LSR_THRE   0x20
+#define DEBUG_EXIT 0x501
 
 static volatile uint32_t serial_lock;
 static volatile uint32_t halting;
@@ -52,17 +52,19 @@ bool k_halting(void)
 }
 
 /*
- * Print the exit line, stop the other vCPUs (an NMI, which k_trap turns into
- * a halt once `halting` is set) so nothing runs on if the VMM ignores the
- * debug exit, then write the status to the debug-exit port and halt.
+ * The first vCPU to get here prints the exit line, stops the others (an NMI,
+ * which k_trap turns into a halt once `halting` is set) so nothing runs on
+ * if the VMM ignores the debug exit, writes the status to the debug-exit port
+ * and halts. Later callers just halt.
  */
 void k_exit(uint32_t status)
 {
 	char buf[48];
 	size_t n = fmt_sn(buf, sizeof(buf), "testguest: exit status=%u\n", status);
 
+	if (__atomic_exchange_n(&halting, 1, __ATOMIC_SEQ_CST))
+		k_halt();
 	k_write(buf, n);
-	halting = 1;
 	if (k_ncpus > 1)
 		lapic_write(LAPIC_ICR_LO, ICR_ALL_BUT_ME | ICR_NMI);
 	outl(DEBUG_EXIT, status);

@@ -8,9 +8,9 @@
 #include "kernel.h"
 #include "x86.h"
 
-#define PIT_HZ	   1193182
-#define PIT_DIV	   ((PIT_HZ + HZ / 2) / HZ)
-#define IOREDTBL   0x10
+#define PIT_HZ		1193182
+#define PIT_DIV		((PIT_HZ + HZ / 2) / HZ)
+#define IOREDTBL	0x10
 #define IOREDTBL_MASKED 0x10000
 
 volatile uint64_t k_ticks;

@@ -28,9 +28,9 @@ struct trapframe {
 	uint64_t vec, err, rip, cs, rflags, rsp, ss;
 };
 
-extern uint32_t k_ncpus;                /* CPUs in k_cpu_apic[] (1 until SYS_START_CPUS) */
-extern uint32_t k_cpu_apic[MAX_CPUS];   /* APIC ID of each vCPU index */
-extern volatile uint64_t k_started;     /* bit i: CPU i reached its CPL3 entry */
+extern uint32_t k_ncpus;	      /* CPUs in k_cpu_apic[] (1 until SYS_START_CPUS) */
+extern uint32_t k_cpu_apic[MAX_CPUS]; /* APIC ID of each vCPU index */
+extern volatile uint64_t k_started;   /* bit i: CPU i reached its CPL3 entry */
 extern uint8_t k_stacks[MAX_CPUS][KSTACK_SIZE];
 extern uint8_t k_user_stacks[MAX_CPUS][USTACK_SIZE];
 

@@ -15,12 +15,12 @@
 #define WORDS	  (PAGE_SIZE / 8)
 
 struct wstate {
-	uint64_t pos;       /* next page to verify and rewrite */
+	uint64_t pos;	    /* next page to verify and rewrite */
 	uint64_t writes;    /* pages written since boot (== sum of gen[]) */
 	uint64_t sweeps;    /* completed laps */
 	uint64_t csum_cur;  /* sum of all words verified in the current lap */
 	uint64_t csum_last; /* ... of the last completed lap */
-	uint64_t fails;     /* VERIFY-FAIL lines printed */
+	uint64_t fails;	    /* VERIFY-FAIL lines printed */
 	uint64_t pad[2];
 };
 
@@ -183,8 +183,8 @@ uint64_t dirty_run(uint32_t idx)
 		for (p = 0; p < P; p++)
 			sum += s->gen[p];
 		if (sum != st->writes) {
-			u_printf("VERIFY-FAIL vcpu=%u invariant sum(gen)=%lu writes=%lu\n", idx, sum,
-				 st->writes);
+			u_printf("VERIFY-FAIL vcpu=%u invariant sum(gen)=%lu writes=%lu\n", idx,
+				 sum, st->writes);
 			errors++;
 		}
 	}

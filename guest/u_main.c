@@ -53,7 +53,8 @@ static bool timer_ticks(uint32_t pin, uint64_t cycles)
 	uint64_t t0;
 
 	if (u_syscall(SYS_TIMER_START, u_sys.ioapic, pin, 0)) {
-		u_printf("testguest: cannot route the timer: ioapic=0x%lx pin=%u\n", u_sys.ioapic, pin);
+		u_printf("testguest: cannot route the timer: ioapic=0x%lx pin=%u\n", u_sys.ioapic,
+			 pin);
 		u_exit(EXIT_INTERNAL);
 	}
 	t0 = rdtsc();
@@ -102,7 +103,8 @@ static void bsp_boot(void)
 	u_printf("testguest: boot cpus=%u mem=%luMiB cmdline=\"%s\"\n", u_sys.ncpus,
 		 mem_ram_bytes() >> 20, k_bootinfo.cmdline);
 	if (mp_cpus)
-		u_printf("testguest: the MP table lists only %u cpus, using the ACPI MADT\n", mp_cpus);
+		u_printf("testguest: the MP table lists only %u cpus, using the ACPI MADT\n",
+			 mp_cpus);
 	u_printf("testguest: cpus from %s, ioapic=0x%lx irq0-pin=%u\n", u_sys.source, u_sys.ioapic,
 		 u_sys.irq0_pin);
 	if (!cmd_ok) {
@@ -141,15 +143,14 @@ void user_main(uint32_t idx)
 {
 	uint64_t errors;
 
-	if (idx == 0)
-		bsp_boot();
-	else
-		announce(idx);
 	if (idx == 0) {
+		bsp_boot();
 		while (n_online < u_sys.ncpus)
 			u_sleep_until(u_ticks() + 1);
 		u_printf("testguest: ready t=%lu\n", u_ms());
 		go = 1;
+	} else {
+		announce(idx);
 	}
 	while (!go)
 		u_sleep_until(u_ticks() + 1);

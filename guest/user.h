@@ -35,10 +35,10 @@ struct config {
 	bool cpuid;
 	bool has_exit, has_runtime, has_dirty;
 	uint32_t exit_status;
-	uint64_t dirty;      /* bytes, all vCPUs */
-	uint64_t rate;       /* bytes/s, all vCPUs; 0 = unlimited */
-	uint64_t runtime;    /* seconds */
-	uint64_t progress;   /* ms */
+	uint64_t dirty;	       /* bytes, all vCPUs */
+	uint64_t rate;	       /* bytes/s, all vCPUs; 0 = unlimited */
+	uint64_t runtime;      /* seconds */
+	uint64_t progress;     /* ms */
 	bool selftest_corrupt; /* hidden: corrupt a page behind the writer's back */
 	bool selftest_acpi;    /* hidden: ignore the MP table, use the ACPI MADT */
 	const char *dirty_arg; /* the value as written, for messages */
@@ -46,9 +46,9 @@ struct config {
 
 /* Per-vCPU slice of the dirty workload (u_mem.c plans, u_dirty.c uses). */
 struct slice {
-	uint64_t base;   /* physical address of the first page */
+	uint64_t base; /* physical address of the first page */
 	uint64_t npages;
-	uint64_t *gen;   /* npages generation counters, outside the slice */
+	uint64_t *gen; /* npages generation counters, outside the slice */
 };
 
 extern struct sysinfo u_sys;

@@ -9,7 +9,8 @@
  * data and the tick counter directly.
  *
  * Boot order, on the BSP: kmain() copies start_info, sets the CPU up and
- * enters user_main(0) at CPL3; that parses the MP table, calls SYS_TIMER_START
+ * enters user_main(0) at CPL3; that parses the MP table (or the MADT), prints
+ * the boot line, calls SYS_TIMER_START
  * and then SYS_START_CPUS, after which every AP enters user_main(i) at CPL3.
  */
 #ifndef GUEST_ABI_H

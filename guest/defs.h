@@ -16,7 +16,7 @@
 #define KSTACK_SIZE  (1 << KSTACK_SHIFT)
 #define USTACK_SIZE  16384 /* 16 KiB user (CPL3) stack per CPU */
 
-/* GDT selectors (the order is sysret's, should we ever use it). */
+/* GDT selectors (laid out as sysret would need them; it is not used). */
 #define SEL_KCODE32 0x08
 #define SEL_KCODE64 0x10
 #define SEL_KDATA   0x18

@@ -1,6 +1,6 @@
 /*
  * k_cpu.c: per-CPU set-up, run once by each CPU on itself: its TSS (RSP0 for
- * interrupts and int $0x80 taken at CPL3) and GDT descriptor, the shared
+ * interrupts and system-call traps taken at CPL3) and GDT descriptor, the shared
  * IDT, GS base = its struct pcpu, and its local APIC enabled.
  */
 #include "kernel.h"

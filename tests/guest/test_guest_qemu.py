@@ -1,0 +1,311 @@
+#!/usr/bin/python3
+"""Boots the test guest (guest/testguest) under QEMU/KVM and checks what it prints.
+
+usage: test_guest_qemu.py TESTGUEST CPUID_HOST
+
+Exit 0 when all cases pass, 1 on a failure, 77 (meson's "skipped") without
+qemu-system-x86_64 or a usable /dev/kvm. Every QEMU run has a timeout.
+Python 3 standard library only.
+"""
+
+import os
+import re
+import select
+import shutil
+import subprocess
+import sys
+import time
+
+QEMU = "qemu-system-x86_64"
+# The project's reference command line (see guest/README.md); -smp varies.
+QEMU_ARGS = ["-enable-kvm", "-cpu", "host,-arch-capabilities", "-M", "pc", "-m", "512M",
+             "-display", "none", "-nodefaults", "-no-reboot", "-serial", "stdio",
+             "-device", "isa-debug-exit,iobase=0x501,iosize=2"]
+RUN_TIMEOUT = 30
+
+CPUID_RE = re.compile(r"^cpuid\[(\w+)\] (0x[0-9a-f]{8}) (0x[0-9a-f]{8}) "
+                      r"(0x[0-9a-f]{8}) (0x[0-9a-f]{8}) (0x[0-9a-f]{8}) (0x[0-9a-f]{8})$")
+
+
+class Failure(Exception):
+    pass
+
+
+def skip(reason):
+    print(f"SKIP: {reason}")
+    sys.exit(77)
+
+
+def check_platform():
+    if not shutil.which(QEMU):
+        skip(f"{QEMU} not found")
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+        os.close(fd)
+    except OSError as e:
+        skip(f"/dev/kvm not usable: {e.strerror}")
+
+
+class Run:
+    """One QEMU boot: output lines, exit code, wall time to the ready line."""
+
+    def __init__(self, guest, cmdline, smp="2", timeout=RUN_TIMEOUT, machine="pc", stop_on=None):
+        """stop_on: a regex; QEMU is killed after the first line matching it."""
+        self.cmdline = cmdline
+        self.stopped = False
+        args = list(QEMU_ARGS)
+        args[args.index("-M") + 1] = machine
+        argv = [QEMU] + args + ["-smp", smp, "-kernel", guest, "-append", cmdline]
+        start = time.monotonic()
+        deadline = start + timeout
+        self.ready_wall = None
+        self.timed_out = False
+        self.lines = []
+        pending = b""
+        with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              stdin=subprocess.DEVNULL) as p:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    p.kill()
+                    self.timed_out = True
+                    break
+                if not select.select([p.stdout], [], [], left)[0]:
+                    continue
+                chunk = os.read(p.stdout.fileno(), 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                while b"\n" in pending:
+                    raw, pending = pending.split(b"\n", 1)
+                    self._add(raw, start)
+                    if stop_on and re.fullmatch(stop_on, self.lines[-1]):
+                        self.stopped = True
+                if self.stopped:
+                    p.kill()
+                    break
+            if pending:
+                self._add(pending, start)
+            p.wait()
+        self.code = p.returncode
+        self.wall = time.monotonic() - start
+
+    def _add(self, raw, start):
+        line = raw.decode(errors="replace").replace("\r", "")
+        if line.startswith("testguest: ready") and self.ready_wall is None:
+            self.ready_wall = time.monotonic() - start
+        self.lines.append(line)
+
+    def dump(self):
+        return "\n".join("    | " + l for l in self.lines[-40:])
+
+    def fail(self, msg):
+        raise Failure(f"{msg}\n  cmdline: {self.cmdline!r}, qemu exit code {self.code}"
+                      f"{' (timed out)' if self.timed_out else ''}\n{self.dump()}")
+
+    def expect_code(self, status):
+        want = (status << 1) | 1  # isa-debug-exit
+        if self.timed_out or self.code != want:
+            self.fail(f"expected guest status {status} (qemu exit code {want})")
+
+    def find(self, pattern):
+        rx = re.compile(pattern)
+        return [m for m in (rx.fullmatch(l) for l in self.lines) if m]
+
+    def expect(self, pattern, count=None):
+        found = self.find(pattern)
+        if not found or (count is not None and len(found) != count):
+            self.fail(f"expected {count if count is not None else 'some'} line(s) "
+                      f"matching {pattern!r}, found {len(found)}")
+        return found
+
+
+def check_boot(r, ncpus):
+    b = r.expect(r'testguest: boot cpus=(\d+) mem=(\d+)MiB cmdline="(.*)"', 1)[0]
+    if int(b.group(1)) != ncpus:
+        r.fail(f"boot line says cpus={b.group(1)}, expected {ncpus}")
+    if not 500 <= int(b.group(2)) <= 512:
+        r.fail(f"boot line says mem={b.group(2)}MiB for -m 512M")
+    if b.group(3) != r.cmdline:
+        r.fail(f"boot line cmdline {b.group(3)!r} != {r.cmdline!r}")
+    for i in range(ncpus):
+        r.expect(rf"testguest: vcpu {i} apic=\d+ online", 1)
+    return int(r.expect(r"testguest: ready t=(\d+)", 1)[0].group(1))
+
+
+def case_exit(guest, _):
+    r = Run(guest, "exit=5")
+    t = check_boot(r, 2)
+    r.expect(r"testguest: exit status=5", 1)
+    r.expect_code(5)
+    return f"exit=5 -> qemu exit code 11; ready t={t} ms guest, {r.ready_wall:.2f} s wall"
+
+
+def case_microvm(guest, _):
+    # No SeaBIOS: qboot, then the PVH entry, like our vmm. Its MP table lists
+    # one CPU and its MADT has no IRQ0 override (pin 0) while the PIT is on
+    # pin 2, so this also covers the guest's timer-pin fallback.
+    r = Run(guest, "dirty=8M runtime=1", machine="microvm,pit=on,pic=on,rtc=on")
+    t = check_boot(r, 2)
+    r.expect(r"final vcpu=1 writes=\d+ sweeps=\d+ errors=0 csum=0x[0-9a-f]{16}", 1)
+    r.expect_code(0)
+    return f"microvm (qboot); ready t={t} ms guest, {r.ready_wall:.2f} s wall"
+
+
+def case_one_cpu(guest, _):
+    r = Run(guest, "exit=0", smp="1")
+    t = check_boot(r, 1)
+    r.expect_code(0)
+    return f"1 vCPU; ready t={t} ms guest, {r.ready_wall:.2f} s wall"
+
+
+def case_mptable(guest, _):
+    # Two sockets: SeaBIOS's MP table then lists both CPUs and is used
+    # (with the default one-socket topology it lists one and the MADT wins).
+    r = Run(guest, "exit=0", smp="2,sockets=2,cores=1")
+    check_boot(r, 2)
+    r.expect(r"testguest: cpus from mptable, ioapic=0xfec00000 irq0-pin=2", 1)
+    r.expect_code(0)
+    r = Run(guest, "exit=0 selftest-acpi", smp="2,sockets=2,cores=1")
+    check_boot(r, 2)
+    r.expect(r"testguest: cpus from acpi, ioapic=0xfec00000 irq0-pin=2", 1)
+    r.expect_code(0)
+    return "MP table parser (2 sockets) and the ACPI MADT path agree"
+
+
+def parse_cpuid(lines, who):
+    leaves = {}
+    for l in lines:
+        m = CPUID_RE.fullmatch(l)
+        if m and m.group(1) == who:
+            leaf, sub, *regs = (int(x, 16) for x in m.groups()[1:])
+            leaves[(leaf, sub)] = regs
+    return leaves
+
+
+def case_cpuid(guest, cpuid_host):
+    r = Run(guest, "cpuid exit=0")
+    check_boot(r, 2)
+    r.expect_code(0)
+    host_out = subprocess.run([cpuid_host], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.splitlines()
+    host = parse_cpuid(host_out, "host")
+    notes = []
+    for i in range(2):
+        r.expect(rf"cpuid\[{i}\] end", 1)
+        r.expect(rf"cpuid-cpl0\[{i}\] end differ=\d+", 1)
+        g = parse_cpuid(r.lines, str(i))
+        if (0, 0) not in g or g[(0, 0)][0] < 1:
+            r.fail(f"vcpu {i}: no sane CPUID leaf 0")
+        vendor = b"".join(x.to_bytes(4, "little") for x in
+                          (g[(0, 0)][1], g[(0, 0)][3], g[(0, 0)][2])).decode(errors="replace")
+        if not re.fullmatch(r"[ -~]{12}", vendor):
+            r.fail(f"vcpu {i}: vendor {vendor!r} is not printable")
+        # Must match the host on any KVM: vendor, signature, brand string.
+        strict = [((0, 0), (1, 2, 3), "vendor"), ((1, 0), (0,), "signature")] + \
+            [((l, 0), (0, 1, 2, 3), "brand") for l in (0x80000002, 0x80000003, 0x80000004)]
+        for key, regs, what in strict:
+            if key in host and key in g and any(g[key][x] != host[key][x] for x in regs):
+                r.fail(f"vcpu {i}: CPUID {what} leaf {key[0]:#x} differs from the host: "
+                       f"guest {[hex(v) for v in g[key]]} host {[hex(v) for v in host[key]]}")
+        # Feature words: equal only where CPUID is not intercepted (our paravirtual
+        # KVM); on VMX/SVM the guest sees the VMM's table, with the hypervisor bit.
+        feats = [((1, 0), (2, 3)), ((7, 0), (1, 2, 3)), ((0x80000001, 0), (2, 3))]
+        same = all(g.get(k) and host.get(k) and all(g[k][x] == host[k][x] for x in regs)
+                   for k, regs in feats)
+        if same:
+            notes.append(f"vcpu {i}: feature leaves equal the host's raw CPUID: "
+                         f"this platform does not intercept CPUID at CPL3")
+        elif not g[(1, 0)][2] >> 31 & 1:
+            r.fail(f"vcpu {i}: feature leaves differ from the host but the hypervisor bit is clear")
+        else:
+            notes.append(f"vcpu {i}: CPUID is intercepted (guest sees the VMM's table)")
+    return "; ".join(sorted(set(n.split(": ", 1)[1] for n in notes))) + \
+        f"; {len(parse_cpuid(r.lines, '0'))} leaves on vcpu 0"
+
+
+def case_dirty(guest, _):
+    r = Run(guest, "dirty=32M runtime=3", timeout=40)
+    check_boot(r, 2)
+    summary = []
+    for i in range(2):
+        r.expect(rf"dirty vcpu={i} pages=4096 base=0x[0-9a-f]+ t=\d+", 1)
+        prog = r.expect(rf"progress vcpu={i} t=(\d+) writes=(\d+) sweeps=(\d+) errors=0 "
+                        r"csum=0x[0-9a-f]{16}")
+        writes = [int(m.group(2)) for m in prog]
+        if writes != sorted(writes) or writes[-1] == 0:
+            r.fail(f"vcpu {i}: progress writes do not grow: {writes}")
+        f = r.expect(rf"final vcpu={i} writes=(\d+) sweeps=(\d+) errors=(\d+) "
+                     r"csum=0x[0-9a-f]{16}", 1)[0]
+        if int(f.group(3)) != 0 or int(f.group(2)) < 1:
+            r.fail(f"vcpu {i}: final line {f.group(0)!r}")
+        summary.append(f"vcpu {i}: {int(f.group(1)) * 4096 / 3 / 2**30:.1f} GiB/s written")
+    r.expect(r"testguest: exit status=0", 1)
+    if r.find(r"VERIFY-FAIL.*"):
+        r.fail("VERIFY-FAIL in a clean run")
+    r.expect_code(0)
+    return ", ".join(summary)
+
+
+def case_corrupt(guest, _):
+    r = Run(guest, "dirty=32M runtime=3 selftest-corrupt", timeout=40)
+    flip = r.expect(r"testguest: selftest-corrupt: flipped vcpu=0 page=(\d+) word=7", 1)[0]
+    fails = r.expect(r"VERIFY-FAIL vcpu=0 page=(\d+) word=(\d+) expected=0x([0-9a-f]{16}) "
+                     r"got=0x([0-9a-f]{16})")
+    m = fails[0]
+    if m.group(1) != flip.group(1) or m.group(2) != "7":
+        r.fail("VERIFY-FAIL names another page/word than the one flipped")
+    if int(m.group(3), 16) ^ int(m.group(4), 16) != 1 << 17:
+        r.fail("VERIFY-FAIL expected/got differ by more than the flipped bit")
+    r.expect(r"testguest: exit status=3", 1)
+    r.expect_code(3)
+    return "flipped bit found by the verifier, status 3"
+
+
+def case_usage(guest, _):
+    r = Run(guest, "exit=0 bogus=1")
+    r.expect(r"testguest: unknown option bogus", 1)
+    r.expect_code(2)
+    r = Run(guest, "dirty=2G")
+    r.expect(r"testguest: dirty=2G: only \d+ MiB free", 1)
+    r.expect_code(2)
+    return "unknown option and oversized dirty= give status 2"
+
+
+def case_idle(guest, _):
+    r = Run(guest, "", stop_on=r"heartbeat t=\d+")
+    check_boot(r, 2)
+    hb = r.expect(r"heartbeat t=(\d+)")
+    if r.find(r"testguest: exit status=.*"):
+        r.fail("idle guest exited")
+    if not 4900 <= int(hb[0].group(1)) <= 5500:
+        r.fail(f"first heartbeat at t={hb[0].group(1)} ms, expected about 5000")
+    return f"idle guest prints heartbeat t={hb[0].group(1)}"
+
+
+CASES = [case_exit, case_one_cpu, case_microvm, case_mptable, case_cpuid, case_dirty, case_corrupt,
+         case_usage, case_idle]
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__)
+        return 2
+    guest, cpuid_host = sys.argv[1:]
+    check_platform()
+    failed = 0
+    for case in CASES:
+        t0 = time.monotonic()
+        try:
+            info = case(guest, cpuid_host)
+            print(f"ok   {case.__name__} ({time.monotonic() - t0:.1f} s): {info}")
+        except Failure as e:
+            failed += 1
+            print(f"FAIL {case.__name__} ({time.monotonic() - t0:.1f} s): {e}")
+        sys.stdout.flush()
+    print(f"{len(CASES) - failed}/{len(CASES)} cases passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

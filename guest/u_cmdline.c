@@ -1,6 +1,7 @@
 /*
  * u_cmdline.c: the command line, space-separated key=value words:
- *   cpuid  dirty=SIZE  rate=SIZE  runtime=SECONDS  exit=N  progress=MS
+ *   cpuid  cpuid-interval=SECONDS  dirty=SIZE  rate=SIZE  runtime=SECONDS  exit=N
+ *   progress=MS
  * plus the hidden self-tests selftest-corrupt and selftest-acpi. SIZE is a
  * decimal number with an optional K, M or G suffix (powers of 1024).
  */
@@ -88,6 +89,8 @@ static bool option(const char *key, const char *val, char *err, size_t errsz)
 		ok = parse_uint(val, 255, &v);
 		u_cfg.exit_status = (uint32_t)v;
 		u_cfg.has_exit = ok;
+	} else if (streq(key, "cpuid-interval")) {
+		ok = parse_uint(val, 86400, &u_cfg.cpuid_interval);
 	} else if (streq(key, "progress")) {
 		ok = parse_uint(val, 86400000, &u_cfg.progress);
 	} else if (streq(key, "selftest-corrupt") && !val) {

@@ -1,12 +1,14 @@
 /*
  * u_dirty.c: the dirty + verify workload, one slice of pages per vCPU, all at
- * CPL3. Page p holds pattern(global page number, gen[p]); the writer walks
- * the slice round-robin and, just before rewriting a page, verifies it
- * against gen[p], so every page is checked once per lap (a "sweep") after it
- * sat untouched for a whole lap, which is when a lost or torn page (e.g.
- * from a bad migration) shows. All state (gen[], counters, position) lives
- * in guest RAM, so a migrated guest simply continues. runtime= counts from
- * the end of the vCPU's initial fill (the "dirty vcpu=..." line).
+ * CPL3. Page p holds pattern(global page number, gen[p]). The writer walks
+ * the slice round-robin at the chosen rate and verifies each page just
+ * before rewriting it. Independently, a verifier walks the whole slice about
+ * once per second whatever the write rate (a "sweep"), checking every page
+ * against gen[p] and, at the end of a sweep, that sum(gen[]) == writes: a
+ * lost or torn page (e.g. from a bad migration) shows within a second. All
+ * state (gen[], counters, positions) lives in guest RAM, so a migrated guest
+ * simply continues. runtime= counts from the end of the vCPU's initial fill
+ * (the "dirty vcpu=..." line).
  */
 #include "user.h"
 
@@ -21,7 +23,8 @@ struct wstate {
 	uint64_t csum_cur;  /* sum of all words verified in the current lap */
 	uint64_t csum_last; /* ... of the last completed lap */
 	uint64_t fails;	    /* VERIFY-FAIL lines printed */
-	uint64_t pad[2];
+	uint64_t vpos;	    /* next page the verifier checks */
+	uint64_t verified;  /* pages the verifier checked since the fill */
 };
 
 static struct wstate ws[MAX_CPUS] UBSS __attribute__((aligned(64)));
@@ -52,7 +55,8 @@ static void fill(uint64_t *pg, uint64_t gpn, uint64_t gen)
 }
 
 /* Returns the number of bad words; prints the first few. */
-static uint64_t check(uint32_t idx, uint64_t p, const uint64_t *pg, uint64_t gpn, uint64_t gen)
+static uint64_t check(uint32_t idx, uint64_t p, const uint64_t *pg, uint64_t gpn, uint64_t gen,
+		      bool add_to_sweep)
 {
 	struct wstate *st = &ws[idx];
 	uint64_t seed = page_seed(gpn, gen), w, bad = 0, sum = 0;
@@ -69,7 +73,8 @@ static uint64_t check(uint32_t idx, uint64_t p, const uint64_t *pg, uint64_t gpn
 					 idx, p, w, exp, got);
 		}
 	}
-	st->csum_cur += sum;
+	if (add_to_sweep)
+		st->csum_cur += sum;
 	return bad;
 }
 
@@ -97,7 +102,8 @@ static uint64_t end_sweep(uint32_t idx, const struct slice *s)
 
 static void corrupt_one(uint32_t idx, const struct slice *s)
 {
-	uint64_t p = (ws[idx].pos + s->npages / 2) % s->npages;
+	/* Behind the writer, ahead of the verifier: only a check can find it. */
+	uint64_t p = (ws[idx].vpos + s->npages / 2) % s->npages;
 	volatile uint64_t *pg = page_ptr(s, p);
 
 	pg[7] ^= 1ull << 17;
@@ -118,7 +124,7 @@ uint64_t dirty_run(uint32_t idx)
 	struct wstate *st = &ws[idx];
 	uint64_t gpn0 = s->base / PAGE_SIZE, P = u_cfg.has_dirty ? s->npages : 0;
 	uint64_t per_rate = u_cfg.rate / u_sys.ncpus, written = 0, errors = 0, p, k;
-	uint64_t prog_ticks = u_cfg.progress * HZ / 1000, start, end, next_prog;
+	uint64_t prog_ticks = u_cfg.progress * HZ / 1000, start, end, next_prog, next_cpuid;
 	bool corrupted = !u_cfg.selftest_corrupt || idx != 0;
 
 	if (u_cfg.rate && !per_rate)
@@ -134,6 +140,7 @@ uint64_t dirty_run(uint32_t idx)
 		u_printf("dirty vcpu=%u pages=%lu base=0x%lx t=%lu\n", idx, P, s->base, u_ms());
 	end = start + u_cfg.runtime * HZ;
 	next_prog = start + prog_ticks;
+	next_cpuid = start + u_cfg.cpuid_interval * HZ;
 
 	for (;;) {
 		uint64_t now = u_ticks();
@@ -146,26 +153,47 @@ uint64_t dirty_run(uint32_t idx)
 			if (next_prog <= now)
 				next_prog = now + prog_ticks;
 		}
-		if (!P || (per_rate && written * PAGE_SIZE >= (now - start) * per_rate / HZ)) {
+		if (u_cfg.cpuid_interval && now >= next_cpuid) {
+			cpuid_report(idx);
+			next_cpuid = now + u_cfg.cpuid_interval * HZ;
+		}
+		bool busy = false;
+		/* The verifier: one full sweep per second of guest time. */
+		if (P && st->verified < (now - start + 1) * P / HZ) {
+			for (k = 0; k < CHUNK && k < P; k++) {
+				p = st->vpos;
+				if (check(idx, p, page_ptr(s, p), gpn0 + p, s->gen[p], true))
+					u_exit(EXIT_VERIFY);
+				st->verified++;
+				if (++st->vpos == P) {
+					st->vpos = 0;
+					if (end_sweep(idx, s))
+						u_exit(EXIT_VERIFY);
+				}
+			}
+			busy = true;
+		}
+		/* The writer, at the chosen rate. */
+		if (P && !(per_rate && written * PAGE_SIZE >= (now - start) * per_rate / HZ)) {
+			for (k = 0; k < CHUNK && k < P; k++) {
+				uint64_t *pg;
+
+				p = st->pos;
+				pg = page_ptr(s, p);
+				if (check(idx, p, pg, gpn0 + p, s->gen[p], false))
+					u_exit(EXIT_VERIFY);
+				s->gen[p]++;
+				fill(pg, gpn0 + p, s->gen[p]);
+				st->writes++;
+				written++;
+				if (++st->pos == P)
+					st->pos = 0;
+			}
+			busy = true;
+		}
+		if (!busy) {
 			u_sleep_until(now + 1);
 			continue;
-		}
-		for (k = 0; k < CHUNK && k < P; k++) {
-			uint64_t *pg;
-
-			p = st->pos;
-			pg = page_ptr(s, p);
-			if (check(idx, p, pg, gpn0 + p, s->gen[p]))
-				u_exit(EXIT_VERIFY);
-			s->gen[p]++;
-			fill(pg, gpn0 + p, s->gen[p]);
-			st->writes++;
-			written++;
-			if (++st->pos == P) {
-				st->pos = 0;
-				if (end_sweep(idx, s))
-					u_exit(EXIT_VERIFY);
-			}
 		}
 		if (!corrupted && st->sweeps >= 1) {
 			corrupt_one(idx, s);
@@ -176,7 +204,7 @@ uint64_t dirty_run(uint32_t idx)
 	/* final full verification */
 	st->csum_cur = 0;
 	for (p = 0; p < P; p++)
-		errors += check(idx, p, page_ptr(s, p), gpn0 + p, s->gen[p]);
+		errors += check(idx, p, page_ptr(s, p), gpn0 + p, s->gen[p], true);
 	if (P) {
 		uint64_t sum = 0;
 

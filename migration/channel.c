@@ -338,6 +338,13 @@ int mig_channel_wait_record(struct mig_channel *c, unsigned timeout_ms, unsigned
 		uv_run(&c->loop, UV_RUN_ONCE);
 	uv_close((uv_handle_t *)&timer, NULL);
 	uv_run(&c->loop, UV_RUN_NOWAIT);
+	/* A record that arrived counts even if the peer closed right after it
+	 * (it does, after Resumed); Refused is itself an error. */
+	if (c->rec_type && c->rec_type != MIG_REC_REFUSED) {
+		*type = c->rec_type;
+		c->rec_type = 0;
+		return 0;
+	}
 	if (c->error)
 		return channel_status(c, err);
 	if (!c->rec_type)

@@ -66,8 +66,7 @@ int mig_header_build(struct vm *vm, struct mig_header_buf **out, struct vmm_erro
 	h->ram_size = vm->mem.size;
 	h->vcpu_count = vm->ncpus;
 	h->page_size = 4096;
-	int khz = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
-	h->tsc_khz = khz > 0 ? (uint32_t)khz : 0;
+	h->tsc_khz = vm->vcpus[0]->tsc_khz;
 	gethostname(b->host, sizeof(b->host) - 1);
 	h->source_host = b->host;
 	struct timespec ts;
@@ -83,29 +82,24 @@ int mig_header_build(struct vm *vm, struct mig_header_buf **out, struct vmm_erro
 	h->n_ram = vm->mem.nregions;
 	h->ram = b->ramp;
 
-	/* What KVM holds for each vCPU, not what we meant to give it. */
+	/* What KVM holds for each vCPU (read back when it was created). */
 	size_t e = 0;
 	for (unsigned i = 0; i < vm->ncpus; i++) {
-		struct cpuid_table t;
-		int r = vcpu_get_cpuid(vm->vcpus[i], &t, err);
-		if (r < 0) {
-			mig_header_buf_free(b);
-			return r;
-		}
+		const struct cpuid_table *t = &vm->vcpus[i]->cpuid;
 		Vmm__Migration__CpuidTable *tab = &b->tables[i];
 		vmm__migration__cpuid_table__init(tab);
 		tab->entries = &b->entryp[e];
-		tab->n_entries = t.n;
-		for (unsigned j = 0; j < t.n; j++, e++) {
+		tab->n_entries = t->n;
+		for (unsigned j = 0; j < t->n; j++, e++) {
 			Vmm__Migration__CpuidEntry *ce = &b->entries[e];
 			vmm__migration__cpuid_entry__init(ce);
-			ce->leaf = t.leaves[j].leaf;
-			ce->subleaf = t.leaves[j].subleaf;
-			ce->eax = t.leaves[j].eax;
-			ce->ebx = t.leaves[j].ebx;
-			ce->ecx = t.leaves[j].ecx;
-			ce->edx = t.leaves[j].edx;
-			ce->subleaf_significant = t.leaves[j].subleaf_significant;
+			ce->leaf = t->leaves[j].leaf;
+			ce->subleaf = t->leaves[j].subleaf;
+			ce->eax = t->leaves[j].eax;
+			ce->ebx = t->leaves[j].ebx;
+			ce->ecx = t->leaves[j].ecx;
+			ce->edx = t->leaves[j].edx;
+			ce->subleaf_significant = t->leaves[j].subleaf_significant;
 			b->entryp[e] = ce;
 		}
 		b->tablep[i] = tab;

@@ -13,6 +13,7 @@
 #define READY_TIMEOUT_MS 60000
 #define RESUMED_TIMEOUT_MS 30000
 #define THROTTLE_PERIOD_US 20000
+#define MAX_SHRINK_PASSES 10 /* extra passes while the dirty set keeps halving */
 
 struct mig_source {
 	struct vm *vm;
@@ -183,6 +184,7 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 	if (r < 0)
 		return r;
 	unsigned hot_iterations = 0;
+	int64_t prev_dirty = -1;
 	uint64_t last_sync = mono_ns(), last_bytes = s->ch.acked;
 	for (uint32_t iter = 1;; iter++) {
 		if ((r = mig_channel_poll(&s->ch, err)) < 0)
@@ -216,11 +218,15 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 		pthread_mutex_lock(&s->lock);
 		uint64_t limit = s->params.downtime_limit_ms;
 		pthread_mutex_unlock(&s->lock);
-		if (expected_ms <= limit)
+		/* Within the limit, stop, unless passes still at least halve what is
+		 * left: then one more pass buys a shorter pause. */
+		bool shrinking = prev_dirty < 0 || (uint64_t)dirty * 2 <= (uint64_t)prev_dirty;
+		if (expected_ms <= limit && (!shrinking || dirty < 64 || iter > MAX_SHRINK_PASSES))
 			return 0; /* the bitmap just fetched is sent in the final pass */
+		prev_dirty = dirty;
 		/* Dirtying more than half of what the link moved, twice in a row:
 		 * the guest outruns the link; slow it down. */
-		if (s->params.auto_converge && dirty_bytes * 2 > sent) {
+		if (s->params.auto_converge && expected_ms > limit && dirty_bytes * 2 > sent) {
 			if (++hot_iterations >= 2)
 				throttle_raise(s);
 		} else {
@@ -400,13 +406,13 @@ static void *source_main(void *arg)
 		goto out;
 	r = stop_and_copy(s, &handed_over, &err);
 out:
+	update_counters(s); /* while the writer's counts still exist */
 	throttle_stop(s);
 	if (s->dirty.enabled || s->dirty.bitmaps[0])
 		mig_dirty_log_stop(&s->dirty);
 	mig_channel_close(&s->ch);
 	mig_ram_sender_free(&s->ram);
 	mig_writer_free(&s->w);
-	update_counters(s);
 	pthread_mutex_lock(&s->lock);
 	if (r == 0) {
 		s->info.status = MIG_STATUS_COMPLETED;

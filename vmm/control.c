@@ -265,12 +265,8 @@ static int cmd_query_cpuid(void *ctx, struct json_object *args, struct json_obje
 	if (r < 0)
 		return r;
 	struct json_object *list = json_object_new_array();
-	static struct cpuid_table t;
 	for (unsigned i = 0; i < c->vm->ncpus; i++) {
-		if ((r = vcpu_get_cpuid(c->vm->vcpus[i], &t, err)) < 0) {
-			json_object_put(list);
-			return r;
-		}
+		const struct cpuid_table *t = &c->vm->vcpus[i]->cpuid; /* read back from KVM */
 		char *text = NULL;
 		size_t len = 0;
 		FILE *f = open_memstream(&text, &len);
@@ -278,7 +274,7 @@ static int cmd_query_cpuid(void *ctx, struct json_object *args, struct json_obje
 			json_object_put(list);
 			return vmm_error_set(err, -ENOMEM, "out of memory");
 		}
-		cpuid_table_write(&t, f);
+		cpuid_table_write(t, f);
 		fclose(f);
 		struct json_object *v = json_object_new_object();
 		json_object_object_add(v, "index", json_object_new_int((int)i));

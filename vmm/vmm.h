@@ -193,12 +193,15 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool thread_started;
-	struct cpuid_table cpuid; /* exactly what KVM_SET_CPUID2 got */
+	struct cpuid_table cpuid; /* what KVM holds (KVM_GET_CPUID2 right after setting it) */
+	uint32_t tsc_khz;	  /* KVM_GET_TSC_KHZ at creation, 0 if unknown */
 };
 
 int vcpu_create(struct vm *vm, unsigned index, struct vmm_error *err);
 void vcpu_destroy(struct vcpu *vcpu);
-/* Reads back the CPUID table KVM holds for the vCPU (KVM_GET_CPUID2). */
+/* Reads back the CPUID table KVM holds for the vCPU (KVM_GET_CPUID2).
+ * Only on a vCPU that is not running: on a running one the ioctl waits
+ * until the vCPU leaves KVM_RUN. Running code uses vcpu->cpuid. */
 int vcpu_get_cpuid(struct vcpu *vcpu, struct cpuid_table *out, struct vmm_error *err);
 
 /* ---- the VM (vm.c) ---- */

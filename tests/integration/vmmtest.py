@@ -264,3 +264,24 @@ def guest_args(cmdline, memory="256M", cpus=1, extra=()):
     require_guest()
     return ["--kernel", TESTGUEST, "--memory", memory, "--cpus", str(cpus),
             "--serial", "stdio", "--cmdline", cmdline] + list(extra)
+
+
+def cpuid_report(lines, vcpu=0, mask_per_cpu=False):
+    """The guest's CPL3 CPUID report lines for a vCPU as {(leaf, subleaf): regs}.
+    With mask_per_cpu, the fields that name the CPU the code runs on are
+    zeroed (leaf 1 EBX[31:24], 0xB/0x1F EDX, 0x8000001E EAX/EBX): on a
+    platform that does not intercept CPUID they follow the physical CPU."""
+    out = {}
+    for l in lines:
+        if not l.startswith(f"cpuid[{vcpu}] 0x"):
+            continue
+        leaf, sub, a, b, c, d = (int(x, 16) for x in l.split()[1:7])
+        if mask_per_cpu:
+            if leaf == 1:
+                b &= 0x00ffffff
+            elif leaf in (0xB, 0x1F):
+                d = 0
+            elif leaf == 0x8000001E:
+                a, b = 0, b & ~0xff
+        out[(leaf, sub)] = (a, b, c, d)
+    return out

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "cpumodels/cpumodel.h"
 
 int main(int argc, char **argv)
 {
@@ -10,6 +11,8 @@ int main(int argc, char **argv)
 		printf("vmm %s\n", VMM_VERSION);
 		return 0;
 	}
+	if (argc > 1 && strcmp(argv[1], "cpu-model") == 0) /* temporary, until the lead's main lands */
+		return cpumodel_cli(argc - 1, argv + 1);
 	fprintf(stderr, "vmm: nothing implemented yet\n");
 	return 2;
 }

@@ -142,7 +142,9 @@ static void basic_leaves(struct build *b)
 	if (has(b, "clflush"))
 		ebx |= 8 << 8; /* CLFLUSH line size in 8-byte units */
 	if (b->ncpus > 1) {
-		ebx |= (1u << b->core_bits) << 16; /* addressable logical processor IDs */
+		/* addressable logical processor IDs, an 8-bit field */
+		uint32_t ids = 1u << b->core_bits;
+		ebx |= (ids > 0xff ? 0xff : ids) << 16;
 		edx |= feature_bit("ht");
 	}
 	ecx |= feature_bit("hypervisor");
@@ -151,13 +153,16 @@ static void basic_leaves(struct build *b)
 	if (g->props.vendor == VENDOR_INTEL) {
 		put(b, 2, 0, 0x0000ff01, 0, 0, 0); /* one round; 0xff: use leaf 4 */
 		if (b->level >= 4) {
+			/* EAX[31:26]: addressable core IDs - 1, a 6-bit field */
+			uint32_t cores = (1u << b->core_bits) - 1;
+			if (cores > 0x3f)
+				cores = 0x3f;
 			for (unsigned i = 0; i < NCACHES; i++) {
 				const struct cache_desc *c = &caches[i];
 				uint32_t share = c->per_socket ? (1u << b->core_bits) - 1 : 0;
 				uint32_t sets = c->size / (c->ways * c->line);
 				put(b, 4, i,
-				    c->type | c->level << 5 | 1u << 8 | share << 14 |
-					    ((1u << b->core_bits) - 1) << 26,
+				    c->type | c->level << 5 | 1u << 8 | share << 14 | cores << 26,
 				    (c->line - 1) | (c->ways - 1) << 22, sets - 1, 0);
 			}
 			put(b, 4, NCACHES, 0, 0, 0, 0);

@@ -285,7 +285,9 @@ static int finish_version(struct parser *p)
 	struct vmm_error e = {0};
 	if (!v)
 		return 0;
-	if (cpufeat_set_check_deps(&v->features, &e) < 0)
+	uint64_t xcr0;
+	if (cpufeat_set_check_deps(&v->features, &e) < 0 ||
+	    xsave_components(v->props.vendor, &v->features, &xcr0, &e) < 0)
 		return vmm_error_set(p->err, -EINVAL, "%s:%u: %s: %s", v->file, v->line, v->name,
 				     e.msg);
 	v->digest = cpumodel_version_digest(v);

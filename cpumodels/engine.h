@@ -247,7 +247,7 @@ int host_cpu_open_kvm(struct host_cpu **out, struct vmm_error *err);
 /* Guest CPU (guest.c, cpuid_build.c)                                  */
 
 #define CPUMODEL_MAX_CPUS 255 /* APIC IDs 0..254 fit leaf 1 EBX[31:24] */
-#define CPUMODEL_SPEC_MAX 1024
+#define CPUMODEL_SPEC_MAX 8192
 
 struct guest_cpu {
 	char name[CPUMODEL_NAME_MAX + 8];

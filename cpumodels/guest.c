@@ -10,7 +10,7 @@
 
 #include "cpumodels/engine.h"
 
-#define MAX_ADJUST 128
+#define MAX_ADJUST 512
 #define HOST_MODEL "host"
 
 const char *guest_cpu_name(const struct guest_cpu *g)

@@ -19,18 +19,17 @@ static const struct subcommand {
 	int min_pos, max_pos;
 	enum host_need host;
 } subcommands[] = {
-	{"list", "", "models, versions, aliases; runnable on this host?", cli_list, 0, 0, ONE_HOST},
-	{"check", "MODEL", "runnable here? every missing feature", cli_check, 1, 1, ONE_HOST},
-	{"expand", "MODEL", "the CPUID table a vCPU sees (canonical text)", cli_expand, 1, 1,
-	 ONE_HOST},
-	{"show", "MODEL", "a model version's definition and changes", cli_show, 1, 1, NO_HOST},
-	{"compare", "A B", "models or host profiles: identical/subset/superset/incompatible",
-	 cli_compare, 2, 2, NO_HOST},
-	{"baseline", "PROFILE...", "newest model version every host can run", cli_baseline, 1,
-	 CLI_MAX_HOSTS, HOST_LIST},
-	{"matrix", "PROFILE...", "models x hosts: runnable, missing features", cli_matrix, 0,
-	 CLI_MAX_HOSTS, HOST_LIST},
-	{"features", "", "the named CPUID feature bits", cli_features, 0, 0, NO_HOST},
+    {"list", "", "models, versions, aliases; runnable on this host?", cli_list, 0, 0, ONE_HOST},
+    {"check", "MODEL", "runnable here? every missing feature", cli_check, 1, 1, ONE_HOST},
+    {"expand", "MODEL", "the CPUID table a vCPU sees (canonical text)", cli_expand, 1, 1, ONE_HOST},
+    {"show", "MODEL", "a model version's definition and changes", cli_show, 1, 1, NO_HOST},
+    {"compare", "A B", "models or host profiles: identical/subset/superset/incompatible",
+     cli_compare, 2, 2, NO_HOST},
+    {"baseline", "PROFILE...", "newest model version every host can run", cli_baseline, 1,
+     CLI_MAX_HOSTS, HOST_LIST},
+    {"matrix", "PROFILE...", "models x hosts: runnable, missing features", cli_matrix, 0,
+     CLI_MAX_HOSTS, HOST_LIST},
+    {"features", "", "the named CPUID feature bits", cli_features, 0, 0, NO_HOST},
 };
 #define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))
 
@@ -40,20 +39,21 @@ static void usage(FILE *f)
 	for (size_t i = 0; i < NSUB; i++)
 		fprintf(f, "  %-9s %-11s %s\n", subcommands[i].name, subcommands[i].args,
 			subcommands[i].help);
-	fprintf(f, "\nMODEL is NAME, NAME-vN or an alias, optionally followed by "
-		   ",+feature,-feature...\n"
-		   "options:\n"
-		   "  --json                 machine-readable output\n"
-		   "  --host-cpu-profile F   act as the host whose CPUID dump is F (test only)\n"
-		   "  --with-kvm             intersect profiles with this machine's KVM\n"
-		   "  --include-kvm          baseline/matrix: add this machine's KVM as a host\n"
-		   "  --no-host-check        expand/check without a host (no runnable check)\n"
-		   "  --cpus N, --vcpu I     expand: vCPU count and index (default 1, 0)\n"
-		   "  --newest               matrix: newest version of each model only\n"
-		   "  --html FILE            matrix: also write a self-contained HTML page\n"
-		   "  --verbose              matrix: list the missing features of every cell\n"
-		   "  --data-dir DIR         model data (default $VMM_CPU_MODEL_DIR or %s)\n"
-		   "exit status: 0 ok, 1 not runnable / no baseline, 2 error\n",
+	fprintf(f,
+		"\nMODEL is NAME, NAME-vN or an alias, optionally followed by "
+		",+feature,-feature...\n"
+		"options:\n"
+		"  --json                 machine-readable output\n"
+		"  --host-cpu-profile F   act as the host whose CPUID dump is F (test only)\n"
+		"  --with-kvm             intersect profiles with this machine's KVM\n"
+		"  --include-kvm          baseline/matrix: add this machine's KVM as a host\n"
+		"  --no-host-check        expand/check without a host (no runnable check)\n"
+		"  --cpus N, --vcpu I     expand: vCPU count and index (default 1, 0)\n"
+		"  --newest               matrix: newest version of each model only\n"
+		"  --html FILE            matrix: also write a self-contained HTML page\n"
+		"  --verbose              matrix: list the missing features of every cell\n"
+		"  --data-dir DIR         model data (default $VMM_CPU_MODEL_DIR or %s)\n"
+		"exit status: 0 ok, 1 not runnable / no baseline, 2 error\n",
 		cpumodel_default_dir());
 }
 
@@ -92,19 +92,19 @@ enum {
 };
 
 static const struct option options[] = {
-	{"json", no_argument, NULL, OPT_JSON},
-	{"host-cpu-profile", required_argument, NULL, OPT_PROFILE},
-	{"with-kvm", no_argument, NULL, OPT_WITH_KVM},
-	{"include-kvm", no_argument, NULL, OPT_INCLUDE_KVM},
-	{"no-host-check", no_argument, NULL, OPT_NO_HOST_CHECK},
-	{"cpus", required_argument, NULL, OPT_CPUS},
-	{"vcpu", required_argument, NULL, OPT_VCPU},
-	{"newest", no_argument, NULL, OPT_NEWEST},
-	{"html", required_argument, NULL, OPT_HTML},
-	{"data-dir", required_argument, NULL, OPT_DATA_DIR},
-	{"verbose", no_argument, NULL, OPT_VERBOSE},
-	{"help", no_argument, NULL, OPT_HELP},
-	{NULL, 0, NULL, 0},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"host-cpu-profile", required_argument, NULL, OPT_PROFILE},
+    {"with-kvm", no_argument, NULL, OPT_WITH_KVM},
+    {"include-kvm", no_argument, NULL, OPT_INCLUDE_KVM},
+    {"no-host-check", no_argument, NULL, OPT_NO_HOST_CHECK},
+    {"cpus", required_argument, NULL, OPT_CPUS},
+    {"vcpu", required_argument, NULL, OPT_VCPU},
+    {"newest", no_argument, NULL, OPT_NEWEST},
+    {"html", required_argument, NULL, OPT_HTML},
+    {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+    {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
 };
 
 static int parse_options(struct cpumodel_cli *c, int argc, char **argv)
@@ -231,8 +231,8 @@ int cli_print_json(struct cpumodel_cli *c, struct json_object *o)
 		fprintf(stderr, "vmm cpu-model: out of memory\n");
 		return 2;
 	}
-	const char *s = json_object_to_json_string_ext(
-		o, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE);
+	const char *s = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PRETTY |
+							      JSON_C_TO_STRING_NOSLASHESCAPE);
 	int rc = fprintf(c->out, "%s\n", s) < 0 ? 2 : 0;
 	json_object_put(o);
 	return rc;
@@ -283,8 +283,9 @@ int cpumodel_cli(int argc, char **argv)
 		return 2;
 	}
 	if (sub->host != ONE_HOST && c.profile) {
-		fprintf(stderr, "vmm cpu-model: %s takes hosts as arguments, not "
-				"--host-cpu-profile\n",
+		fprintf(stderr,
+			"vmm cpu-model: %s takes hosts as arguments, not "
+			"--host-cpu-profile\n",
 			sub->name);
 		return 2;
 	}

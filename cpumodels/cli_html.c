@@ -33,8 +33,10 @@ static void esc(FILE *f, const char *s)
 
 static const char *shade(unsigned missing)
 {
-	return missing == 0 ? "#f4c7a8" : missing <= 3 ? "#f3a683" : missing <= 10 ? "#e77f67"
-											    : "#c0392b";
+	return missing == 0    ? "#f4c7a8"
+	       : missing <= 3  ? "#f3a683"
+	       : missing <= 10 ? "#e77f67"
+			       : "#c0392b";
 }
 
 int cli_matrix_html(const struct cpumodel_matrix *m, struct host_cpu *const *hosts,
@@ -69,7 +71,8 @@ int cli_matrix_html(const struct cpumodel_matrix *m, struct host_cpu *const *hos
 		esc(f, m->rows[r]->name);
 		fputs("</td>", f);
 		for (unsigned h = 0; h < m->ncols; h++) {
-			const struct cpumodel_matrix_cell *cell = &m->cells[(size_t)r * m->ncols + h];
+			const struct cpumodel_matrix_cell *cell =
+			    &m->cells[(size_t)r * m->ncols + h];
 			unsigned miss = cpufeat_set_count(&cell->check.missing);
 			if (cell->runnable && !cpufeat_set_count(&cell->check.assumed)) {
 				fputs("<td class=\"ok\">ok</td>", f);
@@ -78,7 +81,8 @@ int cli_matrix_html(const struct cpumodel_matrix *m, struct host_cpu *const *hos
 			if (cell->runnable) {
 				char a[VMM_ERROR_MAX];
 				cpufeat_set_format(&cell->check.assumed, a, sizeof(a));
-				fputs("<td class=\"ok\" title=\"assumed present (not in the profile): ",
+				fputs("<td class=\"ok\" title=\"assumed present (not in the "
+				      "profile): ",
 				      f);
 				esc(f, a);
 				fputs("\">ok*</td>", f);

@@ -100,14 +100,14 @@ int cli_list(struct cpumodel_cli *c)
 				struct json_object *al = json_object_new_array();
 				for (unsigned a = 0; a < v->naliases; a++)
 					json_object_array_add(
-						al, json_object_new_string(v->aliases[a]));
+					    al, json_object_new_string(v->aliases[a]));
 				json_object_object_add(vo, "aliases", al);
 				json_object_object_add(vo, "note", json_object_new_string(v->note));
 				if (c->host) {
-					json_object_object_add(vo, "runnable",
-							       json_object_new_boolean(chk.runnable));
-					json_object_object_add(vo, "missing",
-							       cli_json_features(&chk.missing, false));
+					json_object_object_add(
+					    vo, "runnable", json_object_new_boolean(chk.runnable));
+					json_object_object_add(
+					    vo, "missing", cli_json_features(&chk.missing, false));
 				}
 				json_object_array_add(va, vo);
 				continue;
@@ -116,7 +116,9 @@ int cli_list(struct cpumodel_cli *c)
 			aliases_text(m, v, al, sizeof(al));
 			snprintf(miss, sizeof(miss), "%u", cpufeat_set_count(&chk.missing));
 			fprintf(c->out, "%-30s %-8s %-7s %s\n", v->name,
-				!c->host ? "?" : chk.runnable ? "yes" : "no",
+				!c->host       ? "?"
+				: chk.runnable ? "yes"
+					       : "no",
 				!c->host ? "-" : miss, al);
 		}
 	}
@@ -177,8 +179,8 @@ int cli_check(struct cpumodel_cli *c)
 		fprintf(c->out, "  %s\n", d);
 	}
 	if (chk.phys_bits_short)
-		fprintf(c->out, "needs %u physical address bits, host has %u\n",
-			chk.need_phys_bits, chk.host_phys_bits);
+		fprintf(c->out, "needs %u physical address bits, host has %u\n", chk.need_phys_bits,
+			chk.host_phys_bits);
 	if (chk.xsave_bad)
 		fprintf(c->out, "%s\n", chk.xsave_msg);
 	i = 0;
@@ -259,9 +261,9 @@ static void flags_text(unsigned fl, char *buf, size_t len)
 	static const struct {
 		unsigned flag;
 		const char *name;
-	} names[] = {{CPUFEAT_COMPUTED, "computed"}, {CPUFEAT_DYNAMIC, "guest-os"},
-		     {CPUFEAT_NOKVM, "host-only"},   {CPUFEAT_KVM_EMU, "kvm-any-cpu"},
-		     {CPUFEAT_PV, "paravirt"},       {CPUFEAT_PV_DEFAULT, "default"},
+	} names[] = {{CPUFEAT_COMPUTED, "computed"},   {CPUFEAT_DYNAMIC, "guest-os"},
+		     {CPUFEAT_NOKVM, "host-only"},     {CPUFEAT_KVM_EMU, "kvm-any-cpu"},
+		     {CPUFEAT_PV, "paravirt"},	       {CPUFEAT_PV_DEFAULT, "default"},
 		     {CPUFEAT_NOMIGRATE, "no-migrate"}};
 	size_t used = 0;
 	buf[0] = '\0';

@@ -25,8 +25,7 @@ static bool is_profile_path(const char *arg)
 	       S_ISREG(st.st_mode);
 }
 
-static int load_side(struct cpumodel_cli *c, const char *arg, struct side *s,
-		     struct vmm_error *err)
+static int load_side(struct cpumodel_cli *c, const char *arg, struct side *s, struct vmm_error *err)
 {
 	memset(s, 0, sizeof(*s));
 	if (is_profile_path(arg)) {
@@ -88,7 +87,7 @@ int cli_compare(struct cpumodel_cli *c)
 		json_object_object_add(o, "a", json_object_new_string(a->label));
 		json_object_object_add(o, "b", json_object_new_string(b->label));
 		json_object_object_add(
-			o, "relation", json_object_new_string(cpumodel_relation_name(cmp.relation)));
+		    o, "relation", json_object_new_string(cpumodel_relation_name(cmp.relation)));
 		json_object_object_add(o, "only_a", cli_json_features(&cmp.only_a, false));
 		json_object_object_add(o, "only_b", cli_json_features(&cmp.only_b, false));
 		json_object_object_add(o, "properties_differ",
@@ -99,10 +98,10 @@ int cli_compare(struct cpumodel_cli *c)
 		goto out_free;
 	}
 	static const char *const sentence[] = {
-		[REL_IDENTICAL] = "A and B have identical features",
-		[REL_SUBSET] = "A is a subset of B (a guest of A can run where B runs)",
-		[REL_SUPERSET] = "A is a superset of B (a guest of B can run where A runs)",
-		[REL_INCOMPATIBLE] = "A and B are incompatible (each has features the other lacks)",
+	    [REL_IDENTICAL] = "A and B have identical features",
+	    [REL_SUBSET] = "A is a subset of B (a guest of A can run where B runs)",
+	    [REL_SUPERSET] = "A is a superset of B (a guest of B can run where A runs)",
+	    [REL_INCOMPATIBLE] = "A and B are incompatible (each has features the other lacks)",
 	};
 	fprintf(c->out, "A: %s\nB: %s\nrelation: %s: %s\n", a->label, b->label,
 		cpumodel_relation_name(cmp.relation), sentence[cmp.relation]);
@@ -140,9 +139,8 @@ int cli_baseline(struct cpumodel_cli *c)
 		for (unsigned i = 0; i < n; i++)
 			json_object_array_add(ha, json_object_new_string(host_cpu_name(hosts[i])));
 		json_object_object_add(o, "hosts", ha);
-		json_object_object_add(o, "baseline", bl->best
-								? json_object_new_string(bl->best->name)
-								: NULL);
+		json_object_object_add(o, "baseline",
+				       bl->best ? json_object_new_string(bl->best->name) : NULL);
 		json_object_object_add(o, "model",
 				       bl->model ? json_object_new_string(bl->model->name) : NULL);
 		json_object_object_add(o, "candidates", json_object_new_int((int)bl->candidates));
@@ -193,7 +191,8 @@ static struct json_object *matrix_json(const struct cpumodel_matrix *m,
 		json_object_object_add(ro, "model", json_object_new_string(m->rows[r]->name));
 		json_object_object_add(ro, "cells", cells);
 		for (unsigned h = 0; h < m->ncols; h++) {
-			const struct cpumodel_matrix_cell *cell = &m->cells[(size_t)r * m->ncols + h];
+			const struct cpumodel_matrix_cell *cell =
+			    &m->cells[(size_t)r * m->ncols + h];
 			struct json_object *co = json_object_new_object();
 			json_object_object_add(co, "host",
 					       json_object_new_string(host_cpu_name(hosts[h])));
@@ -232,7 +231,8 @@ static void matrix_text(struct cpumodel_cli *c, const struct cpumodel_matrix *m,
 	for (unsigned r = 0; r < m->nrows; r++) {
 		fprintf(out, "%-30s", m->rows[r]->name);
 		for (unsigned h = 0; h < m->ncols; h++) {
-			const struct cpumodel_matrix_cell *cell = &m->cells[(size_t)r * m->ncols + h];
+			const struct cpumodel_matrix_cell *cell =
+			    &m->cells[(size_t)r * m->ncols + h];
 			unsigned miss = cpufeat_set_count(&cell->check.missing);
 			if (cell->runnable)
 				fprintf(out, " %4s",
@@ -249,7 +249,8 @@ static void matrix_text(struct cpumodel_cli *c, const struct cpumodel_matrix *m,
 	fprintf(out, "\n");
 	for (unsigned r = 0; r < m->nrows; r++)
 		for (unsigned h = 0; h < m->ncols; h++) {
-			const struct cpumodel_matrix_cell *cell = &m->cells[(size_t)r * m->ncols + h];
+			const struct cpumodel_matrix_cell *cell =
+			    &m->cells[(size_t)r * m->ncols + h];
 			char why[VMM_ERROR_MAX];
 			if (cell->runnable)
 				continue;

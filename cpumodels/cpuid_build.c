@@ -26,10 +26,10 @@ struct cache_desc {
 	bool per_socket;
 };
 static const struct cache_desc caches[] = {
-	{1, 1, 32 * 1024, 8, 64, false},
-	{1, 2, 32 * 1024, 8, 64, false},
-	{2, 3, 1024 * 1024, 16, 64, false},
-	{3, 3, 32 * 1024 * 1024, 16, 64, true},
+    {1, 1, 32 * 1024, 8, 64, false},
+    {1, 2, 32 * 1024, 8, 64, false},
+    {2, 3, 1024 * 1024, 16, 64, false},
+    {3, 3, 32 * 1024 * 1024, 16, 64, true},
 };
 #define NCACHES (sizeof(caches) / sizeof(caches[0]))
 
@@ -118,8 +118,8 @@ static void levels(struct build *b)
 static uint32_t signature(const struct cpumodel_props *p)
 {
 	uint32_t fam = p->family, base = fam > 0xf ? 0xf : fam, ext = fam > 0xf ? fam - 0xf : 0;
-	return (ext << 20) | ((p->model >> 4 & 0xf) << 16) | (base << 8) |
-	       ((p->model & 0xf) << 4) | (p->stepping & 0xf);
+	return (ext << 20) | ((p->model >> 4 & 0xf) << 16) | (base << 8) | ((p->model & 0xf) << 4) |
+	       (p->stepping & 0xf);
 }
 
 static void vendor_regs(enum cpu_vendor v, uint32_t *ebx, uint32_t *ecx, uint32_t *edx)
@@ -181,9 +181,9 @@ static void basic_leaves(struct build *b)
 
 static void topology_leaf(struct build *b, uint32_t leaf)
 {
-	put(b, leaf, 0, 0, 1, 1u << 8 | 0, b->apic_id);                    /* SMT */
+	put(b, leaf, 0, 0, 1, 1u << 8 | 0, b->apic_id);			  /* SMT */
 	put(b, leaf, 1, b->core_bits, b->ncpus, 2u << 8 | 1, b->apic_id); /* core */
-	put(b, leaf, 2, 0, 0, 2, b->apic_id);                             /* end */
+	put(b, leaf, 2, 0, 0, 2, b->apic_id);				  /* end */
 }
 
 static void xsave_leaves(struct build *b, uint64_t xcr0)
@@ -261,7 +261,7 @@ static void extended_leaves(struct build *b)
 		put(b, 0x80000006, 0, 0, 0,
 		    (l2->size / 1024) << 16 | amd_assoc(l2->ways) << 12 | 1u << 8 | l2->line,
 		    (l3->size / (512 * 1024)) << 18 | amd_assoc(l3->ways) << 12 | 1u << 8 |
-			    l3->line);
+			l3->line);
 	} else {
 		put(b, 0x80000006, 0, 0, 0,
 		    (l2->size / 1024) << 16 | amd_assoc(l2->ways) << 12 | l2->line, 0);
@@ -308,11 +308,11 @@ int guest_cpu_build_cpuid(const struct guest_cpu *g, unsigned ncpus, unsigned vc
 		return vmm_error_prefix(err, "cpu model %s", g->name);
 	memset(out, 0, sizeof(*out));
 	struct build b = {
-		.g = g,
-		.t = out,
-		.ncpus = ncpus,
-		.core_bits = bits_for(ncpus),
-		.apic_id = guest_cpu_apic_id(g, ncpus, vcpu_index),
+	    .g = g,
+	    .t = out,
+	    .ncpus = ncpus,
+	    .core_bits = bits_for(ncpus),
+	    .apic_id = guest_cpu_apic_id(g, ncpus, vcpu_index),
 	};
 	levels(&b);
 	basic_leaves(&b);

@@ -12,9 +12,9 @@
 #include "cpumodels/engine.h"
 
 /* Leaves whose output depends on ECX (Intel SDM / AMD APM), as KVM treats them. */
-static const uint32_t subleaf_leaves[] = {0x4,  0x7,  0xb,  0xd,  0xf,  0x10, 0x12, 0x14,
-					  0x17, 0x18, 0x1d, 0x1e, 0x1f, 0x20, 0x23, 0x24,
-					  0x8000001d, 0x80000020, 0x80000026};
+static const uint32_t subleaf_leaves[] = {0x4,	0x7,  0xb,	  0xd,	      0xf,	 0x10, 0x12,
+					  0x14, 0x17, 0x18,	  0x1d,	      0x1e,	 0x1f, 0x20,
+					  0x23, 0x24, 0x8000001d, 0x80000020, 0x80000026};
 
 bool cpuid_leaf_has_subleaves(uint32_t leaf)
 {
@@ -74,7 +74,8 @@ int cpuid_table_set(struct cpuid_table *t, uint32_t leaf, uint32_t subleaf, uint
 		    uint32_t ebx, uint32_t ecx, uint32_t edx)
 {
 	unsigned pos = 0;
-	while (pos < t->n && cmp_key(t->leaves[pos].leaf, t->leaves[pos].subleaf, leaf, subleaf) < 0)
+	while (pos < t->n &&
+	       cmp_key(t->leaves[pos].leaf, t->leaves[pos].subleaf, leaf, subleaf) < 0)
 		pos++;
 	if (pos == t->n || cmp_key(t->leaves[pos].leaf, t->leaves[pos].subleaf, leaf, subleaf)) {
 		if (t->n >= CPUID_TABLE_MAX)
@@ -83,13 +84,13 @@ int cpuid_table_set(struct cpuid_table *t, uint32_t leaf, uint32_t subleaf, uint
 		t->n++;
 	}
 	t->leaves[pos] = (struct cpuid_leaf){
-		.leaf = leaf,
-		.subleaf = subleaf,
-		.eax = eax,
-		.ebx = ebx,
-		.ecx = ecx,
-		.edx = edx,
-		.subleaf_significant = cpuid_leaf_has_subleaves(leaf),
+	    .leaf = leaf,
+	    .subleaf = subleaf,
+	    .eax = eax,
+	    .ebx = ebx,
+	    .ecx = ecx,
+	    .edx = edx,
+	    .subleaf_significant = cpuid_leaf_has_subleaves(leaf),
 	};
 	return 0;
 }
@@ -98,8 +99,9 @@ int cpuid_table_write(const struct cpuid_table *t, FILE *out)
 {
 	for (unsigned i = 0; i < t->n && i < CPUID_TABLE_MAX; i++) {
 		const struct cpuid_leaf *e = &t->leaves[i];
-		if (fprintf(out, "0x%08" PRIx32 " 0x%08" PRIx32 " 0x%08" PRIx32 " 0x%08" PRIx32
-				 " 0x%08" PRIx32 " 0x%08" PRIx32 "\n",
+		if (fprintf(out,
+			    "0x%08" PRIx32 " 0x%08" PRIx32 " 0x%08" PRIx32 " 0x%08" PRIx32
+			    " 0x%08" PRIx32 " 0x%08" PRIx32 "\n",
 			    e->leaf, e->subleaf, e->eax, e->ebx, e->ecx, e->edx) < 0)
 			return -EIO;
 	}
@@ -225,13 +227,13 @@ int cpuid_table_read(const char *path, struct cpuid_table *t, char *comment_name
 			goto out_close;
 		}
 		t->leaves[t->n++] = (struct cpuid_leaf){
-			.leaf = v[0],
-			.subleaf = v[1],
-			.eax = v[2],
-			.ebx = v[3],
-			.ecx = v[4],
-			.edx = v[5],
-			.subleaf_significant = cpuid_leaf_has_subleaves(v[0]),
+		    .leaf = v[0],
+		    .subleaf = v[1],
+		    .eax = v[2],
+		    .ebx = v[3],
+		    .ecx = v[4],
+		    .edx = v[5],
+		    .subleaf_significant = cpuid_leaf_has_subleaves(v[0]),
 		};
 	}
 	if (ferror(f)) {
@@ -254,7 +256,8 @@ struct diff_out {
 	bool truncated;
 };
 
-static void diff_add(struct diff_out *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void diff_add(struct diff_out *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void diff_add(struct diff_out *d, const char *fmt, ...)
 {

@@ -14,7 +14,7 @@
 #include "config.h"
 #include "cpumodels/engine.h"
 
-#define DATA_SUFFIX ".cpumodel"
+#define DATA_SUFFIX   ".cpumodel"
 #define DATA_FILE_MAX (1u << 20)
 
 const char *cpumodel_default_dir(void)
@@ -153,7 +153,8 @@ static int check_unique(const struct cpumodel_db *db, struct vmm_error *err)
 			const struct cpumodel_version *ver = &m->versions[v];
 			refs[n++] = (struct name_ref){ver->name, ver->file, ver->line};
 			for (unsigned a = 0; a < ver->naliases; a++)
-				refs[n++] = (struct name_ref){ver->aliases[a], ver->file, ver->line};
+				refs[n++] =
+				    (struct name_ref){ver->aliases[a], ver->file, ver->line};
 		}
 	}
 	int rc = 0;

@@ -19,10 +19,10 @@ struct parser {
 	const char *fname;
 	unsigned line;
 	struct vmm_error *err;
-	struct cpumodel *m;          /* model being parsed, NULL before the first */
-	struct cpumodel_version *v;  /* version block being parsed, NULL in the header */
+	struct cpumodel *m;	      /* model being parsed, NULL before the first */
+	struct cpumodel_version *v;   /* version block being parsed, NULL in the header */
 	struct cpumodel_version base; /* the header's definition */
-	unsigned seen;               /* header keys seen (bit per key) */
+	unsigned seen;		      /* header keys seen (bit per key) */
 };
 
 static int perr(struct parser *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -168,19 +168,19 @@ static const struct {
 	unsigned scope;
 	bool required; /* in the header */
 } keys[] = {
-	{"vendor", K_VENDOR, IN_HEADER, true},
-	{"family", K_FAMILY, IN_HEADER | IN_VERSION, true},
-	{"model", K_MODEL, IN_HEADER | IN_VERSION, true},
-	{"stepping", K_STEPPING, IN_HEADER | IN_VERSION, true},
-	{"model-id", K_MODEL_ID, IN_HEADER | IN_VERSION, true},
-	{"level", K_LEVEL, IN_HEADER | IN_VERSION, false},
-	{"xlevel", K_XLEVEL, IN_HEADER | IN_VERSION, false},
-	{"phys-bits", K_PHYS_BITS, IN_HEADER | IN_VERSION, false},
-	{"features", K_FEATURES, IN_HEADER, true},
-	{"alias", K_ALIAS, IN_HEADER | IN_VERSION | IN_V1, false},
-	{"note", K_NOTE, IN_HEADER | IN_VERSION | IN_V1, false},
-	{"add", K_ADD, IN_VERSION, false},
-	{"remove", K_REMOVE, IN_VERSION, false},
+    {"vendor", K_VENDOR, IN_HEADER, true},
+    {"family", K_FAMILY, IN_HEADER | IN_VERSION, true},
+    {"model", K_MODEL, IN_HEADER | IN_VERSION, true},
+    {"stepping", K_STEPPING, IN_HEADER | IN_VERSION, true},
+    {"model-id", K_MODEL_ID, IN_HEADER | IN_VERSION, true},
+    {"level", K_LEVEL, IN_HEADER | IN_VERSION, false},
+    {"xlevel", K_XLEVEL, IN_HEADER | IN_VERSION, false},
+    {"phys-bits", K_PHYS_BITS, IN_HEADER | IN_VERSION, false},
+    {"features", K_FEATURES, IN_HEADER, true},
+    {"alias", K_ALIAS, IN_HEADER | IN_VERSION | IN_V1, false},
+    {"note", K_NOTE, IN_HEADER | IN_VERSION | IN_V1, false},
+    {"add", K_ADD, IN_VERSION, false},
+    {"remove", K_REMOVE, IN_VERSION, false},
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -209,8 +209,8 @@ static int apply_key(struct parser *p, unsigned k, char *val)
 		else if (strcmp(val, "AuthenticAMD") == 0)
 			pr->vendor = VENDOR_AMD;
 		else
-			rc = perr(p, "vendor: expected GenuineIntel or AuthenticAMD, got '%s'",
-				  val);
+			rc =
+			    perr(p, "vendor: expected GenuineIntel or AuthenticAMD, got '%s'", val);
 		break;
 	case K_FAMILY:
 		if (!(rc = parse_uint(p, "family", val, 1, 0xf + 0xff, &n)))
@@ -404,8 +404,9 @@ static int parse_line(struct parser *p, char *line)
 		if (!(keys[k].scope & scope))
 			return perr(p, "'%s' is not allowed %s", line,
 				    scope == IN_HEADER ? "in a model header (before 'version 1')"
-				    : scope == IN_V1   ? "in version 1 (it is the header's definition)"
-						       : "in a version block (use add/remove)");
+				    : scope == IN_V1
+					? "in version 1 (it is the header's definition)"
+					: "in a version block (use add/remove)");
 		if (!*val)
 			return perr(p, "'%s' needs a value", line);
 		bool repeatable = keys[k].id == K_FEATURES || keys[k].id == K_ALIAS ||
@@ -415,9 +416,10 @@ static int parse_line(struct parser *p, char *line)
 		p->seen |= 1u << k;
 		return apply_key(p, k, val);
 	}
-	return perr(p, "unknown key '%s' (expected model, version, vendor, family, model, "
-		       "stepping, model-id, level, xlevel, phys-bits, features, alias, note, add, "
-		       "remove)",
+	return perr(p,
+		    "unknown key '%s' (expected model, version, vendor, family, model, "
+		    "stepping, model-id, level, xlevel, phys-bits, features, alias, note, add, "
+		    "remove)",
 		    line);
 }
 

@@ -60,21 +60,22 @@ extern const struct cpufeat_word cpufeat_words[CPUFEAT_NWORDS];
 
 /* Row flags: how the engine treats a bit. */
 enum {
-	CPUFEAT_COMPUTED = 1 << 0,   /* set by the engine (ht, hypervisor); not in models/specs */
-	CPUFEAT_DYNAMIC = 1 << 1,    /* guest-OS controlled (osxsave, ospke); always 0 in tables */
-	CPUFEAT_NOKVM = 1 << 2,      /* KVM never gives it to a guest (host-only: est, tm2, ...) */
-	CPUFEAT_KVM_EMU = 1 << 3,    /* KVM provides it on any CPU (x2apic, tsc_deadline_timer) */
-	CPUFEAT_PV = 1 << 4,         /* KVM paravirt leaf 0x40000001 */
-	CPUFEAT_PV_DEFAULT = 1 << 5, /* in the engine's default PV set (every model starts with it) */
-	CPUFEAT_NOMIGRATE = 1 << 6,  /* ties a guest to its host (invtsc); never suggested */
+	CPUFEAT_COMPUTED = 1 << 0, /* set by the engine (ht, hypervisor); not in models/specs */
+	CPUFEAT_DYNAMIC = 1 << 1,  /* guest-OS controlled (osxsave, ospke); always 0 in tables */
+	CPUFEAT_NOKVM = 1 << 2,	   /* KVM never gives it to a guest (host-only: est, tm2, ...) */
+	CPUFEAT_KVM_EMU = 1 << 3,  /* KVM provides it on any CPU (x2apic, tsc_deadline_timer) */
+	CPUFEAT_PV = 1 << 4,	   /* KVM paravirt leaf 0x40000001 */
+	CPUFEAT_PV_DEFAULT =
+	    1 << 5, /* in the engine's default PV set (every model starts with it) */
+	CPUFEAT_NOMIGRATE = 1 << 6, /* ties a guest to its host (invtsc); never suggested */
 };
 
 struct cpufeat {
 	const char *name;    /* Linux /proc/cpuinfo spelling (or its define, lower case) */
 	const char *aliases; /* space-separated other spellings (QEMU's), or NULL */
 	uint32_t leaf, subleaf;
-	uint8_t reg;  /* enum cpuid_reg */
-	uint8_t bit;  /* 0..31 */
+	uint8_t reg; /* enum cpuid_reg */
+	uint8_t bit; /* 0..31 */
 	uint8_t flags;
 };
 
@@ -151,13 +152,13 @@ uint32_t cpuid_table_reg(const struct cpuid_table *t, uint32_t leaf, uint32_t su
 /* ------------------------------------------------------------------ */
 /* Model database (db_parse.c, db.c)                                   */
 
-#define CPUMODEL_NAME_MAX 48
+#define CPUMODEL_NAME_MAX     48
 #define CPUMODEL_MODEL_ID_MAX 48 /* 47 characters + NUL (leaves 0x80000002-4) */
-#define CPUMODEL_MAX_MODELS 256
+#define CPUMODEL_MAX_MODELS   256
 #define CPUMODEL_MAX_VERSIONS 64
-#define CPUMODEL_MAX_ALIASES 8
-#define CPUMODEL_MAX_FILES 256
-#define CPUMODEL_NOTE_MAX 160
+#define CPUMODEL_MAX_ALIASES  8
+#define CPUMODEL_MAX_FILES    256
+#define CPUMODEL_NOTE_MAX     160
 
 enum cpu_vendor { VENDOR_INTEL, VENDOR_AMD };
 
@@ -228,12 +229,12 @@ struct host_cpu {
 	uint32_t signature; /* leaf 1 EAX */
 	char brand[49];
 	unsigned phys_bits; /* 0 = unknown */
-	bool is_kvm;        /* KVM_GET_SUPPORTED_CPUID (possibly intersected) */
+	bool is_kvm;	    /* KVM_GET_SUPPORTED_CPUID (possibly intersected) */
 	bool is_profile;
 	struct cpufeat_set features; /* what a guest can get on this host */
 	struct cpufeat_set unknown;  /* profile words the dump did not record: counted
 				      * in `features` (assumed present) and reported */
-	struct cpuid_table raw;      /* the profile's or KVM's table as read */
+	struct cpuid_table raw;	     /* the profile's or KVM's table as read */
 };
 
 /* A host built from a CPUID table directly (tests, the reference host). */
@@ -254,7 +255,7 @@ struct guest_cpu {
 	char spec[CPUMODEL_SPEC_MAX];
 	bool migratable; /* false for the `host` pseudo-model */
 	struct cpumodel_props props;
-	struct cpufeat_set features; /* model features after +/- adjustments */
+	struct cpufeat_set features;		/* model features after +/- adjustments */
 	const struct cpumodel_version *version; /* NULL for `host` */
 };
 
@@ -322,9 +323,9 @@ void cpumodel_compare_sets(const struct cpufeat_set *a, const struct cpumodel_pr
 struct cpumodel_baseline {
 	const struct cpumodel_version *best; /* NULL: nothing runs on all hosts */
 	const struct cpumodel *model;
-	struct cpufeat_set common;  /* features every host can provide */
-	struct cpufeat_set extra;   /* common features the model lacks (addable with +feat) */
-	unsigned candidates;        /* versions runnable on all hosts */
+	struct cpufeat_set common;    /* features every host can provide */
+	struct cpufeat_set extra;     /* common features the model lacks (addable with +feat) */
+	unsigned candidates;	      /* versions runnable on all hosts */
 	char spec[CPUMODEL_SPEC_MAX]; /* best version plus +extras */
 };
 int cpumodel_baseline(const struct cpumodel_db *db, struct host_cpu *const *hosts, unsigned nhosts,

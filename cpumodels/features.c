@@ -95,8 +95,7 @@ static int leaf_text(uint32_t v, char *buf, size_t len)
 	return snprintf(buf, len, "%02X", v);
 }
 
-int cpufeat_reg_describe(uint32_t leaf, uint32_t subleaf, enum cpuid_reg reg, char *buf,
-			 size_t len)
+int cpufeat_reg_describe(uint32_t leaf, uint32_t subleaf, enum cpuid_reg reg, char *buf, size_t len)
 {
 	char l[16], s[16];
 	leaf_text(leaf, l, sizeof(l));
@@ -226,7 +225,7 @@ void cpufeat_set_from_table(const struct cpuid_table *t, struct cpufeat_set *out
 	uint32_t leaf7_max = cpuid_table_reg(t, 7, 0, CPUID_EAX);
 	for (int w = 0; w < CPUFEAT_NWORDS; w++) {
 		const struct cpufeat_word *cw = &cpufeat_words[w];
-		uint32_t max = cw->leaf >= 0x80000000 ? xlevel
+		uint32_t max = cw->leaf >= 0x80000000	? xlevel
 			       : cw->leaf >= 0x40000000 ? hlevel
 							: level;
 		if (cw->leaf > max)

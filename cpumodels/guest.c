@@ -61,10 +61,10 @@ static int resolve_host_model(const struct host_cpu *host, struct guest_cpu *g,
 		return vmm_error_set(err, -EINVAL, "cpu model host: needs a host to copy");
 	struct cpumodel_props *p = &g->props;
 	uint32_t sig = host->signature;
-	p->vendor = (strcmp(host->vendor, "AuthenticAMD") == 0 ||
-		     strcmp(host->vendor, "HygonGenuine") == 0)
-			    ? VENDOR_AMD
-			    : VENDOR_INTEL;
+	p->vendor =
+	    (strcmp(host->vendor, "AuthenticAMD") == 0 || strcmp(host->vendor, "HygonGenuine") == 0)
+		? VENDOR_AMD
+		: VENDOR_INTEL;
 	p->family = (sig >> 8 & 0xf) + ((sig >> 8 & 0xf) == 0xf ? (sig >> 20 & 0xff) : 0);
 	p->model = (sig >> 4 & 0xf) | (sig >> 12 & 0xf0);
 	p->stepping = sig & 0xf;
@@ -162,8 +162,7 @@ static int apply_adjustments(struct guest_cpu *g, const struct cpufeat_set *base
 	return 0;
 }
 
-static int check_host(const struct guest_cpu *g, const struct host_cpu *host,
-		      struct vmm_error *err)
+static int check_host(const struct guest_cpu *g, const struct host_cpu *host, struct vmm_error *err)
 {
 	struct cpufeat_set need;
 	struct cpumodel_check c;
@@ -223,9 +222,9 @@ int guest_cpu_resolve_spec(const struct cpumodel_db *db, const char *spec,
 						   "cpu model %s: no such version (%s has v1..v%u)",
 						   name, m->name, m->nversions);
 			else
-				rc = vmm_error_set(err, -ENOENT,
-						   "unknown cpu model %s (see `vmm cpu-model list`)",
-						   name);
+				rc = vmm_error_set(
+				    err, -ENOENT, "unknown cpu model %s (see `vmm cpu-model list`)",
+				    name);
 			goto out_free;
 		}
 		g->version = v;

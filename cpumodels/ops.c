@@ -25,10 +25,10 @@ void cpumodel_check_host(const struct cpumodel_props *props, const struct cpufea
 	/* a model whose features have no layout fails to resolve; here just
 	 * compare what has one */
 	xsave_components(props->vendor, need, &xcr0, NULL);
-	out->xsave_bad = xsave_host_mismatch(props->vendor, xcr0, host, out->xsave_msg,
-					     sizeof(out->xsave_msg));
-	out->runnable = !cpufeat_set_count(&out->missing) && !out->phys_bits_short &&
-			!out->xsave_bad;
+	out->xsave_bad =
+	    xsave_host_mismatch(props->vendor, xcr0, host, out->xsave_msg, sizeof(out->xsave_msg));
+	out->runnable =
+	    !cpufeat_set_count(&out->missing) && !out->phys_bits_short && !out->xsave_bad;
 }
 
 struct out_buf {
@@ -134,11 +134,11 @@ static void prop_diff(struct cpumodel_compare *out, const struct cpumodel_props 
 {
 	struct out_buf o = {.buf = out->prop_diffs, .len = sizeof(out->prop_diffs)};
 	char s[160];
-#define DIFF_U(field, label)                                                                     \
-	if (a->field != b->field) {                                                              \
-		snprintf(s, sizeof(s), "%s%s 0x%x != 0x%x", o.used ? "; " : "", label,           \
-			 (unsigned)a->field, (unsigned)b->field);                                \
-		put(&o, s);                                                                      \
+#define DIFF_U(field, label)                                                                       \
+	if (a->field != b->field) {                                                                \
+		snprintf(s, sizeof(s), "%s%s 0x%x != 0x%x", o.used ? "; " : "", label,             \
+			 (unsigned)a->field, (unsigned)b->field);                                  \
+		put(&o, s);                                                                        \
 	}
 	if (a->vendor != b->vendor) {
 		snprintf(s, sizeof(s), "vendor %s != %s", cpu_vendor_string(a->vendor),
@@ -171,8 +171,8 @@ void cpumodel_compare_sets(const struct cpufeat_set *a, const struct cpumodel_pr
 	cpufeat_set_andnot(&out->only_b, a);
 	bool ea = !cpufeat_set_count(&out->only_a), eb = !cpufeat_set_count(&out->only_b);
 	out->relation = ea && eb ? REL_IDENTICAL
-			: ea     ? REL_SUBSET
-			: eb     ? REL_SUPERSET
+			: ea	 ? REL_SUBSET
+			: eb	 ? REL_SUPERSET
 				 : REL_INCOMPATIBLE;
 	if (pa && pb)
 		prop_diff(out, pa, pb);
@@ -231,12 +231,12 @@ int cpumodel_baseline(const struct cpumodel_db *db, struct host_cpu *const *host
 				continue;
 			out->candidates++;
 			struct rank r = {
-				.vendor_match = same_vendor &&
-						strcmp(cpu_vendor_string(v->props.vendor),
-						       hosts[0]->vendor) == 0,
-				.nfeatures = cpufeat_set_count(&v->features),
-				.position = i,
-				.version = v->version,
+			    .vendor_match =
+				same_vendor &&
+				strcmp(cpu_vendor_string(v->props.vendor), hosts[0]->vendor) == 0,
+			    .nfeatures = cpufeat_set_count(&v->features),
+			    .position = i,
+			    .version = v->version,
 			};
 			if (!out->best || better(&r, &best_rank)) {
 				out->best = v;
@@ -251,7 +251,7 @@ int cpumodel_baseline(const struct cpumodel_db *db, struct host_cpu *const *host
 	out->extra = out->common;
 	cpufeat_set_andnot(&out->extra, &out->best->features);
 	cpufeat_set_with_flags(&skip, CPUFEAT_NOKVM | CPUFEAT_COMPUTED | CPUFEAT_DYNAMIC |
-					      CPUFEAT_PV | CPUFEAT_NOMIGRATE);
+					  CPUFEAT_PV | CPUFEAT_NOMIGRATE);
 	cpufeat_set_andnot(&out->extra, &skip);
 	/* extras must not break a dependency on their own (they never do: the
 	 * hosts have what the extras need), but check to be sure */

@@ -16,23 +16,20 @@
 #define XSAVE_HEADER_SIZE 64
 
 static const struct xsave_comp intel_layout[] = {
-	{2, 256, 0x240, 0, "avx"},	 /* YMM_Hi128 */
-	{3, 64, 0x3c0, 0, "mpx"},	 /* BNDREGS */
-	{4, 64, 0x400, 0, "mpx"},	 /* BNDCSR */
-	{5, 64, 0x440, 0, "avx512f"},	 /* opmask */
-	{6, 512, 0x480, 0, "avx512f"},	 /* ZMM_Hi256 */
-	{7, 1024, 0x680, 0, "avx512f"},	 /* Hi16_ZMM */
-	{9, 8, 0xa80, 0, "pku"},	 /* PKRU */
-	{17, 64, 0xac0, 2, "amx_tile"},	 /* XTILECFG (64-byte aligned when compacted) */
-	{18, 8192, 0xb00, 2, "amx_tile"}, /* XTILEDATA (aligned; +bit 2 with xfd) */
+    {2, 256, 0x240, 0, "avx"},	      /* YMM_Hi128 */
+    {3, 64, 0x3c0, 0, "mpx"},	      /* BNDREGS */
+    {4, 64, 0x400, 0, "mpx"},	      /* BNDCSR */
+    {5, 64, 0x440, 0, "avx512f"},     /* opmask */
+    {6, 512, 0x480, 0, "avx512f"},    /* ZMM_Hi256 */
+    {7, 1024, 0x680, 0, "avx512f"},   /* Hi16_ZMM */
+    {9, 8, 0xa80, 0, "pku"},	      /* PKRU */
+    {17, 64, 0xac0, 2, "amx_tile"},   /* XTILECFG (64-byte aligned when compacted) */
+    {18, 8192, 0xb00, 2, "amx_tile"}, /* XTILEDATA (aligned; +bit 2 with xfd) */
 };
 
 static const struct xsave_comp amd_layout[] = {
-	{2, 256, 0x240, 0, "avx"},
-	{5, 64, 0x340, 0, "avx512f"},
-	{6, 512, 0x380, 0, "avx512f"},
-	{7, 1024, 0x580, 0, "avx512f"},
-	{9, 8, 0x980, 0, "pku"},
+    {2, 256, 0x240, 0, "avx"},	    {5, 64, 0x340, 0, "avx512f"}, {6, 512, 0x380, 0, "avx512f"},
+    {7, 1024, 0x580, 0, "avx512f"}, {9, 8, 0x980, 0, "pku"},
 };
 
 const struct xsave_comp *xsave_layout(enum cpu_vendor v, unsigned *n)

@@ -13,8 +13,9 @@ const char *th_env(const char *name)
 {
 	const char *v = getenv(name);
 	if (!v || !v[0]) {
-		fprintf(stderr, "test set-up: environment variable %s is not set "
-				"(run through meson test)\n",
+		fprintf(stderr,
+			"test set-up: environment variable %s is not set "
+			"(run through meson test)\n",
 			name);
 		exit(1);
 	}

@@ -34,11 +34,11 @@ int th_write(const char *dir, const char *name, const char *text);
 char *th_tempdir(void);
 void th_rmdir(char *dir);
 /* assert_true(strstr(hay, needle)) with a useful message. */
-#define assert_contains(hay, needle)                                                             \
-	do {                                                                                     \
-		const char *h_ = (hay), *n_ = (needle);                                          \
-		if (!strstr(h_, n_))                                                             \
-			fail_msg("'%s' does not contain '%s'", h_, n_);                          \
+#define assert_contains(hay, needle)                                                               \
+	do {                                                                                       \
+		const char *h_ = (hay), *n_ = (needle);                                            \
+		if (!strstr(h_, n_))                                                               \
+			fail_msg("'%s' does not contain '%s'", h_, n_);                            \
 	} while (0)
 
 #endif

@@ -79,8 +79,7 @@ static char ref_path[1024];
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(ref_path, sizeof(ref_path), "%s/reference-host.txt",
-		 th_env("CPUMODEL_TEST_DATA"));
+	snprintf(ref_path, sizeof(ref_path), "%s/reference-host.txt", th_env("CPUMODEL_TEST_DATA"));
 	return 0;
 }
 
@@ -244,8 +243,8 @@ static void test_json_outputs(void **state)
 	assert_true(json_object_object_get_ex(o, "models", &x));
 	struct json_object *row = json_object_array_get_idx(x, 0), *cells, *ok;
 	assert_true(json_object_object_get_ex(row, "cells", &cells));
-	assert_true(json_object_object_get_ex(json_object_array_get_idx(cells, 0), "runnable",
-					      &ok));
+	assert_true(
+	    json_object_object_get_ex(json_object_array_get_idx(cells, 0), "runnable", &ok));
 	assert_true(json_object_get_boolean(ok)); /* everything runs on the reference host */
 	json_object_put(o);
 	done(&r);
@@ -297,11 +296,11 @@ static void test_human_outputs(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_expand_prints_the_built_table),
-		cmocka_unit_test(test_exit_codes_and_errors),
-		cmocka_unit_test(test_no_kvm_message),
-		cmocka_unit_test(test_json_outputs),
-		cmocka_unit_test(test_human_outputs),
+	    cmocka_unit_test(test_expand_prints_the_built_table),
+	    cmocka_unit_test(test_exit_codes_and_errors),
+	    cmocka_unit_test(test_no_kvm_message),
+	    cmocka_unit_test(test_json_outputs),
+	    cmocka_unit_test(test_human_outputs),
 	};
 	return cmocka_run_group_tests(tests, setup, NULL);
 }

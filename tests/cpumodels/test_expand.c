@@ -95,10 +95,9 @@ static void check_table(const struct guest_cpu *g, const struct cpuid_table *t, 
 	assert_int_equal(step, p->stepping);
 	char brand[49] = {0};
 	for (uint32_t i = 0; i < 3; i++) {
-		uint32_t r[4] = {reg(t, 0x80000002 + i, 0, CPUID_EAX),
-				 reg(t, 0x80000002 + i, 0, CPUID_EBX),
-				 reg(t, 0x80000002 + i, 0, CPUID_ECX),
-				 reg(t, 0x80000002 + i, 0, CPUID_EDX)};
+		uint32_t r[4] = {
+		    reg(t, 0x80000002 + i, 0, CPUID_EAX), reg(t, 0x80000002 + i, 0, CPUID_EBX),
+		    reg(t, 0x80000002 + i, 0, CPUID_ECX), reg(t, 0x80000002 + i, 0, CPUID_EDX)};
 		memcpy(brand + 16 * i, r, 16);
 	}
 	assert_string_equal(brand, p->model_id);
@@ -124,10 +123,10 @@ static void check_table(const struct guest_cpu *g, const struct cpuid_table *t, 
 		cpumodel_compare_sets(&got, NULL, &g->features, NULL, &c);
 		cpufeat_set_format(&c.only_a, a, sizeof(a));
 		cpufeat_set_format(&c.only_b, b, sizeof(b));
-		fail_msg("%s: table has [%s] more, [%s] fewer than the model", guest_cpu_name(g),
-			 a, b);
+		fail_msg("%s: table has [%s] more, [%s] fewer than the model", guest_cpu_name(g), a,
+			 b);
 	}
-	assert_true(reg(t, 1, 0, CPUID_ECX) >> 31 & 1); /* hypervisor */
+	assert_true(reg(t, 1, 0, CPUID_ECX) >> 31 & 1);		/* hypervisor */
 	assert_int_equal(reg(t, 1, 0, CPUID_ECX) >> 27 & 1, 0); /* OSXSAVE: the guest's */
 	/* topology: APIC IDs, counts */
 	assert_int_equal(reg(t, 1, 0, CPUID_EBX) >> 24, apic);
@@ -209,9 +208,8 @@ static void test_host_independent(void **state)
 	assert_int_equal(memcmp(ta, tb, sizeof(*ta)), 0);
 	/* the no-host resolve (tools) builds the same table too */
 	struct guest_cpu *c = NULL;
-	assert_int_equal(guest_cpu_resolve_spec(db, "Skylake-Server-v4,+avx512_vnni", NULL, &c,
-						&err),
-			 0);
+	assert_int_equal(
+	    guest_cpu_resolve_spec(db, "Skylake-Server-v4,+avx512_vnni", NULL, &c, &err), 0);
 	struct cpuid_table *tc = build(c, 4, 2), *t0 = build(a, 4, 0);
 	assert_int_equal(cpuid_table_diff(ta, tc, NULL, 0), 0);
 	/* vCPU 0 vs 2: APIC ID fields only */
@@ -275,7 +273,8 @@ static void test_xsave_layout(void **state)
 		guest_cpu_required(g, &need);
 		cpumodel_check_host(&g->props, &need, gh, &chk);
 		assert_true(chk.xsave_bad > 0);
-		assert_contains(chk.xsave_msg, "xsave component 5 is 64 bytes at 0x340 on the host");
+		assert_contains(chk.xsave_msg,
+				"xsave component 5 is 64 bytes at 0x340 on the host");
 		host_cpu_free(gh);
 		free(tg);
 		guest_cpu_free(genoa);
@@ -417,12 +416,12 @@ static void test_reference_host_is_full(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_every_version_builds_valid_tables),
-		cmocka_unit_test(test_host_independent),
-		cmocka_unit_test(test_xsave_layout),
-		cmocka_unit_test(test_adjustments_and_errors),
-		cmocka_unit_test(test_frozen_expansions),
-		cmocka_unit_test(test_reference_host_is_full),
+	    cmocka_unit_test(test_every_version_builds_valid_tables),
+	    cmocka_unit_test(test_host_independent),
+	    cmocka_unit_test(test_xsave_layout),
+	    cmocka_unit_test(test_adjustments_and_errors),
+	    cmocka_unit_test(test_frozen_expansions),
+	    cmocka_unit_test(test_reference_host_is_full),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -45,8 +45,8 @@ static void test_required_leaves_covered(void **state)
 	(void)state;
 	static const struct {
 		uint32_t leaf, subleaf;
-	} need[] = {{0x1, 0},	     {0x6, 0},	       {0x7, 0},	 {0x7, 1},
-		    {0xd, 1},	     {0x14, 0},	       {0x19, 0},	 {0x80000001, 0},
+	} need[] = {{0x1, 0},	     {0x6, 0},	      {0x7, 0},	       {0x7, 1},
+		    {0xd, 1},	     {0x14, 0},	      {0x19, 0},       {0x80000001, 0},
 		    {0x80000007, 0}, {0x80000008, 0}, {0x80000021, 0}, {0x40000001, 0}};
 	for (size_t n = 0; n < sizeof(need) / sizeof(need[0]); n++) {
 		bool found = false;
@@ -63,17 +63,17 @@ static void test_spellings(void **state)
 {
 	(void)state;
 	static const char *const same[][4] = {
-		{"sse4_1", "sse4.1", "SSE4-1", "sse4_1"},
-		{"pni", "sse3", "PNI", "sse3"},
-		{"lahf_lm", "lahf-lm", "LAHF_LM", "lahf.lm"},
-		{"tsc_deadline_timer", "tsc-deadline", "tsc_deadline", "TSC-DEADLINE-TIMER"},
-		{"fxsr_opt", "fxsr-opt", "ffxsr", "fxsr_opt"},
-		{"sha_ni", "sha-ni", "sha", "SHA_NI"},
-		{"avx512_vnni", "avx512vnni", "avx512-vnni", "AVX512_VNNI"},
-		{"spec_ctrl_ssbd", "ssbd", "spec-ctrl-ssbd", "ssbd"},
-		{"amd_ibpb", "ibpb", "amd-ibpb", "ibpb"},
-		{"nx", "xd", "NX", "xd"},
-		{"kvm_pv_eoi", "kvm-pv-eoi", "KVM_PV_EOI", "kvm.pv.eoi"},
+	    {"sse4_1", "sse4.1", "SSE4-1", "sse4_1"},
+	    {"pni", "sse3", "PNI", "sse3"},
+	    {"lahf_lm", "lahf-lm", "LAHF_LM", "lahf.lm"},
+	    {"tsc_deadline_timer", "tsc-deadline", "tsc_deadline", "TSC-DEADLINE-TIMER"},
+	    {"fxsr_opt", "fxsr-opt", "ffxsr", "fxsr_opt"},
+	    {"sha_ni", "sha-ni", "sha", "SHA_NI"},
+	    {"avx512_vnni", "avx512vnni", "avx512-vnni", "AVX512_VNNI"},
+	    {"spec_ctrl_ssbd", "ssbd", "spec-ctrl-ssbd", "ssbd"},
+	    {"amd_ibpb", "ibpb", "amd-ibpb", "ibpb"},
+	    {"nx", "xd", "NX", "xd"},
+	    {"kvm_pv_eoi", "kvm-pv-eoi", "KVM_PV_EOI", "kvm.pv.eoi"},
 	};
 	for (size_t i = 0; i < sizeof(same) / sizeof(same[0]); i++) {
 		const struct cpufeat *f = cpufeat_find(same[i][0]);
@@ -284,16 +284,16 @@ static void test_table_diff_names_bits(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rows_are_consistent),
-		cmocka_unit_test(test_required_leaves_covered),
-		cmocka_unit_test(test_spellings),
-		cmocka_unit_test(test_describe),
-		cmocka_unit_test(test_sets),
-		cmocka_unit_test(test_set_from_table_respects_levels),
-		cmocka_unit_test(test_table_insert_and_limits),
-		cmocka_unit_test(test_table_text_round_trip),
-		cmocka_unit_test(test_table_read_errors),
-		cmocka_unit_test(test_table_diff_names_bits),
+	    cmocka_unit_test(test_rows_are_consistent),
+	    cmocka_unit_test(test_required_leaves_covered),
+	    cmocka_unit_test(test_spellings),
+	    cmocka_unit_test(test_describe),
+	    cmocka_unit_test(test_sets),
+	    cmocka_unit_test(test_set_from_table_respects_levels),
+	    cmocka_unit_test(test_table_insert_and_limits),
+	    cmocka_unit_test(test_table_text_round_trip),
+	    cmocka_unit_test(test_table_read_errors),
+	    cmocka_unit_test(test_table_diff_names_bits),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

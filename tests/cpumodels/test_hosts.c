@@ -13,24 +13,24 @@
 #include "helpers.h"
 
 static const char *const dump_names[] = {
-	"amd-bulldozer-opteron-6238",
-	"amd-piledriver-opteron-6376",
-	"amd-zen-naples-epyc-7551p",
-	"amd-zen2-rome-epyc-7742",
-	"amd-zen3-milan-epyc-7763",
-	"amd-zen4-genoa-epyc-9654",
-	"intel-broadwell-ep-xeon-e5-2620-v4",
-	"intel-cascadelake-sp-xeon-gold-5215",
-	"intel-emeraldrapids-xeon-platinum-8570",
-	"intel-haswell-ep-xeon-e5-2699-v3",
-	"intel-icelake-sp-xeon-platinum-8351n",
-	"intel-ivybridge-ep-xeon-e5-2697-v2",
-	"intel-raptorlake-s-core-i9-13900k",
-	"intel-sandybridge-ep-xeon-es-8c-2600mhz",
-	"intel-sapphirerapids-xeon-w9-3475x",
-	"intel-skylake-s-core-i7-6700k",
-	"intel-skylake-sp-xeon-platinum-8180",
-	"intel-westmere-ep-xeon-x5667",
+    "amd-bulldozer-opteron-6238",
+    "amd-piledriver-opteron-6376",
+    "amd-zen-naples-epyc-7551p",
+    "amd-zen2-rome-epyc-7742",
+    "amd-zen3-milan-epyc-7763",
+    "amd-zen4-genoa-epyc-9654",
+    "intel-broadwell-ep-xeon-e5-2620-v4",
+    "intel-cascadelake-sp-xeon-gold-5215",
+    "intel-emeraldrapids-xeon-platinum-8570",
+    "intel-haswell-ep-xeon-e5-2699-v3",
+    "intel-icelake-sp-xeon-platinum-8351n",
+    "intel-ivybridge-ep-xeon-e5-2697-v2",
+    "intel-raptorlake-s-core-i9-13900k",
+    "intel-sandybridge-ep-xeon-es-8c-2600mhz",
+    "intel-sapphirerapids-xeon-w9-3475x",
+    "intel-skylake-s-core-i7-6700k",
+    "intel-skylake-sp-xeon-platinum-8180",
+    "intel-westmere-ep-xeon-x5667",
 };
 #define NDUMPS (sizeof(dump_names) / sizeof(dump_names[0]))
 
@@ -93,9 +93,9 @@ static void test_profiles_load(void **state)
 		const struct host_cpu *h = hosts[i];
 		assert_string_equal(host_cpu_name(h), dump_names[i]);
 		assert_true(h->is_profile && !h->is_kvm);
-		assert_string_equal(h->vendor,
-				    strncmp(dump_names[i], "intel", 5) == 0 ? "GenuineIntel"
-									    : "AuthenticAMD");
+		assert_string_equal(h->vendor, strncmp(dump_names[i], "intel", 5) == 0
+						   ? "GenuineIntel"
+						   : "AuthenticAMD");
 		assert_true(h->brand[0] != ' ' && h->brand[0] != '\0');
 		/* a profile stands for a KVM host on that CPU: x2apic, the
 		 * TSC deadline timer and the default PV features are there;
@@ -228,9 +228,9 @@ static void test_resolve_messages(void **state)
 			    "Cascadelake-Server-v1,-avx512_vnni,-spec_ctrl,-spec_ctrl_ssbd");
 	guest_cpu_free(g);
 	/* a long list still fits one line: grouped by register, with a count */
-	assert_int_equal(guest_cpu_resolve(db, "SapphireRapids", host("intel-westmere-ep-xeon-x5667"),
-					   &g, &err),
-			 -ENOTSUP);
+	assert_int_equal(
+	    guest_cpu_resolve(db, "SapphireRapids", host("intel-westmere-ep-xeon-x5667"), &g, &err),
+	    -ENOTSUP);
 	assert_contains(err.msg, "features: CPUID.01H:ECX.{");
 	assert_true(strlen(err.msg) < VMM_ERROR_MAX - 1 || strstr(err.msg, "..."));
 	assert_null(strchr(err.msg, '\n'));
@@ -259,7 +259,7 @@ static void test_baseline_skylake_family(void **state)
 			for (int h = 0; h < 3; h++)
 				all = all && check(ver, three[h]).runnable;
 			if (all && cpufeat_set_count(&ver->features) >
-					   cpufeat_set_count(&b.best->features))
+				       cpufeat_set_count(&b.best->features))
 				fail_msg("%s runs everywhere and has more features than %s",
 					 ver->name, b.best->name);
 		}
@@ -280,10 +280,9 @@ static void test_baseline_other_clusters(void **state)
 	struct cpumodel_baseline b;
 	struct vmm_error err = {0};
 	/* every EPYC generation: Naples is the oldest, so a Naples model */
-	struct host_cpu *epycs[] = {host("amd-zen-naples-epyc-7551p"),
-				    host("amd-zen2-rome-epyc-7742"),
-				    host("amd-zen3-milan-epyc-7763"),
-				    host("amd-zen4-genoa-epyc-9654")};
+	struct host_cpu *epycs[] = {
+	    host("amd-zen-naples-epyc-7551p"), host("amd-zen2-rome-epyc-7742"),
+	    host("amd-zen3-milan-epyc-7763"), host("amd-zen4-genoa-epyc-9654")};
 	assert_int_equal(cpumodel_baseline(db, epycs, 4, &b, &err), 0);
 	assert_non_null(b.best);
 	assert_string_equal(b.model->name, "EPYC");
@@ -371,8 +370,7 @@ static void test_profile_limited_by_host(void **state)
 	const struct host_cpu *rome = host("amd-zen2-rome-epyc-7742");
 	snprintf(path, sizeof(path), "%s/intel-skylake-sp-xeon-platinum-8180.txt",
 		 th_env("CPUID_HOSTS_DIR"));
-	assert_int_equal(host_cpu_from_table("rome-as-kvm", &rome->raw, true, NULL, &lim, &err),
-			 0);
+	assert_int_equal(host_cpu_from_table("rome-as-kvm", &rome->raw, true, NULL, &lim, &err), 0);
 	assert_int_equal(host_cpu_from_profile(path, lim, &h, &err), 0);
 	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
 	struct cpufeat_set both = skx->features;
@@ -392,18 +390,18 @@ int main(void)
 	if (!th_have_dumps())
 		return SKIP_EXIT;
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_profiles_load),
-		cmocka_unit_test(test_syscall_caveat),
-		cmocka_unit_test(test_unrecorded_subleaf),
-		cmocka_unit_test(test_no_intel_host_runs_epyc),
-		cmocka_unit_test(test_rome),
-		cmocka_unit_test(test_skylake_sp),
-		cmocka_unit_test(test_resolve_messages),
-		cmocka_unit_test(test_baseline_skylake_family),
-		cmocka_unit_test(test_baseline_other_clusters),
-		cmocka_unit_test(test_compare_hosts),
-		cmocka_unit_test(test_matrix),
-		cmocka_unit_test(test_profile_limited_by_host),
+	    cmocka_unit_test(test_profiles_load),
+	    cmocka_unit_test(test_syscall_caveat),
+	    cmocka_unit_test(test_unrecorded_subleaf),
+	    cmocka_unit_test(test_no_intel_host_runs_epyc),
+	    cmocka_unit_test(test_rome),
+	    cmocka_unit_test(test_skylake_sp),
+	    cmocka_unit_test(test_resolve_messages),
+	    cmocka_unit_test(test_baseline_skylake_family),
+	    cmocka_unit_test(test_baseline_other_clusters),
+	    cmocka_unit_test(test_compare_hosts),
+	    cmocka_unit_test(test_matrix),
+	    cmocka_unit_test(test_profile_limited_by_host),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -86,13 +86,13 @@ static int round_trip(const struct cpuid_table *in, uint32_t apic_id, struct cpu
 	for (unsigned i = 0; i < in->n; i++) {
 		const struct cpuid_leaf *l = &in->leaves[i];
 		c->entries[i] = (struct kvm_cpuid_entry2){
-			.function = l->leaf,
-			.index = l->subleaf,
-			.flags = l->subleaf_significant ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
-			.eax = l->eax,
-			.ebx = l->ebx,
-			.ecx = l->ecx,
-			.edx = l->edx,
+		    .function = l->leaf,
+		    .index = l->subleaf,
+		    .flags = l->subleaf_significant ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
+		    .eax = l->eax,
+		    .ebx = l->ebx,
+		    .ecx = l->ecx,
+		    .edx = l->edx,
 		};
 	}
 	if (ioctl(vcpu, KVM_SET_CPUID2, c) < 0) {
@@ -111,8 +111,8 @@ static int round_trip(const struct cpuid_table *in, uint32_t apic_id, struct cpu
 		if (cpuid_table_set(out, e->function, e->index, e->eax, e->ebx, e->ecx, e->edx))
 			goto out;
 		/* the flag as KVM holds it */
-		struct cpuid_leaf *l = (struct cpuid_leaf *)cpuid_table_find(out, e->function,
-									 e->index);
+		struct cpuid_leaf *l =
+		    (struct cpuid_leaf *)cpuid_table_find(out, e->function, e->index);
 		l->subleaf_significant = e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
 	}
 	rc = 0;
@@ -187,8 +187,8 @@ int main(void)
 		return SKIP_EXIT;
 	}
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_x86_64_v1_runs_here),
-		cmocka_unit_test(test_cpuid2_round_trip),
+	    cmocka_unit_test(test_x86_64_v1_runs_here),
+	    cmocka_unit_test(test_cpuid2_round_trip),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -45,13 +45,15 @@ static void test_required_models_exist(void **state)
 {
 	(void)state;
 	static const char *const names[] = {
-		"x86-64-v1",	  "x86-64-v2",	    "x86-64-v3",	  "x86-64-v4",
-		"Nehalem",	  "Westmere",	    "SandyBridge",	  "IvyBridge",
-		"Haswell",	  "Broadwell",	    "Skylake-Client",	  "Skylake-Server",
-		"Cascadelake-Server", "Icelake-Server", "SapphireRapids", "Opteron_G1",
-		"Opteron_G2",	  "Opteron_G3",	    "Opteron_G4",	  "Opteron_G5",
-		"EPYC",		  "EPYC-Naples",    "EPYC-Rome",	  "EPYC-Milan",
-		"EPYC-Genoa",
+	    "x86-64-v1",	  "x86-64-v2",	    "x86-64-v3",
+	    "x86-64-v4",	  "Nehalem",	    "Westmere",
+	    "SandyBridge",	  "IvyBridge",	    "Haswell",
+	    "Broadwell",	  "Skylake-Client", "Skylake-Server",
+	    "Cascadelake-Server", "Icelake-Server", "SapphireRapids",
+	    "Opteron_G1",	  "Opteron_G2",	    "Opteron_G3",
+	    "Opteron_G4",	  "Opteron_G5",	    "EPYC",
+	    "EPYC-Naples",	  "EPYC-Rome",	    "EPYC-Milan",
+	    "EPYC-Genoa",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		version(names[i]);
@@ -106,11 +108,13 @@ static void test_version_aliases_are_honest(void **state)
 					checked++;
 				}
 				if (strstr(al, "IBRS")) {
-					assert_true(cpufeat_set_has_name(&ver->features, "spec_ctrl"));
+					assert_true(
+					    cpufeat_set_has_name(&ver->features, "spec_ctrl"));
 					checked++;
 				}
 				if (strstr(al, "IBPB")) {
-					assert_true(cpufeat_set_has_name(&ver->features, "amd_ibpb"));
+					assert_true(
+					    cpufeat_set_has_name(&ver->features, "amd_ibpb"));
 					checked++;
 				}
 			}
@@ -145,14 +149,13 @@ static void test_versions_are_deltas(void **state)
 static void test_psabi_levels(void **state)
 {
 	(void)state;
-	static const char *const v1[] = {"cmov", "cx8", "fpu", "fxsr", "mmx",
-					 "syscall", "sse", "sse2", "lm", "nx"};
-	static const char *const v2[] = {"cx16", "lahf_lm", "popcnt", "pni",
-					 "sse4_1", "sse4_2", "ssse3"};
-	static const char *const v3[] = {"avx", "avx2", "bmi1", "bmi2", "f16c",
-					 "fma", "abm", "movbe", "xsave"};
-	static const char *const v4[] = {"avx512f", "avx512bw", "avx512cd", "avx512dq",
-					 "avx512vl"};
+	static const char *const v1[] = {"cmov",    "cx8", "fpu",  "fxsr", "mmx",
+					 "syscall", "sse", "sse2", "lm",   "nx"};
+	static const char *const v2[] = {"cx16",   "lahf_lm", "popcnt", "pni",
+					 "sse4_1", "sse4_2",  "ssse3"};
+	static const char *const v3[] = {"avx", "avx2", "bmi1",	 "bmi2", "f16c",
+					 "fma", "abm",	"movbe", "xsave"};
+	static const char *const v4[] = {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"};
 	const char *const *lists[] = {v1, v2, v3, v4};
 	const size_t counts[] = {10, 7, 9, 5};
 	const char *names[] = {"x86-64-v1", "x86-64-v2", "x86-64-v3", "x86-64-v4"};
@@ -310,14 +313,14 @@ static void test_released_versions_frozen(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_required_models_exist),
-		cmocka_unit_test(test_aliases_resolve_to_newest),
-		cmocka_unit_test(test_version_aliases_are_honest),
-		cmocka_unit_test(test_versions_are_deltas),
-		cmocka_unit_test(test_psabi_levels),
-		cmocka_unit_test(test_compare),
-		cmocka_unit_test(test_specs),
-		cmocka_unit_test(test_released_versions_frozen),
+	    cmocka_unit_test(test_required_models_exist),
+	    cmocka_unit_test(test_aliases_resolve_to_newest),
+	    cmocka_unit_test(test_version_aliases_are_honest),
+	    cmocka_unit_test(test_versions_are_deltas),
+	    cmocka_unit_test(test_psabi_levels),
+	    cmocka_unit_test(test_compare),
+	    cmocka_unit_test(test_specs),
+	    cmocka_unit_test(test_released_versions_frozen),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -7,12 +7,12 @@
 
 #include "helpers.h"
 
-#define HEADER                                                                                   \
-	"model Demo\n"                                                                           \
-	"    vendor GenuineIntel\n"                                                              \
-	"    family 6\n"                                                                         \
-	"    model 0x55\n"                                                                       \
-	"    stepping 4\n"                                                                       \
+#define HEADER                                                                                     \
+	"model Demo\n"                                                                             \
+	"    vendor GenuineIntel\n"                                                                \
+	"    family 6\n"                                                                           \
+	"    model 0x55\n"                                                                         \
+	"    stepping 4\n"                                                                         \
 	"    model-id Demo CPU\n"
 
 static const char good[] = "# a comment\n"
@@ -124,46 +124,46 @@ struct bad_case {
 };
 
 static const struct bad_case bad_cases[] = {
-	{HEADER "    colour blue\n", "bad.cpumodel:7: unknown key 'colour'"},
-	{HEADER "    features fpu avx9000\nversion 1\n", "bad.cpumodel:7: unknown feature 'avx9000'"},
-	{HEADER "    features fpu\nversion 1\nversion 3\n",
-	 "bad.cpumodel:9: version 3: expected version 2"},
-	{HEADER "    features fpu\nversion 1\nversion 2\n    add fpu\n",
-	 "bad.cpumodel:10: add fpu: already in version 1"},
-	{HEADER "    features fpu\nversion 1\nversion 2\n    remove avx\n",
-	 "bad.cpumodel:10: remove avx: not in version 1"},
-	{"model Demo\n    family 6\n    model 1\n    stepping 1\n    model-id x\n"
-	 "    features fpu\nversion 1\n",
-	 "bad.cpumodel:7: model Demo: missing 'vendor'"},
-	{"model Demo\n    vendor CyrixInstead\n", "bad.cpumodel:2: vendor: expected GenuineIntel"},
-	{"model Demo\n    family six\n", "bad.cpumodel:2: family: expected a number, got 'six'"},
-	{"model Demo\n    family 0x200\n", "bad.cpumodel:2: family: 0x200 out of range"},
-	{"model Demo\n    stepping -1\n", "bad.cpumodel:2: stepping: expected a number"},
-	{"model Demo\n    model-id 0123456789012345678901234567890123456789012345678\n",
-	 "bad.cpumodel:2: model-id: must be 1..47 characters, got 49"},
-	{"    vendor GenuineIntel\n", "bad.cpumodel:1: 'vendor' before the first 'model NAME'"},
-	{HEADER "    features fpu\nversion 1\nversion 2\n    features sse\n",
-	 "bad.cpumodel:10: 'features' is not allowed in a version block"},
-	{HEADER "    features fpu\nversion 1\n    add sse\n",
-	 "bad.cpumodel:9: 'add' is not allowed in version 1"},
-	{HEADER "    features fpu avx\nversion 1\n", "bad.cpumodel:8: Demo-v1: avx needs xsave"},
-	{HEADER "    features fpu xsave avx\nversion 1\nversion 2\n    remove xsave\n",
-	 "bad.cpumodel:9: Demo-v2: avx needs xsave"},
-	{HEADER "    features fpu\n", "bad.cpumodel:1: model Demo has no 'version 1'"},
-	{HEADER "    features fpu ht\n", "bad.cpumodel:7: feature 'ht' is set by the engine"},
-	{HEADER "    features fpu sse fpu\n", "bad.cpumodel:7: feature 'fpu' listed twice"},
-	{HEADER "    features fpu\n    vendor AuthenticAMD\n", "bad.cpumodel:8: 'vendor' given twice"},
-	{HEADER "    xlevel 0x7\n", "bad.cpumodel:7: xlevel: 0x7 out of range"},
-	{HEADER "    features fpu\nversion 1\n    alias Demo-v1\n",
-	 "bad.cpumodel:8: name 'Demo-v1' already used at"},
-	{HEADER "    features fpu\nversion 1\nmodel demo\n",
-	 "bad.cpumodel:9: model demo has no 'version 1'"},
-	{"model Demo\n    vendor AuthenticAMD\n    family 23\n    model 1\n    stepping 1\n"
-	 "    model-id x\n    features fpu xsave mpx\nversion 1\n",
-	 "bad.cpumodel:8: Demo-v1: mpx has no XSAVE state layout on AuthenticAMD CPUs"},
-	{"model Bad Name\n", "bad.cpumodel:1: model name 'Bad Name'"},
-	{"model\n", "bad.cpumodel:1: model: missing value"},
-	{HEADER "    features fpu\nversion 1\n    note\n", "bad.cpumodel:9: 'note' needs a value"},
+    {HEADER "    colour blue\n", "bad.cpumodel:7: unknown key 'colour'"},
+    {HEADER "    features fpu avx9000\nversion 1\n", "bad.cpumodel:7: unknown feature 'avx9000'"},
+    {HEADER "    features fpu\nversion 1\nversion 3\n",
+     "bad.cpumodel:9: version 3: expected version 2"},
+    {HEADER "    features fpu\nversion 1\nversion 2\n    add fpu\n",
+     "bad.cpumodel:10: add fpu: already in version 1"},
+    {HEADER "    features fpu\nversion 1\nversion 2\n    remove avx\n",
+     "bad.cpumodel:10: remove avx: not in version 1"},
+    {"model Demo\n    family 6\n    model 1\n    stepping 1\n    model-id x\n"
+     "    features fpu\nversion 1\n",
+     "bad.cpumodel:7: model Demo: missing 'vendor'"},
+    {"model Demo\n    vendor CyrixInstead\n", "bad.cpumodel:2: vendor: expected GenuineIntel"},
+    {"model Demo\n    family six\n", "bad.cpumodel:2: family: expected a number, got 'six'"},
+    {"model Demo\n    family 0x200\n", "bad.cpumodel:2: family: 0x200 out of range"},
+    {"model Demo\n    stepping -1\n", "bad.cpumodel:2: stepping: expected a number"},
+    {"model Demo\n    model-id 0123456789012345678901234567890123456789012345678\n",
+     "bad.cpumodel:2: model-id: must be 1..47 characters, got 49"},
+    {"    vendor GenuineIntel\n", "bad.cpumodel:1: 'vendor' before the first 'model NAME'"},
+    {HEADER "    features fpu\nversion 1\nversion 2\n    features sse\n",
+     "bad.cpumodel:10: 'features' is not allowed in a version block"},
+    {HEADER "    features fpu\nversion 1\n    add sse\n",
+     "bad.cpumodel:9: 'add' is not allowed in version 1"},
+    {HEADER "    features fpu avx\nversion 1\n", "bad.cpumodel:8: Demo-v1: avx needs xsave"},
+    {HEADER "    features fpu xsave avx\nversion 1\nversion 2\n    remove xsave\n",
+     "bad.cpumodel:9: Demo-v2: avx needs xsave"},
+    {HEADER "    features fpu\n", "bad.cpumodel:1: model Demo has no 'version 1'"},
+    {HEADER "    features fpu ht\n", "bad.cpumodel:7: feature 'ht' is set by the engine"},
+    {HEADER "    features fpu sse fpu\n", "bad.cpumodel:7: feature 'fpu' listed twice"},
+    {HEADER "    features fpu\n    vendor AuthenticAMD\n", "bad.cpumodel:8: 'vendor' given twice"},
+    {HEADER "    xlevel 0x7\n", "bad.cpumodel:7: xlevel: 0x7 out of range"},
+    {HEADER "    features fpu\nversion 1\n    alias Demo-v1\n",
+     "bad.cpumodel:8: name 'Demo-v1' already used at"},
+    {HEADER "    features fpu\nversion 1\nmodel demo\n",
+     "bad.cpumodel:9: model demo has no 'version 1'"},
+    {"model Demo\n    vendor AuthenticAMD\n    family 23\n    model 1\n    stepping 1\n"
+     "    model-id x\n    features fpu xsave mpx\nversion 1\n",
+     "bad.cpumodel:8: Demo-v1: mpx has no XSAVE state layout on AuthenticAMD CPUs"},
+    {"model Bad Name\n", "bad.cpumodel:1: model name 'Bad Name'"},
+    {"model\n", "bad.cpumodel:1: model: missing value"},
+    {HEADER "    features fpu\nversion 1\n    note\n", "bad.cpumodel:9: 'note' needs a value"},
 };
 
 static void test_malformed_files(void **state)
@@ -246,14 +246,64 @@ static void test_multiple_files(void **state)
 	th_rmdir(dir);
 }
 
+/* Untrusted input: cut and mangled versions of the real data files either
+ * load or fail with a file:line message; never crash (run under ASan too). */
+static void test_mangled_input(void **state)
+{
+	(void)state;
+	char path[1024];
+	snprintf(path, sizeof(path), "%s/21-intel-skylake.cpumodel", th_env("VMM_CPU_MODEL_DIR"));
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	char *text = calloc(1, 1 << 17);
+	size_t n = fread(text, 1, (1 << 17) - 1, f);
+	fclose(f);
+	assert_true(n > 1000);
+	char *buf = malloc(n + 1);
+	unsigned ok = 0, failed = 0;
+	for (size_t cut = 0; cut < n; cut += 37) {
+		memcpy(buf, text, cut);
+		buf[cut] = '\0';
+		struct cpumodel_db *db = cpumodel_db_new();
+		struct vmm_error err = {0};
+		int rc = cpumodel_db_parse(db, "cut.cpumodel", buf, &err);
+		if (rc < 0) {
+			assert_int_equal(strncmp(err.msg, "cut.cpumodel:", 13), 0);
+			failed++;
+		} else {
+			ok++;
+		}
+		cpumodel_db_free(db);
+	}
+	static const char junk[] = " \t\n#-+.,=0x9azAZ_\x01\x7f\xff";
+	srand(1);
+	for (int iter = 0; iter < 400; iter++) {
+		memcpy(buf, text, n + 1);
+		for (int k = 0; k < 1 + iter % 7; k++)
+			buf[(size_t)rand() % n] = junk[(size_t)rand() % (sizeof(junk) - 1)];
+		struct cpumodel_db *db = cpumodel_db_new();
+		struct vmm_error err = {0};
+		int rc = cpumodel_db_parse(db, "junk.cpumodel", buf, &err);
+		if (rc < 0) {
+			assert_int_equal(strncmp(err.msg, "junk.cpumodel:", 14), 0);
+			assert_null(strchr(err.msg, '\n'));
+			failed++;
+		} else {
+			ok++;
+		}
+		cpumodel_db_free(db);
+	}
+	assert_true(ok > 0 && failed > 0);
+	free(buf);
+	free(text);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_good_file),
-		cmocka_unit_test(test_digest),
-		cmocka_unit_test(test_malformed_files),
-		cmocka_unit_test(test_file_level_errors),
-		cmocka_unit_test(test_multiple_files),
+	    cmocka_unit_test(test_good_file),	    cmocka_unit_test(test_digest),
+	    cmocka_unit_test(test_malformed_files), cmocka_unit_test(test_file_level_errors),
+	    cmocka_unit_test(test_multiple_files),  cmocka_unit_test(test_mangled_input),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -299,7 +299,7 @@ struct cpumodel_check {
 	bool phys_bits_short; /* model needs more address bits than the host has */
 	unsigned need_phys_bits, host_phys_bits;
 	unsigned xsave_bad; /* components at other offsets/sizes on the host */
-	char xsave_msg[200];
+	char xsave_msg[320];
 	struct cpufeat_set assumed; /* needed, not recorded by the profile, assumed present */
 };
 void cpumodel_check_host(const struct cpumodel_props *props, const struct cpufeat_set *need,

@@ -105,15 +105,24 @@ unsigned xsave_host_mismatch(enum cpu_vendor v, uint64_t mask, const struct host
 		const struct cpuid_leaf *h = cpuid_table_find(&host->raw, 0xd, l[c].id);
 		if (!h || !h->eax || (h->eax == l[c].size && h->ebx == l[c].offset))
 			continue;
-		bad++;
 		if (used < len) {
-			int w = snprintf(buf + used, len - used,
-					 "%sxsave component %u is %u bytes at 0x%x on the host, "
-					 "model needs %u at 0x%x",
-					 used ? "; " : "", l[c].id, h->eax, h->ebx, l[c].size,
-					 l[c].offset);
+			int w;
+			if (h->eax == l[c].size)
+				w = snprintf(buf + used, len - used, "%s%u at 0x%x (host 0x%x)",
+					     bad ? ", "
+						 : "model's XSAVE layout differs from the host's: "
+						   "component ",
+					     l[c].id, l[c].offset, h->ebx);
+			else
+				w = snprintf(buf + used, len - used,
+					     "%s%u: %u bytes at 0x%x (host %u at 0x%x)",
+					     bad ? ", "
+						 : "model's XSAVE layout differs from the host's: "
+						   "component ",
+					     l[c].id, l[c].size, l[c].offset, h->eax, h->ebx);
 			used += w > 0 ? (size_t)w : 0;
 		}
+		bad++;
 	}
 	return bad;
 }

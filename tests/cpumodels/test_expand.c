@@ -274,7 +274,7 @@ static void test_xsave_layout(void **state)
 		cpumodel_check_host(&g->props, &need, gh, &chk);
 		assert_true(chk.xsave_bad > 0);
 		assert_contains(chk.xsave_msg,
-				"xsave component 5 is 64 bytes at 0x340 on the host");
+				"component 5 at 0x440 (host 0x340), 6 at 0x480 (host 0x380)");
 		host_cpu_free(gh);
 		free(tg);
 		guest_cpu_free(genoa);

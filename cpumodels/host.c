@@ -59,6 +59,8 @@ static void read_identity(struct host_cpu *h, const struct cpuid_table *t)
 	h->brand[48] = '\0';
 	size_t lead = strspn(h->brand, " ");
 	memmove(h->brand, h->brand + lead, sizeof(h->brand) - lead);
+	for (size_t n = strlen(h->brand); n && h->brand[n - 1] == ' ';)
+		h->brand[--n] = '\0';
 	for (int i = 0; i < 48 && h->brand[i]; i++)
 		if (h->brand[i] < 0x20 || h->brand[i] > 0x7e)
 			h->brand[i] = '?';

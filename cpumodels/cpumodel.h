@@ -11,7 +11,8 @@
  *   -> guest_cpu_resolve() -> per vCPU: guest_cpu_apic_id(),
  *      guest_cpu_build_cpuid() -> KVM_SET_CPUID2.
  * All functions return 0 (or a count) on success, negative errno on failure
- * with a one-line message in `err`.
+ * with a one-line message in `err`. The engine's inner interface (feature
+ * table, database, check/compare/baseline/matrix) is cpumodels/engine.h.
  */
 #ifndef VMM_CPUMODEL_H
 #define VMM_CPUMODEL_H
@@ -72,11 +73,17 @@ void host_cpu_free(struct host_cpu *host);
 
 /* ---- a resolved guest CPU ---- */
 struct guest_cpu;
-/* spec: "NAME", "NAME-vN", or either followed by ",+feat,-feat,...".
- * An alias (no -vN) resolves to the newest version. Errors: -ENOENT unknown
- * model or version, -EINVAL malformed spec or unknown feature name,
- * -ENOTSUP host lacks features (the message lists every missing one, as
- * "cpu model X-vN: host lacks CPUID.07H:EBX.avx512f [bit 16], ..."). */
+/* spec: "NAME", "NAME-vN", or either followed by ",+feat,-feat,..."
+ * ("feat=on"/"feat=off" also work); "host" is the pass-through pseudo-model
+ * (not migratable). An alias (no -vN) resolves to the newest version. Errors:
+ * -ENOENT unknown model or version, -EINVAL malformed spec, unknown feature
+ * name or a broken dependency ("avx2 needs avx"), -ENOTSUP host lacks
+ * features (the message lists every missing one, as
+ * "cpu model X-vN: host lacks CPUID.07H:EBX.avx512f [bit 16], ... (host kvm)";
+ * when that would not fit one message, grouped by register:
+ * "host lacks 40 features: CPUID.01H:ECX.{pni,ssse3} CPUID.07H:EBX.{...}").
+ * host == NULL skips the runnable check (tools only; `vmm` always passes one).
+ * The result does not point into host; it does point into db (free db last). */
 int guest_cpu_resolve(const struct cpumodel_db *db, const char *spec, const struct host_cpu *host,
 		      struct guest_cpu **out, struct vmm_error *err);
 /* The resolved "NAME-vN": what the VMM records, prints and sends. */
@@ -89,12 +96,18 @@ uint32_t guest_cpu_apic_id(const struct guest_cpu *g, unsigned ncpus, unsigned v
  * model-id, cache/topology leaves for ncpus, APIC ID, xsave sizes, KVM
  * paravirt leaves. Deterministic: depends only on the model, the user's
  * adjustments, ncpus and vcpu_index (never on host values beyond the
- * runnable check), so two hosts that accept a model build equal tables. */
+ * runnable check), so two hosts that accept a model build equal tables.
+ * ncpus 1..255; -EINVAL otherwise or when vcpu_index >= ncpus. The "current
+ * XCR0" sizes (0xD.0 EBX, 0xD.1 EBX) hold their reset value, which is what
+ * KVM writes there at KVM_SET_CPUID2; OSXSAVE/OSPKE are 0 (KVM sets them).
+ * Note: kvm_pvm replaces leaves 1, 7 and 0xD with the physical CPU's values
+ * in what KVM_GET_CPUID2 returns (see cpumodels/README.md). */
 int guest_cpu_build_cpuid(const struct guest_cpu *g, unsigned ncpus, unsigned vcpu_index,
 			  struct cpuid_table *out, struct vmm_error *err);
 void guest_cpu_free(struct guest_cpu *g);
 
-/* `vmm cpu-model ...`: argv[0] is "cpu-model". Returns the process exit code. */
+/* `vmm cpu-model ...`: argv[0] is "cpu-model". Returns the process exit code
+ * (0 ok, 1 a negative answer: not runnable / no baseline, 2 an error). */
 int cpumodel_cli(int argc, char **argv);
 
 #endif

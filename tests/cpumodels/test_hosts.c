@@ -1,0 +1,407 @@
+/*
+ * Unit tests with the real CPUID dumps of ../shared/cpuid-hosts as hosts:
+ * runnable checks, baseline, compare and the matrix. The expected facts are
+ * public facts of each generation (and the dumps' README), e.g. no Intel CPU
+ * has SSE4a, Zen 3 introduced PKU on EPYC, Cascade Lake added AVX512-VNNI.
+ * Exits 77 when the dumps are not there.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "helpers.h"
+
+static const char *const dump_names[] = {
+    "amd-bulldozer-opteron-6238",
+    "amd-piledriver-opteron-6376",
+    "amd-zen-naples-epyc-7551p",
+    "amd-zen2-rome-epyc-7742",
+    "amd-zen3-milan-epyc-7763",
+    "amd-zen4-genoa-epyc-9654",
+    "intel-broadwell-ep-xeon-e5-2620-v4",
+    "intel-cascadelake-sp-xeon-gold-5215",
+    "intel-emeraldrapids-xeon-platinum-8570",
+    "intel-haswell-ep-xeon-e5-2699-v3",
+    "intel-icelake-sp-xeon-platinum-8351n",
+    "intel-ivybridge-ep-xeon-e5-2697-v2",
+    "intel-raptorlake-s-core-i9-13900k",
+    "intel-sandybridge-ep-xeon-es-8c-2600mhz",
+    "intel-sapphirerapids-xeon-w9-3475x",
+    "intel-skylake-s-core-i7-6700k",
+    "intel-skylake-sp-xeon-platinum-8180",
+    "intel-westmere-ep-xeon-x5667",
+};
+#define NDUMPS (sizeof(dump_names) / sizeof(dump_names[0]))
+
+static struct cpumodel_db *db;
+static struct host_cpu *hosts[NDUMPS];
+
+static struct host_cpu *host(const char *name)
+{
+	for (size_t i = 0; i < NDUMPS; i++)
+		if (strcmp(dump_names[i], name) == 0)
+			return hosts[i];
+	fail_msg("no dump %s", name);
+	return NULL;
+}
+
+static int setup(void **state)
+{
+	(void)state;
+	db = th_db();
+	for (size_t i = 0; i < NDUMPS; i++)
+		hosts[i] = th_dump(dump_names[i]);
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NDUMPS; i++)
+		host_cpu_free(hosts[i]);
+	cpumodel_db_free(db);
+	return 0;
+}
+
+static struct cpumodel_check check(const struct cpumodel_version *v, const struct host_cpu *h)
+{
+	struct cpufeat_set need;
+	struct cpumodel_check c;
+	cpumodel_version_required(v, &need);
+	cpumodel_check_host(&v->props, &need, h, &c);
+	return c;
+}
+
+static bool runs(const char *model, const char *hostname)
+{
+	const struct cpumodel_version *v = cpumodel_db_lookup(db, model, NULL);
+	if (!v)
+		fail_msg("no model %s", model);
+	return check(v, host(hostname)).runnable;
+}
+
+static bool is_intel(const struct host_cpu *h)
+{
+	return strcmp(h->vendor, "GenuineIntel") == 0;
+}
+
+static void test_profiles_load(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < NDUMPS; i++) {
+		const struct host_cpu *h = hosts[i];
+		assert_string_equal(host_cpu_name(h), dump_names[i]);
+		assert_true(h->is_profile && !h->is_kvm);
+		assert_string_equal(h->vendor, strncmp(dump_names[i], "intel", 5) == 0
+						   ? "GenuineIntel"
+						   : "AuthenticAMD");
+		assert_true(h->brand[0] != ' ' && h->brand[0] != '\0');
+		/* a profile stands for a KVM host on that CPU: x2apic, the
+		 * TSC deadline timer and the default PV features are there;
+		 * host-only bits (est, tm2, monitor) are not */
+		assert_true(cpufeat_set_has_name(&h->features, "x2apic"));
+		assert_true(cpufeat_set_has_name(&h->features, "tsc_deadline_timer"));
+		assert_true(cpufeat_set_has_name(&h->features, "kvmclock"));
+		assert_false(cpufeat_set_has_name(&h->features, "est"));
+		assert_false(cpufeat_set_has_name(&h->features, "monitor"));
+	}
+}
+
+/* Caveat 1 of the dumps' README: SYSCALL reads 0 to 32-bit tools on Intel. */
+static void test_syscall_caveat(void **state)
+{
+	(void)state;
+	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
+	uint32_t edx = cpuid_table_reg(&skx->raw, 0x80000001, 0, CPUID_EDX);
+	assert_int_equal(edx >> 11 & 1, 0); /* as recorded */
+	assert_true(cpufeat_set_has_name(&skx->features, "syscall"));
+	/* so every 64-bit host runs the psABI baseline */
+	for (size_t i = 0; i < NDUMPS; i++)
+		if (!check(cpumodel_db_lookup(db, "x86-64-v1", NULL), hosts[i]).runnable)
+			fail_msg("%s does not run x86-64-v1", dump_names[i]);
+}
+
+/* Caveat: Sandy/Ivy Bridge-EP dumps record no leaf 0xD.1; their xsaveopt
+ * counts as present, and the check says it was assumed. */
+static void test_unrecorded_subleaf(void **state)
+{
+	(void)state;
+	const struct host_cpu *snb = host("intel-sandybridge-ep-xeon-es-8c-2600mhz");
+	assert_null(cpuid_table_find(&snb->raw, 0xd, 1));
+	struct cpumodel_check c = check(cpumodel_db_lookup(db, "SandyBridge-v1", NULL), snb);
+	assert_true(c.runnable);
+	assert_true(cpufeat_set_has_name(&c.assumed, "xsaveopt"));
+	/* Skylake-SP records 0xD.1: nothing assumed */
+	c = check(cpumodel_db_lookup(db, "Skylake-Server-v1", NULL),
+		  host("intel-skylake-sp-xeon-platinum-8180"));
+	assert_true(c.runnable);
+	assert_int_equal(cpufeat_set_count(&c.assumed), 0);
+}
+
+/* SSE4a, misaligned SSE and the AMD-only bits of EPYC models: no Intel CPU. */
+static void test_no_intel_host_runs_epyc(void **state)
+{
+	(void)state;
+	unsigned epyc = 0;
+	for (unsigned i = 0; i < db->nmodels; i++) {
+		const struct cpumodel *m = &db->models[i];
+		if (strncmp(m->name, "EPYC", 4) != 0)
+			continue;
+		for (unsigned v = 0; v < m->nversions; v++, epyc++)
+			for (size_t h = 0; h < NDUMPS; h++)
+				if (is_intel(hosts[h]) && check(&m->versions[v], hosts[h]).runnable)
+					fail_msg("%s runs on %s", m->versions[v].name,
+						 dump_names[h]);
+	}
+	assert_true(epyc >= 7);
+}
+
+static void test_rome(void **state)
+{
+	(void)state;
+	const char *rome = "amd-zen2-rome-epyc-7742";
+	const struct cpumodel *m;
+	cpumodel_db_lookup(db, "EPYC-Rome", &m);
+	for (unsigned v = 0; v < m->nversions; v++)
+		assert_true(check(&m->versions[v], host(rome)).runnable);
+	cpumodel_db_lookup(db, "EPYC-Milan", &m);
+	for (unsigned v = 0; v < m->nversions; v++) {
+		struct cpumodel_check c = check(&m->versions[v], host(rome));
+		assert_false(c.runnable);
+		/* Zen 3 brought PKU and INVPCID to EPYC */
+		assert_true(cpufeat_set_has_name(&c.missing, "pku"));
+		assert_true(cpufeat_set_has_name(&c.missing, "invpcid"));
+	}
+	assert_true(runs("EPYC-Milan", "amd-zen3-milan-epyc-7763"));
+	assert_true(runs("EPYC-Genoa", "amd-zen4-genoa-epyc-9654"));
+	assert_false(runs("EPYC-Genoa", "amd-zen3-milan-epyc-7763")); /* AVX-512: Zen 4 */
+}
+
+static void test_skylake_sp(void **state)
+{
+	(void)state;
+	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
+	const char *later[] = {"Cascadelake-Server", "Icelake-Server", "Cooperlake",
+			       "SapphireRapids"};
+	for (size_t i = 0; i < sizeof(later) / sizeof(later[0]); i++) {
+		const struct cpumodel *m;
+		assert_non_null(cpumodel_db_lookup(db, later[i], &m));
+		for (unsigned v = 0; v < m->nversions; v++) {
+			struct cpumodel_check c = check(&m->versions[v], skx);
+			if (c.runnable)
+				fail_msg("%s runs on Skylake-SP", m->versions[v].name);
+			/* AVX512-VNNI arrived with Cascade Lake */
+			assert_true(cpufeat_set_has_name(&c.missing, "avx512_vnni"));
+		}
+	}
+	assert_true(runs("Skylake-Server-v1", "intel-skylake-sp-xeon-platinum-8180"));
+	assert_true(runs("Cascadelake-Server", "intel-cascadelake-sp-xeon-gold-5215"));
+	assert_true(runs("Icelake-Server", "intel-icelake-sp-xeon-platinum-8351n"));
+	assert_true(runs("SapphireRapids", "intel-sapphirerapids-xeon-w9-3475x"));
+	assert_false(runs("Skylake-Server-v1", "intel-skylake-s-core-i7-6700k")); /* no AVX-512 */
+	assert_true(runs("Skylake-Client-v1", "intel-skylake-s-core-i7-6700k"));
+	/* the dump of Haswell-EP has TSX off (README caveat 6) */
+	assert_false(runs("Haswell-v1", "intel-haswell-ep-xeon-e5-2699-v3"));
+	assert_true(runs("Haswell-noTSX", "intel-haswell-ep-xeon-e5-2699-v3"));
+}
+
+/* The message vmm prints when it refuses to start. */
+static void test_resolve_messages(void **state)
+{
+	(void)state;
+	struct guest_cpu *g = NULL;
+	struct vmm_error err = {0};
+	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
+	assert_int_equal(guest_cpu_resolve(db, "Cascadelake-Server-v1", skx, &g, &err), -ENOTSUP);
+	assert_null(g);
+	assert_contains(err.msg, "cpu model Cascadelake-Server-v1: host lacks ");
+	assert_contains(err.msg, "CPUID.07H:ECX.avx512_vnni [bit 11]");
+	assert_contains(err.msg, "(host intel-skylake-sp-xeon-platinum-8180)");
+	/* adjusting the missing features away makes it start */
+	assert_int_equal(guest_cpu_resolve(db,
+					   "Cascadelake-Server-v1,-avx512_vnni,-spec_ctrl,"
+					   "-spec_ctrl_ssbd",
+					   skx, &g, &err),
+			 0);
+	assert_string_equal(guest_cpu_spec(g),
+			    "Cascadelake-Server-v1,-avx512_vnni,-spec_ctrl,-spec_ctrl_ssbd");
+	guest_cpu_free(g);
+	/* a long list still fits one line: grouped by register, with a count */
+	assert_int_equal(
+	    guest_cpu_resolve(db, "SapphireRapids", host("intel-westmere-ep-xeon-x5667"), &g, &err),
+	    -ENOTSUP);
+	assert_contains(err.msg, "features: CPUID.01H:ECX.{");
+	assert_true(strlen(err.msg) < VMM_ERROR_MAX - 1 || strstr(err.msg, "..."));
+	assert_null(strchr(err.msg, '\n'));
+}
+
+static void test_baseline_skylake_family(void **state)
+{
+	(void)state;
+	struct host_cpu *three[] = {host("intel-skylake-sp-xeon-platinum-8180"),
+				    host("intel-cascadelake-sp-xeon-gold-5215"),
+				    host("intel-icelake-sp-xeon-platinum-8351n")};
+	struct cpumodel_baseline b;
+	struct vmm_error err = {0};
+	if (cpumodel_baseline(db, three, 3, &b, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_non_null(b.best);
+	assert_string_equal(b.model->name, "Skylake-Server");
+	/* the result runs everywhere, with its extras, and nothing with more
+	 * features does */
+	for (int h = 0; h < 3; h++)
+		assert_true(check(b.best, three[h]).runnable);
+	for (unsigned i = 0; i < db->nmodels; i++)
+		for (unsigned v = 0; v < db->models[i].nversions; v++) {
+			const struct cpumodel_version *ver = &db->models[i].versions[v];
+			bool all = true;
+			for (int h = 0; h < 3; h++)
+				all = all && check(ver, three[h]).runnable;
+			if (all && cpufeat_set_count(&ver->features) >
+				       cpufeat_set_count(&b.best->features))
+				fail_msg("%s runs everywhere and has more features than %s",
+					 ver->name, b.best->name);
+		}
+	struct guest_cpu *g;
+	for (int h = 0; h < 3; h++) {
+		if (guest_cpu_resolve(db, b.spec, three[h], &g, &err) < 0)
+			fail_msg("baseline spec %s: %s", b.spec, err.msg);
+		guest_cpu_free(g);
+	}
+	/* all three have xsaves, which Skylake-Server-v1 lacks */
+	assert_true(cpufeat_set_has_name(&b.extra, "xsaves"));
+	assert_false(cpufeat_set_has_name(&b.extra, "avx512_vnni")); /* not on Skylake-SP */
+}
+
+static void test_baseline_other_clusters(void **state)
+{
+	(void)state;
+	struct cpumodel_baseline b;
+	struct vmm_error err = {0};
+	/* every EPYC generation: Naples is the oldest, so a Naples model */
+	struct host_cpu *epycs[] = {
+	    host("amd-zen-naples-epyc-7551p"), host("amd-zen2-rome-epyc-7742"),
+	    host("amd-zen3-milan-epyc-7763"), host("amd-zen4-genoa-epyc-9654")};
+	assert_int_equal(cpumodel_baseline(db, epycs, 4, &b, &err), 0);
+	assert_non_null(b.best);
+	assert_string_equal(b.model->name, "EPYC");
+	/* a single host's baseline is a model of that host's generation */
+	struct host_cpu *one[] = {host("amd-zen3-milan-epyc-7763")};
+	assert_int_equal(cpumodel_baseline(db, one, 1, &b, &err), 0);
+	assert_string_equal(b.model->name, "EPYC-Milan");
+	/* all eighteen: something still runs everywhere, and does */
+	assert_int_equal(cpumodel_baseline(db, hosts, NDUMPS, &b, &err), 0);
+	assert_non_null(b.best);
+	for (size_t h = 0; h < NDUMPS; h++)
+		assert_true(check(b.best, hosts[h]).runnable);
+	assert_int_equal(cpumodel_baseline(db, hosts, 0, &b, &err), -EINVAL);
+}
+
+/* compare also takes hosts: two hosts, and a model against a host. */
+static void test_compare_hosts(void **state)
+{
+	(void)state;
+	struct cpumodel_compare c;
+	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
+	const struct cpumodel_version *v = cpumodel_db_lookup(db, "Skylake-Server-v1", NULL);
+	struct cpufeat_set need;
+	cpumodel_version_required(v, &need);
+	cpumodel_compare_sets(&need, &v->props, &skx->features, NULL, &c);
+	assert_int_equal(c.relation, REL_SUBSET);
+	assert_false(c.props_differ);
+	const struct host_cpu *cx = host("intel-cascadelake-sp-xeon-gold-5215");
+	cpumodel_compare_sets(&skx->features, NULL, &cx->features, NULL, &c);
+	assert_true(cpufeat_set_has_name(&c.only_b, "avx512_vnni"));
+	const struct host_cpu *rome = host("amd-zen2-rome-epyc-7742");
+	cpumodel_compare_sets(&skx->features, NULL, &rome->features, NULL, &c);
+	assert_int_equal(c.relation, REL_INCOMPATIBLE);
+	assert_true(cpufeat_set_has_name(&c.only_b, "sse4a"));
+	assert_true(cpufeat_set_has_name(&c.only_a, "avx512f"));
+}
+
+/* The matrix agrees cell by cell with single checks and with resolve. */
+static void test_matrix(void **state)
+{
+	(void)state;
+	struct cpumodel_matrix m;
+	struct vmm_error err = {0};
+	unsigned nversions = 0;
+	for (unsigned i = 0; i < db->nmodels; i++)
+		nversions += db->models[i].nversions;
+	assert_int_equal(cpumodel_matrix_build(db, hosts, NDUMPS, false, &m, &err), 0);
+	assert_int_equal(m.nrows, nversions);
+	assert_int_equal(m.ncols, NDUMPS);
+	unsigned runnable = 0;
+	for (unsigned r = 0; r < m.nrows; r++)
+		for (unsigned c = 0; c < m.ncols; c++) {
+			const struct cpumodel_matrix_cell *cell = &m.cells[r * m.ncols + c];
+			struct cpumodel_check k = check(m.rows[r], hosts[c]);
+			assert_int_equal(cell->runnable, k.runnable);
+			assert_true(cpufeat_set_equal(&cell->check.missing, &k.missing));
+			struct guest_cpu *g = NULL;
+			int rc = guest_cpu_resolve(db, m.rows[r]->name, hosts[c], &g, &err);
+			assert_int_equal(rc, cell->runnable ? 0 : -ENOTSUP);
+			guest_cpu_free(g);
+			runnable += cell->runnable;
+		}
+	/* every model version stands for real CPUs: it runs on some dump */
+	for (unsigned r = 0; r < m.nrows; r++) {
+		bool any = false;
+		for (unsigned c = 0; c < m.ncols; c++)
+			any = any || m.cells[r * m.ncols + c].runnable;
+		if (!any)
+			fail_msg("%s runs on no host", m.rows[r]->name);
+	}
+	assert_true(runnable > 0 && runnable < m.nrows * m.ncols);
+	cpumodel_matrix_free(&m);
+	assert_int_equal(cpumodel_matrix_build(db, hosts, NDUMPS, true, &m, &err), 0);
+	assert_int_equal(m.nrows, db->nmodels);
+	cpumodel_matrix_free(&m);
+}
+
+/* --with-kvm: a profile limited by another host has only what both have. */
+static void test_profile_limited_by_host(void **state)
+{
+	(void)state;
+	char path[1024];
+	struct host_cpu *lim = NULL, *h = NULL;
+	struct vmm_error err = {0};
+	const struct host_cpu *rome = host("amd-zen2-rome-epyc-7742");
+	snprintf(path, sizeof(path), "%s/intel-skylake-sp-xeon-platinum-8180.txt",
+		 th_env("CPUID_HOSTS_DIR"));
+	assert_int_equal(host_cpu_from_table("rome-as-kvm", &rome->raw, true, NULL, &lim, &err), 0);
+	assert_int_equal(host_cpu_from_profile(path, lim, &h, &err), 0);
+	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
+	struct cpufeat_set both = skx->features;
+	cpufeat_set_and(&both, &lim->features);
+	assert_true(cpufeat_set_equal(&h->features, &both));
+	assert_true(h->is_kvm);
+	assert_false(cpufeat_set_has_name(&h->features, "avx512f"));
+	assert_contains(host_cpu_name(h), "+kvm");
+	host_cpu_free(h);
+	host_cpu_free(lim);
+	assert_int_equal(host_cpu_from_profile("/nonexistent.txt", NULL, &h, &err), -ENOENT);
+	assert_contains(err.msg, "host CPU profile: /nonexistent.txt");
+}
+
+int main(void)
+{
+	if (!th_have_dumps())
+		return SKIP_EXIT;
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_profiles_load),
+	    cmocka_unit_test(test_syscall_caveat),
+	    cmocka_unit_test(test_unrecorded_subleaf),
+	    cmocka_unit_test(test_no_intel_host_runs_epyc),
+	    cmocka_unit_test(test_rome),
+	    cmocka_unit_test(test_skylake_sp),
+	    cmocka_unit_test(test_resolve_messages),
+	    cmocka_unit_test(test_baseline_skylake_family),
+	    cmocka_unit_test(test_baseline_other_clusters),
+	    cmocka_unit_test(test_compare_hosts),
+	    cmocka_unit_test(test_matrix),
+	    cmocka_unit_test(test_profile_limited_by_host),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

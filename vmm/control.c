@@ -256,6 +256,21 @@ static int cmd_query_migrate_parameters(void *ctx, struct json_object *args,
 	return 0;
 }
 
+static int add_table(struct json_object *o, const char *key, const struct cpuid_table *t,
+		     struct vmm_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	if (!f)
+		return vmm_error_set(err, -ENOMEM, "out of memory");
+	cpuid_table_write(t, f);
+	fclose(f);
+	json_object_object_add(o, key, json_object_new_string(text ? text : ""));
+	free(text);
+	return 0;
+}
+
 static int cmd_query_cpuid(void *ctx, struct json_object *args, struct json_object **ret,
 			   const char **cls, struct vmm_error *err)
 {
@@ -266,22 +281,19 @@ static int cmd_query_cpuid(void *ctx, struct json_object *args, struct json_obje
 		return r;
 	struct json_object *list = json_object_new_array();
 	for (unsigned i = 0; i < c->vm->ncpus; i++) {
-		const struct cpuid_table *t = &c->vm->vcpus[i]->cpuid; /* read back from KVM */
-		char *text = NULL;
-		size_t len = 0;
-		FILE *f = open_memstream(&text, &len);
-		if (!f) {
+		const struct vcpu *v = c->vm->vcpus[i];
+		struct json_object *o = json_object_new_object();
+		json_object_object_add(o, "index", json_object_new_int((int)i));
+		json_object_object_add(o, "apic-id", json_object_new_int((int)v->apic_id));
+		/* "table": KVM_GET_CPUID2 (read back at creation); "model-table":
+		 * what the CPU model built and KVM_SET_CPUID2 was given. */
+		if ((r = add_table(o, "table", &v->kvm_cpuid, err)) < 0 ||
+		    (r = add_table(o, "model-table", &v->cpuid, err)) < 0) {
+			json_object_put(o);
 			json_object_put(list);
-			return vmm_error_set(err, -ENOMEM, "out of memory");
+			return r;
 		}
-		cpuid_table_write(t, f);
-		fclose(f);
-		struct json_object *v = json_object_new_object();
-		json_object_object_add(v, "index", json_object_new_int((int)i));
-		json_object_object_add(v, "apic-id", json_object_new_int((int)c->vm->vcpus[i]->apic_id));
-		json_object_object_add(v, "table", json_object_new_string(text ? text : ""));
-		free(text);
-		json_object_array_add(list, v);
+		json_object_array_add(list, o);
 	}
 	*ret = json_object_new_object();
 	json_object_object_add(*ret, "cpu-model", json_object_new_string(guest_cpu_spec(c->vm->cpu)));

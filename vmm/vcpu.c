@@ -144,10 +144,10 @@ int vcpu_create(struct vm *vm, unsigned index, struct vmm_error *err)
 		return vmm_error_prefix(err, "vcpu %u", index);
 	if ((r = set_cpuid(vcpu, &vcpu->cpuid, err)) < 0)
 		return r;
-	/* Keep what KVM holds, read back now: vCPU ioctls on a running vCPU
-	 * wait until it next leaves KVM_RUN (which a halted guest may not do
-	 * for long), so later readers use this copy. */
-	if ((r = vcpu_get_cpuid(vcpu, &vcpu->cpuid, err)) < 0)
+	/* Also keep what KVM holds, read back now: vCPU ioctls on a running
+	 * vCPU wait until it next leaves KVM_RUN (which a halted guest may not
+	 * do for long), so later readers use this copy. */
+	if ((r = vcpu_get_cpuid(vcpu, &vcpu->kvm_cpuid, err)) < 0)
 		return r;
 	int khz = ioctl(vcpu->fd, KVM_GET_TSC_KHZ, 0);
 	vcpu->tsc_khz = khz > 0 ? (uint32_t)khz : 0;

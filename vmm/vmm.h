@@ -193,7 +193,10 @@ struct vcpu {
 	size_t run_size;
 	pthread_t thread;
 	bool thread_started;
-	struct cpuid_table cpuid; /* what KVM holds (KVM_GET_CPUID2 right after setting it) */
+	struct cpuid_table cpuid;     /* the CPU model's table, given to KVM_SET_CPUID2 */
+	struct cpuid_table kvm_cpuid; /* KVM_GET_CPUID2 right after: what KVM holds. Equal
+				       * to `cpuid` on VMX/SVM; kvm_pvm reports the host's
+				       * leaves 1 (ECX, EDX), 7.0 and 0xD instead */
 	uint32_t tsc_khz;	  /* KVM_GET_TSC_KHZ at creation, 0 if unknown */
 };
 
@@ -201,7 +204,7 @@ int vcpu_create(struct vm *vm, unsigned index, struct vmm_error *err);
 void vcpu_destroy(struct vcpu *vcpu);
 /* Reads back the CPUID table KVM holds for the vCPU (KVM_GET_CPUID2).
  * Only on a vCPU that is not running: on a running one the ioctl waits
- * until the vCPU leaves KVM_RUN. Running code uses vcpu->cpuid. */
+ * until the vCPU leaves KVM_RUN. Running code uses vcpu->kvm_cpuid. */
 int vcpu_get_cpuid(struct vcpu *vcpu, struct cpuid_table *out, struct vmm_error *err);
 
 /* ---- the VM (vm.c) ---- */

@@ -65,7 +65,7 @@ check(len(last_src) == cpus, "every vCPU reported progress on the source")
 # The destination continues where the source stopped.
 dst_first = 0  # the destination's console starts with the migrated guest
 cpuid_dst = api_dst.cmd("query-cpuid")
-check(cpuid_dst == cpuid_src, "KVM_GET_CPUID2 of every vCPU is equal on destination and source")
+check(cpuid_dst == cpuid_src, "every vCPU's CPUID (KVM_GET_CPUID2 and the model's table) is equal on destination and source")
 for v in range(cpus):
     m = dst.wait_line(rf"progress vcpu={v} t=(\d+) writes=(\d+) sweeps=(\d+) errors=0", timeout=30)
     t, writes, sweeps = int(m.group(1)), int(m.group(2)), int(m.group(3))
@@ -85,7 +85,7 @@ check(rc == 0, f"destination guest exited with status {rc}")
 # The guest's own CPUID report, before and after the move (the guest repeats
 # it every 4 s, so the destination reports too).
 table = {tuple(int(x, 16) for x in l.split()[:2]): tuple(int(x, 16) for x in l.split()[2:])
-         for l in cpuid_src["vcpus"][0]["table"].splitlines()}
+         for l in cpuid_src["vcpus"][0]["model-table"].splitlines()}
 before = cpuid_report(src.lines)
 after = cpuid_report(dst.lines[dst_first:])
 check(before and after, "the guest reported its CPUID on both sides")

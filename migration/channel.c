@@ -75,6 +75,8 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 	if (rec->type == MIG_REC_REFUSED) {
 		Vmm__Migration__Refused *ref =
 			vmm__migration__refused__unpack(NULL, rec->len, rec->payload);
+		c->error = 0; /* the destination's reason beats "broken pipe" */
+		c->refused = true;
 		set_error(c, -ECONNREFUSED, "destination refused: %s",
 			  ref && ref->reason ? ref->reason : "(no reason given)");
 		if (ref)
@@ -353,6 +355,21 @@ int mig_channel_wait_record(struct mig_channel *c, unsigned timeout_ms, unsigned
 	*type = c->rec_type;
 	c->rec_type = 0;
 	return 0;
+}
+
+void mig_channel_drain(struct mig_channel *c, unsigned timeout_ms)
+{
+	if (c->is_file || !c->connected || c->refused || c->eof)
+		return;
+	struct connect_state cs = {c, false, 0};
+	uv_timer_t timer;
+	uv_timer_init(&c->loop, &timer);
+	timer.data = &cs;
+	uv_timer_start(&timer, on_timeout, timeout_ms, 0);
+	while (!c->eof && !c->refused && !cs.done)
+		uv_run(&c->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&timer, NULL);
+	uv_run(&c->loop, UV_RUN_NOWAIT);
 }
 
 void mig_channel_close(struct mig_channel *c)

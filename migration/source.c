@@ -406,6 +406,12 @@ static void *source_main(void *arg)
 		goto out;
 	r = stop_and_copy(s, &handed_over, &err);
 out:
+	if (r < 0 && r != -ECANCELED && !handed_over) {
+		/* A write may fail before the destination's reason is read. */
+		mig_channel_drain(&s->ch, 1000);
+		if (s->ch.refused)
+			vmm_error_set(&err, -ECONNREFUSED, "%s", s->ch.errmsg);
+	}
 	update_counters(s); /* while the writer's counts still exist */
 	throttle_stop(s);
 	if (s->dirty.enabled || s->dirty.bitmaps[0])

@@ -318,8 +318,9 @@ static int judge(struct progress *p, struct json_object *resp, int polls)
 		      !json_object_is_type(info, json_type_object)))
 		desc = "the reply is not an object";
 	const char *st = info ? status_of(info) : "";
+	bool none = !st[0] || strcmp(st, "none") == 0; /* {} or "none": nothing running */
 	bool over = desc || strcmp(st, "completed") == 0 || strcmp(st, "failed") == 0 ||
-		    strcmp(st, "cancelled") == 0 || (strcmp(st, "none") == 0 && polls >= CTL_NONE_POLLS);
+		    strcmp(st, "cancelled") == 0 || (none && polls >= CTL_NONE_POLLS);
 	if (!over) {
 		progress_show(p, info);
 		return -1;
@@ -331,8 +332,9 @@ static int judge(struct progress *p, struct json_object *resp, int polls)
 		api_progress_summary(stdout, info);
 		return 0;
 	}
-	if (strcmp(st, "none") == 0)
-		return fail(1, "no migration is running (query-migrate status: none)");
+	if (none)
+		return fail(1, "no migration is running (query-migrate status: %s)",
+			    st[0] ? st : "absent");
 	const char *why = json_object_object_get_ex(info, "error-desc", &e) && e
 				  ? json_object_get_string(e) : NULL;
 	return fail(1, "migration %s%s%s", st, why ? ": " : "", why ? why : "");

@@ -345,6 +345,6 @@ void api_progress_summary(FILE *out, struct json_object *info)
 		stat_line(out, "iterations:", "%llu", (unsigned long long)u);
 	if (get_num(ram, "mbps", &d))
 		stat_line(out, "throughput:", "%.2f Mbps (%.1f MiB/s)", d, d * 1e6 / 8.0 / MIB);
-	if (get_num(info, "compression-ratio", &d))
+	if (get_num(info, "compression-ratio", &d) && d > 0) /* 0: no compression */
 		stat_line(out, "compression ratio:", "%.2f", d);
 }

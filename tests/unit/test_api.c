@@ -836,6 +836,14 @@ static void test_ctl_summary_and_bytes(void **state)
 				  "  throughput:             3845.50 Mbps (458.4 MiB/s)\n"
 				  "  compression ratio:      1.50\n");
 	free(text);
+	text = NULL;
+	f = open_memstream(&text, &n);
+	info = J("{\"status\":\"completed\",\"compression-ratio\":0,\"ram\":{\"normal\":1}}");
+	api_progress_summary(f, info);
+	fclose(f);
+	json_object_put(info);
+	assert_string_equal(text, "migration completed\n  normal pages:           1\n");
+	free(text);
 	char b[32];
 	api_progress_bytes(0, b, sizeof(b));
 	assert_string_equal(b, "0 B");
@@ -850,8 +858,9 @@ static void test_ctl_summary_and_bytes(void **state)
 /* ---- vmm ctl against a fake vmm in a child process ---- */
 
 /* uri=fail: fails; uri=exit: the vmm exits after "device"; uri=vanish: it exits
- * while "active"; uri=forever: stays active; anything else completes. */
-enum fake_mode { FAKE_OK, FAKE_FAIL, FAKE_EXIT, FAKE_VANISH, FAKE_FOREVER };
+ * while "active"; uri=forever: stays active; uri=lost: query-migrate says {};
+ * anything else completes. */
+enum fake_mode { FAKE_OK, FAKE_FAIL, FAKE_EXIT, FAKE_VANISH, FAKE_FOREVER, FAKE_LOST };
 
 struct fake {
 	struct api_server *srv;
@@ -881,7 +890,7 @@ static int f_migrate(void *ctx, struct json_object *args, struct json_object **r
 	if (f->migrating)
 		return vmm_error_set(err, -EBUSY, "migrate: a migration is already running");
 	const char *u = json_object_get_string(uri);
-	static const char *const modes[] = {"", "fail", "exit", "vanish", "forever"};
+	static const char *const modes[] = {"", "fail", "exit", "vanish", "forever", "lost"};
 	f->mode = FAKE_OK;
 	for (unsigned i = 1; i < sizeof(modes) / sizeof(modes[0]); i++)
 		if (strcmp(u, modes[i]) == 0)
@@ -901,6 +910,8 @@ static int f_query_migrate(void *ctx, struct json_object *args, struct json_obje
 	int n = f->polls++;
 	if (!f->migrating) {
 		*ret = J("{\"status\":\"none\"}");
+	} else if (f->mode == FAKE_LOST) {
+		*ret = J("{}");
 	} else if (n == 0) {
 		*ret = J("{\"status\":\"setup\",\"total-time\":1}");
 	} else if (f->mode == FAKE_FAIL && n == 2) {
@@ -1134,6 +1145,15 @@ static void test_ctl_migrate_fails(void **state)
 				       "connection\n"));
 }
 
+static void test_ctl_migrate_not_running(void **state)
+{
+	struct ctlfx *x = *state;
+	/* accepted, but query-migrate keeps saying {}: give up after a second */
+	assert_int_equal(run_ctl(x, "@", "migrate", "uri=lost", NULL), 1);
+	assert_non_null(strstr(x->err, "vmm ctl: no migration is running (query-migrate status: "
+				       "absent)\n"));
+}
+
 static void test_ctl_migrate_source_exits(void **state)
 {
 	struct ctlfx *x = *state;
@@ -1214,6 +1234,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_ctl_usage_errors, ctl_setup, ctl_teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_migrate_completes, ctl_setup, ctl_teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_migrate_fails, ctl_setup, ctl_teardown),
+		cmocka_unit_test_setup_teardown(test_ctl_migrate_not_running, ctl_setup, ctl_teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_migrate_source_exits, ctl_setup,
 						ctl_teardown),
 		cmocka_unit_test_setup_teardown(test_ctl_migrate_connection_lost, ctl_setup,

@@ -200,19 +200,22 @@ void api_progress_bytes(unsigned long long bytes, char *buf, size_t len)
 	snprintf(buf, len, "%.2f %s", v, units[u]);
 }
 
-/* Percent of RAM sent: (total - remaining) / total, else transferred / total. */
+/* Percent of RAM sent: (total - remaining) / total, else transferred / total.
+ * "remaining" is not trusted while it is 0 before the first dirty sync (a vmm
+ * may only compute it then). */
 static bool percent_done(struct json_object *info, struct json_object *ram, double *pct)
 {
-	uint64_t total, remaining, transferred;
+	uint64_t total, remaining, transferred, syncs;
 	if (!get_u64(ram, "total", &total) || total == 0)
 		return false;
 	const char *st = NULL;
 	struct json_object *v;
 	if (json_object_object_get_ex(info, "status", &v))
 		st = json_object_get_string(v);
+	bool first_pass = get_u64(ram, "dirty-sync-count", &syncs) && syncs == 0;
 	if (st && strcmp(st, "completed") == 0)
 		*pct = 100.0;
-	else if (get_u64(ram, "remaining", &remaining))
+	else if (get_u64(ram, "remaining", &remaining) && (remaining > 0 || !first_pass))
 		*pct = 100.0 * (double)(total - (remaining < total ? remaining : total)) / (double)total;
 	else if (get_u64(ram, "transferred", &transferred))
 		*pct = 100.0 * (double)(transferred < total ? transferred : total) / (double)total;
@@ -270,7 +273,12 @@ size_t api_progress_line(struct json_object *info, bool bar, unsigned width, cha
 	if (info && json_object_object_get_ex(info, "status", &v) &&
 	    json_object_is_type(v, json_type_string))
 		status = json_object_get_string(v);
-	details(info, rest, sizeof(rest), &have_pct, &pct);
+	if (strcmp(status, "setup") == 0) {
+		rest[0] = '\0'; /* nothing measured yet */
+		have_pct = false;
+	} else {
+		details(info, rest, sizeof(rest), &have_pct, &pct);
+	}
 
 	size_t pos = 0;
 	appendf(buf, len, &pos, "%-*s", STATUS_WIDTH, status);

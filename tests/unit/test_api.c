@@ -795,6 +795,15 @@ static void test_ctl_progress_line(void **state)
 		    "active     35.0% of 2.00 GiB | sent 1.21 GiB | 112.4 MiB/s | dirty 12.4 MiB/s");
 	assert_line(info_active, true, 20, "active     35.0% of");
 	assert_line("{\"status\":\"setup\"}", true, 80, "setup");
+	assert_line("{\"status\":\"setup\",\"ram\":{\"total\":1024,\"remaining\":0}}", true, 80,
+		    "setup");
+	/* remaining still 0 before the first sync: transferred / total */
+	assert_line("{\"status\":\"active\",\"ram\":{\"total\":4096,\"remaining\":0,"
+		    "\"transferred\":1024,\"dirty-sync-count\":0}}",
+		    false, 0, "active     25.0% of 4.00 KiB | sent 1.00 KiB | iter 0");
+	assert_line("{\"status\":\"active\",\"ram\":{\"total\":4096,\"remaining\":0,"
+		    "\"transferred\":1024,\"dirty-sync-count\":1}}",
+		    false, 0, "active    100.0% of 4.00 KiB | sent 1.00 KiB | iter 1");
 	assert_line("{}", false, 0, "?");
 	/* no "remaining": transferred / total; no page-size: 4096 */
 	assert_line("{\"status\":\"active\",\"ram\":{\"transferred\":512,\"total\":1024,"

@@ -36,6 +36,8 @@ struct mig_source {
 	struct mig_ram_sender ram;
 	struct mig_dirty_log dirty;
 	uint64_t t_start_ns;
+	uint64_t log_start_ns; /* dirty logging began: the first pass's dirt counts from here */
+	uint64_t last_update_ns;
 	/* bandwidth limiting */
 	uint64_t limit_window_ns, limit_window_bytes;
 };
@@ -81,6 +83,11 @@ static void update_counters(struct mig_source *s)
 	s->info.normal_bytes = s->ram.stats.normal_pages * PAGE_SIZE;
 	s->info.untouched = s->ram.stats.untouched_pages;
 	s->info.total_time_ms = (mono_ns() - s->t_start_ns) / 1000000;
+	if (s->info.dirty_sync_count == 0) { /* first pass: all not yet sent or skipped */
+		uint64_t done = (s->ram.stats.normal_pages + s->ram.stats.zero_pages +
+				 s->ram.stats.untouched_pages) * PAGE_SIZE;
+		s->info.remaining = done < s->info.total ? s->info.total - done : 0;
+	}
 	if (s->ram.stats.wire_bytes)
 		s->info.compression_ratio =
 			(double)s->ram.stats.data_bytes / (double)s->ram.stats.wire_bytes;
@@ -116,8 +123,11 @@ static int source_sink(void *ctx, const void *data, size_t len, struct vmm_error
 			usleep((useconds_t)((allowed_ns - (now - s->limit_window_ns)) / 1000));
 	}
 	int r = mig_channel_write(&s->ch, data, len, err);
-	if (r == 0 && (s->w.records & 63) == 0)
+	uint64_t now = mono_ns();
+	if (r == 0 && now - s->last_update_ns > 20000000ull) { /* statistics every 20 ms */
+		s->last_update_ns = now;
 		update_counters(s);
+	}
 	return r;
 }
 
@@ -180,12 +190,12 @@ static int send_header(struct mig_source *s, struct vmm_error *err)
 static int precopy(struct mig_source *s, struct vmm_error *err)
 {
 	volatile bool *cancel = (volatile bool *)&s->cancel;
+	uint64_t last_sync = s->log_start_ns, last_bytes = s->ch.acked;
 	int r = mig_ram_send_populated(&s->ram, cancel, err);
 	if (r < 0)
 		return r;
 	unsigned hot_iterations = 0;
 	int64_t prev_dirty = -1;
-	uint64_t last_sync = mono_ns(), last_bytes = s->ch.acked;
 	for (uint32_t iter = 1;; iter++) {
 		if ((r = mig_channel_poll(&s->ch, err)) < 0)
 			return r;
@@ -395,6 +405,7 @@ static void *source_main(void *arg)
 	 * written after it is read again later. */
 	if ((r = mig_dirty_log_start(&s->dirty, s->vm, &err)) < 0)
 		goto out;
+	s->log_start_ns = mono_ns();
 	if ((r = send_header(s, &err)) < 0)
 		goto out;
 	pthread_mutex_lock(&s->lock);
@@ -460,6 +471,7 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 	pthread_mutex_init(&s->lock, NULL);
 	snprintf(s->info.uri, sizeof(s->info.uri), "%s", uri);
 	s->info.total = vm->mem.size;
+	s->info.remaining = vm->mem.size; /* like QEMU: all of RAM is left at the start */
 	s->info.status = MIG_STATUS_SETUP;
 	if ((r = pthread_create(&s->thread, NULL, source_main, s)) != 0) {
 		free(s);

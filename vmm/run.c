@@ -195,6 +195,9 @@ int vmm_run(int argc, char **argv)
 		return 0;
 	}
 	block_kick_signal();
+	/* A peer that vanishes mid-write (API client, migration) is an error
+	 * to report, not a reason to die. */
+	signal(SIGPIPE, SIG_IGN);
 
 	static struct vm vm;
 	static struct run_loop rl;

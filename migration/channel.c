@@ -211,6 +211,10 @@ int mig_channel_open(struct mig_channel *c, const char *uri, struct vmm_error *e
 
 static int channel_status(struct mig_channel *c, struct vmm_error *err)
 {
+	/* An answer that arrived before the peer closed is read first (the
+	 * destination closes right after Resumed). */
+	if (c->rec_type && c->rec_type != MIG_REC_REFUSED)
+		return 0;
 	if (c->error)
 		return vmm_error_set(err, c->error, "%s", c->errmsg);
 	return 0;

@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <asm/prctl.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 static int open_kvm(struct vm *vm, struct vmm_error *err)
@@ -222,6 +224,26 @@ void vm_init(struct vm *vm)
 	pthread_mutex_init(&vm->exit_lock, NULL);
 }
 
+/* Dynamically enabled xsave state (AMX tile data, component 18) must be
+ * granted to this process before KVM accepts a CPUID that exposes it. */
+static int request_dynamic_xstate(struct vm *vm, struct vmm_error *err)
+{
+	struct cpuid_table t;
+	int r = guest_cpu_build_cpuid(vm->cpu, vm->ncpus, 0, &t, err);
+	if (r < 0)
+		return r;
+	const struct cpuid_leaf *xsave = cpuid_table_find(&t, 0xd, 0);
+	const unsigned xtiledata = 18;
+	if (!xsave || !(xsave->eax & (1u << xtiledata)))
+		return 0;
+	if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_GUEST_PERM, xtiledata) < 0)
+		return vmm_error_set(err, -errno,
+				     "cpu model %s needs AMX state, the host kernel refused it "
+				     "(ARCH_REQ_XCOMP_GUEST_PERM): %s",
+				     guest_cpu_name(vm->cpu), strerror(errno));
+	return 0;
+}
+
 int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err)
 {
 	vm->cfg = cfg;
@@ -241,7 +263,7 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err
 	/* Memory first: size errors are the user's and should come before KVM's. */
 	if ((r = guest_memory_create(&vm->mem, mem_size, &vm->machine, err)) < 0)
 		return r;
-	if ((r = create_cpu_model(vm, err)) < 0)
+	if ((r = create_cpu_model(vm, err)) < 0 || (r = request_dynamic_xstate(vm, err)) < 0)
 		return r;
 
 	do {

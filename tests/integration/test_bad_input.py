@@ -35,11 +35,22 @@ cases = [
 ]
 
 kvm_cases = [
+    (["--cpu-model", "Nehalem", "--kernel", "/bin/true"],
+     r"cpu model Nehalem-v\d+: host lacks CPUID\.01H:ECX\.pni \[bit 0\]"),
+    (["--cpu-model", "NoSuchCPU", "--kernel", "/bin/true"], r"unknown cpu model NoSuchCPU"),
+    (["--cpu-model", "x86-64-v1,+nosuchfeat", "--kernel", "/bin/true"], r"unknown feature 'nosuchfeat'"),
     (["--memory", "1M", "--kernel", "/bin/true"], r"too small .*at least 16 MiB"),
     (["--memory", "2T", "--kernel", "/bin/true"], r"too large .*at most 1024 GiB"),
     (["--cpus", "4000", "--kernel", "/bin/true"], r"--cpus 4000: KVM on this host allows at most \d+"),
     (["--cpus", "300", "--kernel", "/bin/true"], r"--cpus 300: machine microvm-1.\d+ allows at most 254"),
 ]
+
+from vmmtest import TESTGUEST
+if TESTGUEST:
+    kvm_cases.append((["--kernel", TESTGUEST, "--initrd", "/nonexistent/initrd"],
+                      r"initrd /nonexistent/initrd: No such file"))
+    kvm_cases.append((["--kernel", TESTGUEST, "--cmdline", "x" * 5000],
+                      r"--cmdline: 5000 bytes, machine microvm-1.\d+ allows 4095"))
 
 have_kvm = os.access("/dev/kvm", os.R_OK | os.W_OK)
 if have_kvm:

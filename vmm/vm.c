@@ -224,6 +224,27 @@ void vm_init(struct vm *vm)
 	pthread_mutex_init(&vm->exit_lock, NULL);
 }
 
+/* Guest RAM must fit the physical address width the CPU model gives the
+ * guest (CPUID 0x80000008 EAX[7:0]). */
+static int check_phys_bits(struct vm *vm, struct vmm_error *err)
+{
+	struct cpuid_table t;
+	int r = guest_cpu_build_cpuid(vm->cpu, vm->ncpus, 0, &t, err);
+	if (r < 0)
+		return r;
+	const struct cpuid_leaf *l = cpuid_table_find(&t, 0x80000008, 0);
+	unsigned bits = l ? (l->eax & 0xff) : 36;
+	const struct mem_region *top = &vm->mem.regions[vm->mem.nregions - 1];
+	if (bits < 64 && top->gpa + top->size > (1ull << bits))
+		return vmm_error_set(err, -EINVAL,
+				     "--memory %llu MiB: guest RAM ends at 0x%llx, beyond the %u-bit "
+				     "physical address space of cpu model %s",
+				     (unsigned long long)(vm->mem.size >> 20),
+				     (unsigned long long)(top->gpa + top->size), bits,
+				     guest_cpu_name(vm->cpu));
+	return 0;
+}
+
 /* Dynamically enabled xsave state (AMX tile data, component 18) must be
  * granted to this process before KVM accepts a CPUID that exposes it. */
 static int request_dynamic_xstate(struct vm *vm, struct vmm_error *err)
@@ -263,7 +284,8 @@ int vm_create(struct vm *vm, const struct vmm_config *cfg, struct vmm_error *err
 	/* Memory first: size errors are the user's and should come before KVM's. */
 	if ((r = guest_memory_create(&vm->mem, mem_size, &vm->machine, err)) < 0)
 		return r;
-	if ((r = create_cpu_model(vm, err)) < 0 || (r = request_dynamic_xstate(vm, err)) < 0)
+	if ((r = create_cpu_model(vm, err)) < 0 || (r = check_phys_bits(vm, err)) < 0 ||
+	    (r = request_dynamic_xstate(vm, err)) < 0)
 		return r;
 
 	do {

@@ -41,6 +41,7 @@ kvm_cases = [
     (["--cpu-model", "x86-64-v1,+nosuchfeat", "--kernel", "/bin/true"], r"unknown feature 'nosuchfeat'"),
     (["--memory", "1M", "--kernel", "/bin/true"], r"too small .*at least 16 MiB"),
     (["--memory", "2T", "--kernel", "/bin/true"], r"too large .*at most 1024 GiB"),
+    (["--memory", "600G", "--kernel", "/bin/true"], r"beyond the 39-bit physical address space"),
     (["--cpus", "4000", "--kernel", "/bin/true"], r"--cpus 4000: KVM on this host allows at most \d+"),
     (["--cpus", "300", "--kernel", "/bin/true"], r"--cpus 300: machine microvm-1.\d+ allows at most 254"),
 ]

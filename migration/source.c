@@ -86,7 +86,9 @@ static void update_counters(struct mig_source *s)
 	if (s->info.dirty_sync_count == 0) { /* first pass: all not yet sent or skipped */
 		uint64_t done = (s->ram.stats.normal_pages + s->ram.stats.zero_pages +
 				 s->ram.stats.untouched_pages) * PAGE_SIZE;
+		uint64_t ns = mono_ns() - s->t_start_ns + 1;
 		s->info.remaining = done < s->info.total ? s->info.total - done : 0;
+		s->info.mbps = (double)s->w.bytes * 8e3 / (double)ns; /* Mbit/s */
 	}
 	if (s->ram.stats.wire_bytes)
 		s->info.compression_ratio =

@@ -69,6 +69,10 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 	if (rec->len > sizeof(c->rec_payload))
 		return vmm_error_set(err, -EMSGSIZE, "destination sent a %zu-byte %s record",
 				     rec->len, mig_record_name(rec->type));
+	if (rec->type == MIG_REC_ACCEPTED) { /* taken at once: never left pending */
+		c->accepted = true;
+		return 0;
+	}
 	c->rec_type = rec->type;
 	memcpy(c->rec_payload, rec->payload, rec->len);
 	c->rec_len = rec->len;
@@ -212,7 +216,8 @@ int mig_channel_open(struct mig_channel *c, const char *uri, struct vmm_error *e
 static int channel_status(struct mig_channel *c, struct vmm_error *err)
 {
 	/* An answer that arrived before the peer closed is read first (the
-	 * destination closes right after Resumed). */
+	 * destination closes right after Resumed). Only Ready and Resumed can
+	 * be pending, and only while the source is waiting for them. */
 	if (c->rec_type && c->rec_type != MIG_REC_REFUSED)
 		return 0;
 	if (c->error)
@@ -358,6 +363,31 @@ int mig_channel_wait_record(struct mig_channel *c, unsigned timeout_ms, unsigned
 				     timeout_ms);
 	*type = c->rec_type;
 	c->rec_type = 0;
+	return 0;
+}
+
+int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms,
+			      volatile bool *cancel, struct vmm_error *err)
+{
+	for (unsigned waited = 0; !c->accepted; waited += 50) {
+		if (*cancel)
+			return vmm_error_set(err, -ECANCELED, "migration cancelled");
+		if (c->error)
+			return channel_status(c, err);
+		if (waited >= timeout_ms)
+			return vmm_error_set(err, -ETIMEDOUT,
+					     "the destination did not accept the stream within %u s",
+					     timeout_ms / 1000);
+		struct connect_state cs = {c, false, 0};
+		uv_timer_t timer;
+		uv_timer_init(&c->loop, &timer);
+		timer.data = &cs;
+		uv_timer_start(&timer, on_timeout, 50, 0);
+		while (!c->accepted && !c->error && !cs.done)
+			uv_run(&c->loop, UV_RUN_ONCE);
+		uv_close((uv_handle_t *)&timer, NULL);
+		uv_run(&c->loop, UV_RUN_NOWAIT);
+	}
 	return 0;
 }
 

@@ -41,7 +41,8 @@ struct mig_channel {
 	uint8_t rec_payload[1024];
 	size_t rec_len;
 	bool eof;
-	bool refused; /* the destination sent Refused (its reason is errmsg) */
+	bool refused;  /* the destination sent Refused (its reason is errmsg) */
+	bool accepted; /* the destination sent Accepted (its VM is built) */
 };
 
 /* Connects (or creates the file). `uri` as for the migrate command. */
@@ -57,6 +58,9 @@ int mig_channel_poll(struct mig_channel *c, struct vmm_error *err);
  * type, its payload in c->rec_payload/rec_len. Refused becomes an error. */
 int mig_channel_wait_record(struct mig_channel *c, unsigned timeout_ms, unsigned *type,
 			    struct vmm_error *err);
+/* Waits until the destination has accepted the header and built its VM. */
+int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms,
+			      volatile bool *cancel, struct vmm_error *err);
 /* After a failure: waits up to timeout_ms for the destination's Refused
  * (it may still be in flight when a write already failed). */
 void mig_channel_drain(struct mig_channel *c, unsigned timeout_ms);

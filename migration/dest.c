@@ -212,22 +212,41 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	const Vmm__Migration__Header *h = d->header;
 	if ((r = mig_header_check_basic(h, err)) < 0)
 		return r;
-	if ((r = mig_header_adapt_config(h, d->cmdline, &d->cfg, d->cpu_spec, sizeof(d->cpu_spec),
-					 err)) < 0)
+	struct vmm_config want;
+	char spec[sizeof(d->cpu_spec)];
+	if ((r = mig_header_adapt_config(h, d->cmdline, &want, spec, sizeof(spec), err)) < 0)
 		return r;
 	fprintf(stderr, "vmm: incoming guest: machine %s, cpu model %s, %llu MiB, %u vCPU%s, from %s "
 		"(vmm %s)\n", h->machine_type, h->cpu_model_spec,
 		(unsigned long long)(h->ram_size >> 20), h->vcpu_count, h->vcpu_count == 1 ? "" : "s",
 		h->source_host ? h->source_host : "?", h->vmm_version ? h->vmm_version : "?");
-	d->vm_created = true; /* vm_create leaves a state vm_destroy can clean */
-	if ((r = vm_create(d->vm, &d->cfg, err)) < 0)
-		return vmm_error_prefix(err, "cannot build the guest here");
+	/* The VM built at start-up from the command line serves when the
+	 * stream names the same versions; otherwise build the stream's. */
+	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+	if (strcmp(d->vm->machine.name, h->machine_type) != 0 ||
+	    strcmp(guest_cpu_name(d->vm->cpu), h->cpu_model) != 0) {
+		void (*notify)(struct vm *) = d->vm->exit_notify;
+		void *loop_data = d->vm->loop_data;
+		vm_destroy(d->vm);
+		vm_init(d->vm);
+		d->vm->exit_notify = notify;
+		d->vm->loop_data = loop_data;
+		memcpy(d->cpu_spec, spec, sizeof(spec));
+		d->cfg = want;
+		d->cfg.cpu_model = d->cpu_spec;
+		if ((r = vm_create(d->vm, &d->cfg, err)) < 0)
+			return vmm_error_prefix(err, "cannot build the guest here");
+	}
 	if ((r = mig_header_check_vm(h, d->vm, err)) < 0)
 		return r;
 	if ((r = mig_ram_receiver_init(&d->ram, d->vm, err)) < 0)
 		return r;
 	d->ram_ready = true;
-	return 0;
+	if (d->uri.kind == MIG_FILE)
+		return 0;
+	Vmm__Migration__Accepted acc = VMM__MIGRATION__ACCEPTED__INIT;
+	acc.build_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	return mig_write_record(&d->reply, MIG_REC_ACCEPTED, &acc.base, err);
 }
 
 static int keep(const struct mig_record *rec, const ProtobufCMessageDescriptor *desc,

@@ -57,6 +57,7 @@ enum mig_record_type {
 	MIG_REC_REFUSED = 17,
 	MIG_REC_GO = 18,
 	MIG_REC_RESUMED = 19,
+	MIG_REC_ACCEPTED = 20,
 };
 
 /* What this build writes and accepts, per record type (stream.c). */

@@ -185,7 +185,8 @@ static int send_header(struct mig_source *s, struct vmm_error *err)
 	if (r == 0)
 		r = mig_write_record(&s->w, MIG_REC_HEADER, &mig_header_msg(hb)->base, err);
 	mig_header_buf_free(hb);
-	return r;
+	/* Out at once: the destination builds its VM while the first pass runs. */
+	return r < 0 ? r : mig_channel_flush(&s->ch, err);
 }
 
 /* Pre-copy until the dirty rest fits in the downtime limit. */
@@ -321,13 +322,18 @@ static int wait_record(struct mig_source *s, unsigned timeout_ms, unsigned want,
 static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_error *err)
 {
 	volatile bool *cancel = (volatile bool *)&s->cancel;
+	int r;
+	/* Never stop the guest before the destination has built its VM: that
+	 * would put the build into the downtime. */
+	if (!s->ch.is_file &&
+	    (r = mig_channel_wait_accepted(&s->ch, READY_TIMEOUT_MS, cancel, err)) < 0)
+		return r;
 	set_status(s, MIG_STATUS_DEVICE);
 	throttle_stop(s);
 	uint64_t stop_mono = mono_ns(), stop_real = now_ns(CLOCK_REALTIME);
 	vm_pause(s->vm);
 	s->paused_by_us = true;
 
-	int r;
 	Vmm__Migration__ClockState *clk;
 	if ((r = clock_state_save(s->vm, &clk, err)) < 0)
 		return r;

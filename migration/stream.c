@@ -23,6 +23,7 @@ static const struct mig_record_desc record_table[] = {
 	{MIG_REC_REFUSED, "refused", 1, 1, true},
 	{MIG_REC_GO, "go", 1, 1, true},
 	{MIG_REC_RESUMED, "resumed", 1, 1, true},
+	{MIG_REC_ACCEPTED, "accepted", 1, 1, true},
 };
 
 const struct mig_record_desc *mig_record_desc(unsigned type)

@@ -128,7 +128,7 @@ def run_vmm(vmm, guest, sc, tmp):
         info = wait_status(api)
         if info["status"] != "completed":
             raise RuntimeError(f"vmm migration {info['status']}: {info.get('error-desc')}")
-        return {"total_ms": info["total-time"], "downtime_ms": info["downtime"],
+        return {"total_ms": info["total-time"], "downtime_ms": info["downtime-us"] / 1000.0,
                 "bytes": info["ram"]["transferred"]}
     finally:
         kill(src, dst)
@@ -214,7 +214,7 @@ def main():
         for k, label in (("total_ms", "total ms"), ("downtime_ms", "downtime ms"),
                          ("bytes", "bytes")):
             ratio = r["ratio"][k]
-            print(f"{name:<20} {label:<12} {r['vmm'][k]:>12.0f} {r['qemu'][k]:>12.0f} "
+            print(f"{name:<20} {label:<12} {r['vmm'][k]:>12.1f} {r['qemu'][k]:>12.1f} "
                   f"{ratio if ratio is not None else float('nan'):>8.3f}")
 
 

@@ -596,7 +596,14 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 		r = listen_socket(d, uri, err);
 	}
 	*out = d;
-	return r;
+	if (r < 0)
+		return r;
+	/* Build the VM now, from the command line, while nothing waits on us:
+	 * a migration then never waits for memory slots and vCPUs (a stream
+	 * naming other versions gets its own VM in on_header). */
+	d->cfg = *cmdline;
+	d->vm_created = true; /* vm_create leaves a state vm_destroy can clean */
+	return vm_create(vm, &d->cfg, err);
 }
 
 bool mig_dest_vm_created(const struct mig_dest *d)

@@ -187,8 +187,10 @@ struct mig_ram_sender {
 	uint8_t *packed;  /* compressed */
 	size_t packed_cap;
 	uint32_t iteration;
+	unsigned skip_compress; /* batches to send raw before trying zstd again */
 	struct mig_ram_stats stats;
 };
+#define MIG_SKIP_COMPRESS_BATCHES 16
 
 int mig_ram_sender_init(struct mig_ram_sender *s, struct vm *vm, struct mig_writer *w,
 			int compress_level, struct vmm_error *err);

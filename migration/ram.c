@@ -75,15 +75,21 @@ int mig_ram_flush(struct mig_ram_sender *s, struct vmm_error *err)
 	b.compression = VMM__MIGRATION__COMPRESSION__COMPRESSION_NONE;
 	b.data.data = s->raw;
 	b.data.len = raw_len;
-	if (raw_len && s->zctx) {
+	if (raw_len && s->zctx && s->skip_compress) {
+		s->skip_compress--; /* recent batches did not compress: do not try */
+	} else if (raw_len && s->zctx) {
 		size_t n = ZSTD_compressCCtx(s->zctx, s->packed, s->packed_cap, s->raw, raw_len,
 					     s->compress_level);
 		if (ZSTD_isError(n))
 			return vmm_error_set(err, -EIO, "migration: zstd: %s", ZSTD_getErrorName(n));
-		if (n < raw_len) { /* incompressible pages go raw: cheaper to load */
+		if (n < raw_len - raw_len / 16) {
 			b.compression = VMM__MIGRATION__COMPRESSION__COMPRESSION_ZSTD;
 			b.data.data = s->packed;
 			b.data.len = n;
+		} else {
+			/* Incompressible (random-looking) pages go raw, and the next
+			 * batches skip the attempt: zstd would only cost CPU. */
+			s->skip_compress = MIG_SKIP_COMPRESS_BATCHES;
 		}
 	}
 	uint64_t before = s->w->bytes;

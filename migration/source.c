@@ -363,7 +363,8 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	if (s->ch.is_file) { /* a snapshot: the guest stays paused here */
 		s->keep_paused = true;
 		pthread_mutex_lock(&s->lock);
-		s->info.downtime_ms = s->info.downtime_source_ms = (mono_ns() - stop_mono) / 1000000;
+		s->info.downtime_us = (mono_ns() - stop_mono) / 1000;
+		s->info.downtime_ms = s->info.downtime_source_ms = s->info.downtime_us / 1000;
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
@@ -385,9 +386,10 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	s->info.downtime_source_ms = (now_mono - stop_mono) / 1000000;
 	/* Source stop to destination resume, both by their wall clocks. */
 	if (res && res->resume_unix_ns > stop_real)
-		s->info.downtime_ms = (res->resume_unix_ns - stop_real) / 1000000;
+		s->info.downtime_us = (res->resume_unix_ns - stop_real) / 1000;
 	else
-		s->info.downtime_ms = s->info.downtime_source_ms;
+		s->info.downtime_us = (now_mono - stop_mono) / 1000;
+	s->info.downtime_ms = s->info.downtime_us / 1000;
 	pthread_mutex_unlock(&s->lock);
 	if (res)
 		vmm__migration__resumed__free_unpacked(res, NULL);

@@ -42,6 +42,7 @@ struct mig_info {
 	char error[VMM_ERROR_MAX];
 	uint64_t total_time_ms, setup_time_ms, downtime_ms, expected_downtime_ms;
 	uint64_t downtime_source_ms; /* stop until Resumed arrived here (upper bound) */
+	uint64_t downtime_us;	     /* downtime_ms with microseconds */
 	uint64_t transferred, total, remaining;
 	uint64_t duplicate, normal, normal_bytes, untouched;
 	uint64_t dirty_pages_rate, dirty_sync_count;

@@ -137,6 +137,7 @@ struct json_object *vmm_control_migrate_info(struct vmm_control *c)
 	if (i.status == MIG_STATUS_COMPLETED) {
 		add_u64(o, "downtime", i.downtime_ms);
 		add_u64(o, "downtime-source", i.downtime_source_ms);
+		add_u64(o, "downtime-us", i.downtime_us);
 	} else {
 		add_u64(o, "expected-downtime", i.expected_downtime_ms);
 	}

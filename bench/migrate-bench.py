@@ -214,8 +214,8 @@ def main():
         for k, label in (("total_ms", "total ms"), ("downtime_ms", "downtime ms"),
                          ("bytes", "bytes")):
             ratio = r["ratio"][k]
-            print(f"{name:<20} {label:<12} {r['vmm'][k]:>12.1f} {r['qemu'][k]:>12.1f} "
-                  f"{ratio if ratio is not None else float('nan'):>8.3f}")
+            shown = f"{ratio:>8.3f}" if ratio is not None else f"{'n/a':>8}"
+            print(f"{name:<20} {label:<12} {r['vmm'][k]:>12.1f} {r['qemu'][k]:>12.1f} {shown}")
 
 
 if __name__ == "__main__":

@@ -55,6 +55,7 @@ struct mig_dest {
 	Vmm__Migration__DeviceState *devs[MAX_DEVICES];
 	unsigned ndevs;
 	uint64_t load_ns;
+	bool guest_paused; /* Go said the operator had paused the guest */
 };
 
 static uint64_t now_ns(clockid_t clk)
@@ -386,9 +387,17 @@ static int on_end(struct mig_dest *d, const struct mig_record *rec, struct vmm_e
 	return mig_write_record(&d->reply, MIG_REC_READY, &ready.base, err);
 }
 
-static int on_go(struct mig_dest *d, struct vmm_error *err)
+static int on_go(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
 {
-	int r = start_guest(d, err);
+	Vmm__Migration__Go *go;
+	int r = mig_unpack(rec, &vmm__migration__go__descriptor, (ProtobufCMessage **)&go, err);
+	if (r < 0)
+		return r;
+	d->guest_paused = go->paused;
+	protobuf_c_message_free_unpacked(&go->base, NULL);
+	if (d->guest_paused)
+		vm_pause(d->vm); /* the vCPU threads start parked; `cont` releases them */
+	r = start_guest(d, err);
 	if (r < 0)
 		return r;
 	Vmm__Migration__Resumed res = VMM__MIGRATION__RESUMED__INIT;
@@ -407,7 +416,7 @@ static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *
 		if (rec->type != MIG_REC_GO)
 			return vmm_error_set(err, -EPROTO, "%s record after the end record",
 					     mig_record_name(rec->type));
-		return on_go(d, err);
+		return on_go(d, rec, err);
 	}
 	if (!d->header && rec->type != MIG_REC_HEADER)
 		return vmm_error_set(err, -EPROTO, "stream starts with a %s record, not the header",
@@ -609,6 +618,11 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 bool mig_dest_vm_created(const struct mig_dest *d)
 {
 	return d->vm_created;
+}
+
+bool mig_dest_guest_paused(const struct mig_dest *d)
+{
+	return d->guest_paused;
 }
 
 uint64_t mig_dest_bytes(const struct mig_dest *d)

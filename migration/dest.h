@@ -25,6 +25,9 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 /* Whether `vm` has been built (from the stream's header). */
 bool mig_dest_vm_created(const struct mig_dest *d);
 uint64_t mig_dest_bytes(const struct mig_dest *d);
+/* Whether the arrived guest was paused by the operator at the source (its
+ * vCPUs then wait for `cont`). */
+bool mig_dest_guest_paused(const struct mig_dest *d);
 /* Closes handles; frees once the loop has run their close callbacks. */
 void mig_dest_close(struct mig_dest *d);
 

@@ -27,6 +27,7 @@ struct mig_source {
 	atomic_uint throttle_pct;
 	atomic_bool throttle_stop;
 	bool paused_by_us;	/* holding a pause reference */
+	bool user_paused;	/* the operator's `stop` was in force: the destination keeps it */
 	bool keep_paused;	/* after handover or a snapshot */
 	pthread_mutex_t lock; /* guards info */
 	struct mig_info info;
@@ -372,6 +373,7 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 		return r;
 	Vmm__Migration__Go go = VMM__MIGRATION__GO__INIT;
 	go.source_stop_unix_ns = stop_real;
+	go.paused = s->user_paused;
 	/* From here on the destination owns the guest: never resume it here. */
 	*handed_over = true;
 	s->keep_paused = true;
@@ -466,7 +468,8 @@ out:
 }
 
 int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *params,
-		     uv_async_t *notify, struct mig_source **out, struct vmm_error *err)
+		     bool user_paused, uv_async_t *notify, struct mig_source **out,
+		     struct vmm_error *err)
 {
 	struct mig_uri u;
 	int r = mig_uri_parse(uri, &u, err);
@@ -477,6 +480,7 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 		return vmm_error_set(err, -ENOMEM, "migration: out of memory");
 	s->vm = vm;
 	s->params = *params;
+	s->user_paused = user_paused;
 	s->notify = notify;
 	pthread_mutex_init(&s->lock, NULL);
 	snprintf(s->info.uri, sizeof(s->info.uri), "%s", uri);

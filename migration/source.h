@@ -53,9 +53,11 @@ struct mig_info {
 struct mig_source;
 
 /* Starts migrating vm to uri ("tcp:H:P", "unix:P", "file:P"). `notify` is
- * sent (uv_async_send) when the migration ends, whatever the outcome. */
+ * sent (uv_async_send) when the migration ends, whatever the outcome.
+ * user_paused: the operator stopped the guest; the destination keeps it so. */
 int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *params,
-		     uv_async_t *notify, struct mig_source **out, struct vmm_error *err);
+		     bool user_paused, uv_async_t *notify, struct mig_source **out,
+		     struct vmm_error *err);
 void mig_source_cancel(struct mig_source *s);
 /* Changes the downtime limit and bandwidth cap of a running migration. */
 void mig_source_set_params(struct mig_source *s, const struct mig_params *p);

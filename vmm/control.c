@@ -105,8 +105,8 @@ static int cmd_migrate(void *ctx, struct json_object *args, struct json_object *
 		mig_source_free(c->mig);
 		c->mig = NULL;
 	}
-	return mig_source_start(c->vm, json_object_get_string(juri), &c->params, &c->mig_done,
-				&c->mig, err);
+	return mig_source_start(c->vm, json_object_get_string(juri), &c->params, c->user_paused,
+				&c->mig_done, &c->mig, err);
 }
 
 static int cmd_migrate_cancel(void *ctx, struct json_object *args, struct json_object **ret,

@@ -112,14 +112,15 @@ static void on_migration_done(uv_async_t *a)
 
 static void on_incoming_done(struct mig_dest *d, int result, const char *msg, void *ctx)
 {
-	(void)d;
 	struct run_loop *rl = ctx;
 	if (result < 0) {
 		vm_request_exit(rl->vm, VM_EXIT_FAILED, 1, "%s", msg);
 		return;
 	}
 	rl->ctl.vm_running = true;
-	fprintf(stderr, "vmm: %s; the guest runs here\n", msg);
+	rl->ctl.user_paused = mig_dest_guest_paused(d); /* holds the pause reference */
+	fprintf(stderr, "vmm: %s; the guest %s here\n", msg,
+		rl->ctl.user_paused ? "is paused (as at the source: `cont` runs it)" : "runs");
 	if (console_open(&rl->loop, rl->vm) < 0)
 		fprintf(stderr, "vmm: warning: no console input\n");
 }

@@ -50,6 +50,16 @@ int cpuid_table_write(const struct cpuid_table *t, FILE *out);
 int cpuid_table_diff(const struct cpuid_table *expected, const struct cpuid_table *got, char *buf,
 		     size_t len);
 
+/* KVM's struct kvm_cpuid2 <-> a table (host_kvm.c): the one conversion,
+ * used for KVM_SET_CPUID2, KVM_GET_CPUID2 and KVM_GET_SUPPORTED_CPUID. An
+ * entry's index counts only with KVM_CPUID_FLAG_SIGNIFCANT_INDEX; the flag
+ * is kept as KVM holds it. `c` of to_kvm has room for `max` entries. */
+struct kvm_cpuid2;
+int cpuid_table_from_kvm(const struct kvm_cpuid2 *c, struct cpuid_table *t,
+			 struct vmm_error *err);
+int cpuid_table_to_kvm(const struct cpuid_table *t, struct kvm_cpuid2 *c, unsigned max,
+		       struct vmm_error *err);
+
 /* ---- model database ---- */
 struct cpumodel_db;
 /* Directory holding the model data files: $VMM_CPU_MODEL_DIR if set, else the
@@ -57,6 +67,20 @@ struct cpumodel_db;
 const char *cpumodel_default_dir(void);
 int cpumodel_db_load(const char *dir, struct cpumodel_db **out, struct vmm_error *err);
 void cpumodel_db_free(struct cpumodel_db *db);
+
+/* What a model name means (names.c). `versioned` is true for "NAME-vN" and
+ * a version's own alias (e.g. "Skylake-Server-IBRS"), false for a model
+ * name or model-level alias, which stand for a version chosen elsewhere:
+ * the newest in this build, or the machine type's pin (core/spec.c).
+ * -ENOENT for an unknown name. */
+struct cpumodel_name {
+	char model[64];	  /* canonical model name, "Skylake-Server" */
+	char version[80]; /* the version the name resolves to in this build */
+	char first[80];	  /* the model's first version, "Skylake-Server-v1" */
+	bool versioned;
+};
+int cpumodel_name_info(const struct cpumodel_db *db, const char *name, struct cpumodel_name *out,
+		       struct vmm_error *err);
 
 /* ---- host side: what a host can give a guest ---- */
 struct host_cpu;
@@ -104,6 +128,11 @@ uint32_t guest_cpu_apic_id(const struct guest_cpu *g, unsigned ncpus, unsigned v
  * in what KVM_GET_CPUID2 returns (see cpumodels/README.md). */
 int guest_cpu_build_cpuid(const struct guest_cpu *g, unsigned ncpus, unsigned vcpu_index,
 			  struct cpuid_table *out, struct vmm_error *err);
+/* The physical-address width the guest sees (CPUID 0x80000008 EAX[7:0]) and
+ * the XSAVE components it may enable (CPUID 0xD.0 EDX:EAX), without building
+ * a table (names.c). */
+unsigned guest_cpu_phys_bits(const struct guest_cpu *g);
+uint64_t guest_cpu_xcr0(const struct guest_cpu *g);
 void guest_cpu_free(struct guest_cpu *g);
 
 /* `vmm cpu-model ...`: argv[0] is "cpu-model". Returns the process exit code

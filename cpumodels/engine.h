@@ -210,10 +210,10 @@ int cpumodel_db_parse(struct cpumodel_db *db, const char *fname, const char *tex
 int cpumodel_db_finish(struct cpumodel_db *db, struct vmm_error *err);
 struct cpumodel_db *cpumodel_db_new(void);
 
-/* Looks up "NAME", "NAME-vN" or an alias. *alias_used (optional) tells
- * whether the name was an alias/model name rather than an exact NAME-vN.
- * Returns NULL if unknown; *why (optional) then says whether the model is
- * known but the version is not. */
+/* Looks up "NAME", "NAME-vN" or an alias; a model name or model-level alias
+ * gives the newest version (cpumodel_name_info() tells which kind a name
+ * is). Returns NULL if unknown; *model_out (optional) is then the model
+ * when only the version is unknown, else NULL. */
 const struct cpumodel_version *cpumodel_db_lookup(const struct cpumodel_db *db, const char *name,
 						  const struct cpumodel **model_out);
 const struct cpumodel_version *cpumodel_newest(const struct cpumodel *m);

@@ -42,7 +42,7 @@ struct machine_alias {
 	const char *target;
 };
 
-#define MACHINE_MAX_PROPS 128
+#define MACHINE_MAX_PROPS 256
 #define MACHINE_NAME_MAX 64
 
 /* A resolved machine: the flattened property table of one version. */

@@ -65,6 +65,36 @@ static const struct machine_prop microvm_1_0[] = {
 	{"debug-exit", "type", "debug-exit"},
 	{"debug-exit", "iobase", "0x501"},
 	{"debug-exit", "size", "2"},
+	/* Defaults written down when vmm 0.2.0 made the machine type own every
+	 * default: the vCPU count, and which version each unversioned CPU model
+	 * name means (its newest version when 1.0 was released, so a command
+	 * line that worked then keeps giving the same CPU forever). */
+	{"cpu", "default-count", "1"},
+	{"cpu-models", "x86-64-v1", "x86-64-v1-v1"},
+	{"cpu-models", "x86-64-v2", "x86-64-v2-v1"},
+	{"cpu-models", "x86-64-v3", "x86-64-v3-v1"},
+	{"cpu-models", "x86-64-v4", "x86-64-v4-v1"},
+	{"cpu-models", "Nehalem", "Nehalem-v2"},
+	{"cpu-models", "Westmere", "Westmere-v2"},
+	{"cpu-models", "SandyBridge", "SandyBridge-v2"},
+	{"cpu-models", "IvyBridge", "IvyBridge-v2"},
+	{"cpu-models", "Haswell", "Haswell-v4"},
+	{"cpu-models", "Broadwell", "Broadwell-v4"},
+	{"cpu-models", "Skylake-Client", "Skylake-Client-v4"},
+	{"cpu-models", "Skylake-Server", "Skylake-Server-v5"},
+	{"cpu-models", "Cascadelake-Server", "Cascadelake-Server-v5"},
+	{"cpu-models", "Cooperlake", "Cooperlake-v2"},
+	{"cpu-models", "Icelake-Server", "Icelake-Server-v6"},
+	{"cpu-models", "SapphireRapids", "SapphireRapids-v2"},
+	{"cpu-models", "Opteron_G1", "Opteron_G1-v1"},
+	{"cpu-models", "Opteron_G2", "Opteron_G2-v1"},
+	{"cpu-models", "Opteron_G3", "Opteron_G3-v1"},
+	{"cpu-models", "Opteron_G4", "Opteron_G4-v1"},
+	{"cpu-models", "Opteron_G5", "Opteron_G5-v1"},
+	{"cpu-models", "EPYC", "EPYC-v3"},
+	{"cpu-models", "EPYC-Rome", "EPYC-Rome-v2"},
+	{"cpu-models", "EPYC-Milan", "EPYC-Milan-v2"},
+	{"cpu-models", "EPYC-Genoa", "EPYC-Genoa-v1"},
 	{NULL, NULL, NULL},
 };
 

@@ -70,6 +70,13 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 		return vmm_error_set(err, -EMSGSIZE, "destination sent a %zu-byte %s record",
 				     rec->len, mig_record_name(rec->type));
 	if (rec->type == MIG_REC_ACCEPTED) { /* taken at once: never left pending */
+		Vmm__Migration__Accepted *a =
+			vmm__migration__accepted__unpack(NULL, rec->len, rec->payload);
+		if (!a)
+			return vmm_error_set(err, -EBADMSG, "destination sent a malformed accepted "
+					     "record");
+		mig_peer_from_accepted(a, &c->peer);
+		vmm__migration__accepted__free_unpacked(a, NULL);
 		c->accepted = true;
 		return 0;
 	}
@@ -366,11 +373,11 @@ int mig_channel_wait_record(struct mig_channel *c, unsigned timeout_ms, unsigned
 	return 0;
 }
 
-int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms,
-			      volatile bool *cancel, struct vmm_error *err)
+int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms, atomic_bool *cancel,
+			      struct vmm_error *err)
 {
 	for (unsigned waited = 0; !c->accepted; waited += 50) {
-		if (*cancel)
+		if (atomic_load(cancel))
 			return vmm_error_set(err, -ECANCELED, "migration cancelled");
 		if (c->error)
 			return channel_status(c, err);

@@ -43,6 +43,7 @@ struct mig_channel {
 	bool eof;
 	bool refused;  /* the destination sent Refused (its reason is errmsg) */
 	bool accepted; /* the destination sent Accepted (its VM is built) */
+	struct mig_peer peer; /* what its Accepted said it is */
 };
 
 /* Connects (or creates the file). `uri` as for the migrate command. */
@@ -59,8 +60,8 @@ int mig_channel_poll(struct mig_channel *c, struct vmm_error *err);
 int mig_channel_wait_record(struct mig_channel *c, unsigned timeout_ms, unsigned *type,
 			    struct vmm_error *err);
 /* Waits until the destination has accepted the header and built its VM. */
-int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms,
-			      volatile bool *cancel, struct vmm_error *err);
+int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms, atomic_bool *cancel,
+			      struct vmm_error *err);
 /* After a failure: waits up to timeout_ms for the destination's Refused
  * (it may still be in flight when a write already failed). */
 void mig_channel_drain(struct mig_channel *c, unsigned timeout_ms);

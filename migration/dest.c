@@ -14,16 +14,13 @@
 #include <unistd.h>
 
 #define FILE_CHUNK (4u << 20)
-#define MAX_DEVICES 16
 
 enum dest_state { D_WAITING, D_RECEIVING, D_WAIT_GO, D_RUNNING, D_FAILED };
 
 struct mig_dest {
 	uv_loop_t *loop;
 	struct vm *vm;
-	const struct vmm_config *cmdline;
-	struct vmm_config cfg; /* what the VM is built from: cmdline adapted to the stream */
-	char cpu_spec[256];
+	struct vm_request request; /* this side's command line */
 	struct mig_uri uri;
 	mig_dest_done_fn done;
 	void *done_ctx;
@@ -46,14 +43,10 @@ struct mig_dest {
 	struct mig_reader reader;
 	struct mig_writer reply;
 	struct mig_ram_receiver ram;
-	bool ram_ready, vm_created, seen_end;
+	bool ram_ready, state_ready, seen_end;
 	Vmm__Migration__Header *header;
-	Vmm__Migration__VcpuState *vcpus[VMM_MAX_CPUS];
-	Vmm__Migration__IrqchipState *irqchip;
-	Vmm__Migration__PitState *pit;
-	Vmm__Migration__ClockState *clock;
-	Vmm__Migration__DeviceState *devs[MAX_DEVICES];
-	unsigned ndevs;
+	struct mig_peer source;	 /* what the source said it can do */
+	struct mig_state_in in; /* kept until End proves the stream whole */
 	uint64_t load_ns;
 	bool guest_paused; /* Go said the operator had paused the guest */
 };
@@ -69,23 +62,10 @@ static void free_records(struct mig_dest *d)
 {
 	if (d->header)
 		protobuf_c_message_free_unpacked(&d->header->base, NULL);
-	for (unsigned i = 0; i < VMM_MAX_CPUS; i++)
-		if (d->vcpus[i])
-			protobuf_c_message_free_unpacked(&d->vcpus[i]->base, NULL);
-	if (d->irqchip)
-		protobuf_c_message_free_unpacked(&d->irqchip->base, NULL);
-	if (d->pit)
-		protobuf_c_message_free_unpacked(&d->pit->base, NULL);
-	if (d->clock)
-		protobuf_c_message_free_unpacked(&d->clock->base, NULL);
-	for (unsigned i = 0; i < d->ndevs; i++)
-		protobuf_c_message_free_unpacked(&d->devs[i]->base, NULL);
 	d->header = NULL;
-	memset(d->vcpus, 0, sizeof(d->vcpus));
-	d->irqchip = NULL;
-	d->pit = NULL;
-	d->clock = NULL;
-	d->ndevs = 0;
+	if (d->state_ready)
+		mig_state_in_free(&d->in);
+	d->state_ready = false;
 }
 
 static void maybe_free(struct mig_dest *d)
@@ -211,142 +191,42 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 			    (ProtobufCMessage **)&d->header, err)) < 0)
 		return r;
 	const Vmm__Migration__Header *h = d->header;
-	if ((r = mig_header_check_basic(h, err)) < 0)
-		return r;
-	struct vmm_config want;
-	char spec[sizeof(d->cpu_spec)];
-	if ((r = mig_header_adapt_config(h, d->cmdline, &want, spec, sizeof(spec), err)) < 0)
+	struct vm_spec theirs, want;
+	if ((r = mig_peer_from_header(h, &d->source, err)) < 0 ||
+	    (r = mig_header_check_basic(h, err)) < 0 || (r = mig_header_to_spec(h, &theirs, err)) < 0 ||
+	    (r = vm_spec_adopt(&d->request, &theirs, &want, err)) < 0)
 		return r;
 	fprintf(stderr, "vmm: incoming guest: machine %s, cpu model %s, %llu MiB, %u vCPU%s, from %s "
-		"(vmm %s)\n", h->machine_type, h->cpu_model_spec,
+		"(vmm %s, format %u.%u)\n", h->machine_type, h->cpu_model_spec,
 		(unsigned long long)(h->ram_size >> 20), h->vcpu_count, h->vcpu_count == 1 ? "" : "s",
-		h->source_host ? h->source_host : "?", h->vmm_version ? h->vmm_version : "?");
+		h->source_host ? h->source_host : "?", d->source.vmm_version, d->source.major,
+		d->source.minor);
 	/* The VM built at start-up from the command line serves when the
-	 * stream names the same versions; otherwise build the stream's. */
+	 * stream describes the same guest; otherwise build the stream's. */
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-	if (strcmp(d->vm->machine.name, h->machine_type) != 0 ||
-	    strcmp(guest_cpu_name(d->vm->cpu), h->cpu_model) != 0) {
-		void (*notify)(struct vm *) = d->vm->exit_notify;
-		void *loop_data = d->vm->loop_data;
-		vm_destroy(d->vm);
-		vm_init(d->vm);
-		d->vm->exit_notify = notify;
-		d->vm->loop_data = loop_data;
-		memcpy(d->cpu_spec, spec, sizeof(spec));
-		d->cfg = want;
-		d->cfg.cpu_model = d->cpu_spec;
-		if ((r = vm_create(d->vm, &d->cfg, err)) < 0)
-			return vmm_error_prefix(err, "cannot build the guest here");
-	}
-	if ((r = mig_header_check_vm(h, d->vm, err)) < 0)
+	if (!vm_spec_same_guest(&d->vm->spec, &want) &&
+	    (r = vm_recreate(d->vm, &want, err)) < 0)
+		return vmm_error_prefix(err, "cannot build the guest here");
+	if ((r = mig_header_check_vm(h, d->vm, err)) < 0 ||
+	    (r = vm_set_tsc_khz(d->vm, h->tsc_khz, err)) < 0)
 		return r;
 	if ((r = mig_ram_receiver_init(&d->ram, d->vm, err)) < 0)
 		return r;
 	d->ram_ready = true;
-	if (d->uri.kind == MIG_FILE)
+	if ((r = mig_state_in_init(&d->in, d->vm, err)) < 0)
+		return r;
+	d->state_ready = true;
+	if (d->uri.kind == MIG_FILE || !(d->source.caps & MIG_CAP_ACCEPTED))
 		return 0;
 	Vmm__Migration__Accepted acc = VMM__MIGRATION__ACCEPTED__INIT;
+	const char *caps[8];
 	acc.build_ns = now_ns(CLOCK_MONOTONIC) - t0;
+	mig_caps_to_accepted(&acc, caps, sizeof(caps) / sizeof(caps[0]));
 	return mig_write_record(&d->reply, MIG_REC_ACCEPTED, &acc.base, err);
-}
-
-static int keep(const struct mig_record *rec, const ProtobufCMessageDescriptor *desc,
-		ProtobufCMessage **slot, const char *what, struct vmm_error *err)
-{
-	if (*slot)
-		return vmm_error_set(err, -EPROTO, "a second %s record", what);
-	return mig_unpack(rec, desc, slot, err);
-}
-
-static int on_state_record(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
-{
-	ProtobufCMessage *m;
-	int r;
-	switch (rec->type) {
-	case MIG_REC_VCPU: {
-		if ((r = mig_unpack(rec, &vmm__migration__vcpu_state__descriptor, &m, err)) < 0)
-			return r;
-		Vmm__Migration__VcpuState *st = (Vmm__Migration__VcpuState *)m;
-		if (st->index >= d->vm->ncpus || d->vcpus[st->index]) {
-			unsigned idx = st->index;
-			protobuf_c_message_free_unpacked(m, NULL);
-			return vmm_error_set(err, -EPROTO, "vcpu record %u out of range or repeated", idx);
-		}
-		d->vcpus[st->index] = st;
-		return 0;
-	}
-	case MIG_REC_IRQCHIP:
-		return keep(rec, &vmm__migration__irqchip_state__descriptor,
-			    (ProtobufCMessage **)&d->irqchip, "irqchip", err);
-	case MIG_REC_PIT:
-		return keep(rec, &vmm__migration__pit_state__descriptor, (ProtobufCMessage **)&d->pit,
-			    "pit", err);
-	case MIG_REC_CLOCK:
-		return keep(rec, &vmm__migration__clock_state__descriptor,
-			    (ProtobufCMessage **)&d->clock, "clock", err);
-	case MIG_REC_DEVICE: {
-		if ((r = mig_unpack(rec, &vmm__migration__device_state__descriptor, &m, err)) < 0)
-			return r;
-		Vmm__Migration__DeviceState *ds = (Vmm__Migration__DeviceState *)m;
-		struct device *dev = ds->name ? vm_find_device(d->vm, ds->name) : NULL;
-		bool dup = false;
-		for (unsigned i = 0; i < d->ndevs && dev; i++)
-			dup |= strcmp(d->devs[i]->name, ds->name) == 0;
-		if (!dev || dup || d->ndevs == MAX_DEVICES) {
-			r = vmm_error_set(err, -EPROTO, "device record %s: %s",
-					  ds->name ? ds->name : "(unnamed)",
-					  !dev ? "no such device in this machine" : "repeated");
-			protobuf_c_message_free_unpacked(m, NULL);
-			return r;
-		}
-		d->devs[d->ndevs++] = ds;
-		return 0;
-	}
-	default:
-		return vmm_error_set(err, -EPROTO, "unexpected %s record", mig_record_name(rec->type));
-	}
-}
-
-/* Loads the final state in the order KVM needs. */
-static int load_state(struct mig_dest *d, struct vmm_error *err)
-{
-	struct vm *vm = d->vm;
-	int r;
-	for (unsigned i = 0; i < vm->ncpus; i++)
-		if (!d->vcpus[i])
-			return vmm_error_set(err, -EPROTO, "stream incomplete: no state for vCPU %u", i);
-	if (!d->irqchip || !d->pit || !d->clock)
-		return vmm_error_set(err, -EPROTO, "stream incomplete: no %s state",
-				     !d->irqchip ? "irqchip" : !d->pit ? "PIT" : "clock");
-	for (unsigned i = 0; i < vm->ndevices; i++) {
-		struct device *dev = &vm->devices[i];
-		bool found = !dev->type->state;
-		for (unsigned j = 0; j < d->ndevs && !found; j++)
-			found = strcmp(d->devs[j]->name, dev->name) == 0;
-		if (!found)
-			return vmm_error_set(err, -EPROTO, "stream incomplete: no state for device %s",
-					     dev->name);
-	}
-	for (unsigned i = 0; i < vm->ncpus; i++)
-		if ((r = vcpu_state_load(vm->vcpus[i], d->vcpus[i], err)) < 0)
-			return r;
-	if ((r = pit_state_load(vm, d->pit, err)) < 0)
-		return r;
-	if ((r = irqchip_state_load(vm, d->irqchip, err)) < 0)
-		return r;
-	for (unsigned j = 0; j < d->ndevs; j++)
-		if ((r = device_state_load(vm_find_device(vm, d->devs[j]->name), d->devs[j], err)) < 0)
-			return r;
-	return clock_state_load(vm, d->clock, err); /* last: right before the vCPUs run */
 }
 
 static int start_guest(struct mig_dest *d, struct vmm_error *err)
 {
-	if (d->cmdline->dump_cpuid) {
-		int r = vm_dump_cpuid(d->vm, d->cmdline->dump_cpuid, err);
-		if (r < 0)
-			return r;
-	}
 	int r = vm_start(d->vm, err);
 	if (r < 0)
 		return r;
@@ -371,7 +251,7 @@ static int on_end(struct mig_dest *d, const struct mig_record *rec, struct vmm_e
 				     (unsigned long long)pages, (unsigned long long)d->ram.pages);
 	d->seen_end = true;
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-	if ((r = load_state(d, err)) < 0)
+	if ((r = mig_sections_load(&d->in, err)) < 0)
 		return r;
 	d->load_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	if (d->uri.kind == MIG_FILE) { /* no source to ask: the snapshot is ours */
@@ -430,8 +310,13 @@ static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *
 		return on_end(d, rec, err);
 	case MIG_REC_GO:
 		return vmm_error_set(err, -EPROTO, "go before the end of the stream");
-	default:
-		return on_state_record(d, rec, err);
+	default: {
+		const struct mig_section *sec = mig_section_find(rec->type);
+		if (!sec)
+			return vmm_error_set(err, -EPROTO, "unexpected %s record",
+					     mig_record_name(rec->type));
+		return sec->receive(&d->in, rec, err);
+	}
 	}
 }
 
@@ -569,7 +454,7 @@ static void on_file_idle(uv_idle_t *h)
 }
 
 int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
-		   const struct vmm_config *cmdline, mig_dest_done_fn done, void *ctx,
+		   const struct vm_request *request, mig_dest_done_fn done, void *ctx,
 		   struct mig_dest **out, struct vmm_error *err)
 {
 	struct mig_dest *d = calloc(1, sizeof(*d));
@@ -577,7 +462,7 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 		return vmm_error_set(err, -ENOMEM, "out of memory");
 	d->loop = loop;
 	d->vm = vm;
-	d->cmdline = cmdline;
+	d->request = *request;
 	d->done = done;
 	d->done_ctx = ctx;
 	d->file_fd = -1;
@@ -605,29 +490,12 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 		r = listen_socket(d, uri, err);
 	}
 	*out = d;
-	if (r < 0)
-		return r;
-	/* Build the VM now, from the command line, while nothing waits on us:
-	 * a migration then never waits for memory slots and vCPUs (a stream
-	 * naming other versions gets its own VM in on_header). */
-	d->cfg = *cmdline;
-	d->vm_created = true; /* vm_create leaves a state vm_destroy can clean */
-	return vm_create(vm, &d->cfg, err);
-}
-
-bool mig_dest_vm_created(const struct mig_dest *d)
-{
-	return d->vm_created;
+	return r;
 }
 
 bool mig_dest_guest_paused(const struct mig_dest *d)
 {
 	return d->guest_paused;
-}
-
-uint64_t mig_dest_bytes(const struct mig_dest *d)
-{
-	return d->reader.bytes;
 }
 
 void mig_dest_close(struct mig_dest *d)

@@ -9,10 +9,8 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +26,7 @@ struct mig_header_buf {
 	Vmm__Migration__RamRegion ram[GUEST_MEM_MAX_REGIONS];
 	Vmm__Migration__RamRegion *ramp[GUEST_MEM_MAX_REGIONS];
 	char host[256];
+	const char *caps[16];
 };
 
 void mig_header_buf_free(struct mig_header_buf *b)
@@ -41,7 +40,8 @@ void mig_header_buf_free(struct mig_header_buf *b)
 	free(b);
 }
 
-int mig_header_build(struct vm *vm, struct mig_header_buf **out, struct vmm_error *err)
+int mig_header_build(struct vm *vm, unsigned requires, struct mig_header_buf **out,
+		     struct vmm_error *err)
 {
 	struct mig_header_buf *b = calloc(1, sizeof(*b));
 	size_t max_entries = (size_t)vm->ncpus * CPUID_TABLE_MAX;
@@ -60,9 +60,10 @@ int mig_header_build(struct vm *vm, struct mig_header_buf **out, struct vmm_erro
 	h->format_major = MIG_FORMAT_MAJOR;
 	h->format_minor = MIG_FORMAT_MINOR;
 	h->vmm_version = (char *)VMM_VERSION;
-	h->machine_type = vm->machine.name;
+	h->machine_type = vm->spec.machine.name;
 	h->cpu_model = (char *)guest_cpu_name(vm->cpu);
 	h->cpu_model_spec = (char *)guest_cpu_spec(vm->cpu);
+	mig_caps_to_header(h, requires, b->caps, sizeof(b->caps) / sizeof(b->caps[0]));
 	h->ram_size = vm->mem.size;
 	h->vcpu_count = vm->ncpus;
 	h->page_size = 4096;
@@ -145,72 +146,26 @@ int mig_header_check_basic(const Vmm__Migration__Header *h, struct vmm_error *er
 	return 0;
 }
 
-/* Does the command line's model name `name` (len bytes) stand for the
- * stream's resolved model? Either it is that very version, or it is the
- * alias the stream's "NAME-vN" was resolved from. No guessing from the
- * name's shape: "x86-64-v2" is a model, not version 2 of "x86-64". */
-static bool model_matches(const char *name, size_t len, const char *resolved)
+int mig_header_to_spec(const Vmm__Migration__Header *h, struct vm_spec *out,
+		       struct vmm_error *err)
 {
-	if (strlen(resolved) == len && strncmp(name, resolved, len) == 0)
-		return true;
-	if (strncmp(name, resolved, len) != 0 || strncmp(resolved + len, "-v", 2) != 0)
-		return false;
-	const char *p = resolved + len + 2;
-	if (!*p)
-		return false;
-	for (; *p; p++)
-		if (!isdigit((unsigned char)*p))
-			return false;
-	return true;
-}
-
-int mig_header_adapt_config(const Vmm__Migration__Header *h, const struct vmm_config *cmdline,
-			    struct vmm_config *out, char *cpu_spec_buf, size_t bufsize,
-			    struct vmm_error *err)
-{
-	*out = *cmdline;
-	struct machine stream_machine, own;
-	int r = machine_resolve(h->machine_type, &stream_machine, err);
-	if (r < 0)
+	memset(out, 0, sizeof(*out));
+	if (machine_resolve(h->machine_type, &out->machine, err) < 0)
 		return vmm_error_set(err, -ENOENT,
-				     "stream machine type %s is unknown to this vmm (%s): migrate to a "
-				     "vmm that has it",
-				     h->machine_type, VMM_VERSION);
-	if (cmdline->machine) {
-		if ((r = machine_resolve(cmdline->machine, &own, err)) < 0)
-			return r;
-		bool alias = strcmp(cmdline->machine, own.name) != 0;
-		if (!alias && strcmp(own.name, h->machine_type) != 0)
-			return vmm_error_set(err, -EINVAL,
-					     "machine type mismatch: stream %s, command line %s",
-					     h->machine_type, own.name);
-	}
-	out->machine = h->machine_type; /* an alias builds the stream's version */
-
-	const char *spec = cmdline->cpu_model;
-	if (!spec && (r = machine_get_str(&stream_machine, "cpu", "default-model", &spec, err)) < 0)
-		return r;
-	size_t name_len = strcspn(spec, ",");
-	if (!model_matches(spec, name_len, h->cpu_model))
-		return vmm_error_set(err, -EINVAL, "cpu model mismatch: stream %s, command line %.*s",
-				     h->cpu_model, (int)name_len, spec);
-	/* Build the stream's version with the command line's adjustments; the
-	 * CPUID comparison then catches any difference they make. */
-	if ((size_t)snprintf(cpu_spec_buf, bufsize, "%s%s", h->cpu_model, spec + name_len) >= bufsize)
-		return vmm_error_set(err, -E2BIG, "cpu model spec too long");
-	out->cpu_model = cpu_spec_buf;
-
-	uint64_t mem = cmdline->mem_size;
-	if (!mem && (r = machine_get_u64(&stream_machine, "memory", "default-size", &mem, err)) < 0)
-		return r;
-	if (mem != h->ram_size)
-		return vmm_error_set(err, -EINVAL, "RAM size mismatch: stream %llu MiB, this side %llu MiB",
-				     (unsigned long long)(h->ram_size >> 20),
-				     (unsigned long long)(mem >> 20));
-	out->mem_size = mem;
-	if (cmdline->ncpus != h->vcpu_count)
-		return vmm_error_set(err, -EINVAL, "vCPU count mismatch: stream %u, this side %u",
-				     h->vcpu_count, cmdline->ncpus);
+				     "stream machine type %s is unknown to this vmm (%s): the source is "
+				     "newer; migrate to a vmm that has %s",
+				     h->machine_type, VMM_VERSION, h->machine_type);
+	if (strcmp(out->machine.name, h->machine_type) != 0)
+		return vmm_error_set(err, -EBADMSG, "header: machine type %s is not a version",
+				     h->machine_type);
+	snprintf(out->machine_asked, sizeof(out->machine_asked), "%s", h->machine_type);
+	snprintf(out->cpu_model, sizeof(out->cpu_model), "%s", h->cpu_model);
+	snprintf(out->cpu_spec, sizeof(out->cpu_spec), "%s", h->cpu_model_spec);
+	snprintf(out->cpu_asked, sizeof(out->cpu_asked), "%s", h->cpu_model_spec);
+	out->mem_size = h->ram_size;
+	out->ncpus = h->vcpu_count;
+	out->machine_origin = out->cpu_origin = out->mem_origin = out->ncpus_origin =
+		SPEC_FROM_STREAM;
 	return 0;
 }
 
@@ -246,21 +201,5 @@ int mig_header_check_vm(const Vmm__Migration__Header *h, struct vm *vm, struct v
 					     "%s (stream vs this host)",
 					     i, h->cpu_model_spec, n, n == 1 ? "" : "s", diff);
 	}
-	int khz = ioctl(vm->vcpus[0]->fd, KVM_GET_TSC_KHZ, 0);
-	if (!h->tsc_khz || khz <= 0 || (uint32_t)khz == h->tsc_khz)
-		return 0;
-	if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_CONTROL) > 0) {
-		for (unsigned i = 0; i < vm->ncpus; i++)
-			if (ioctl(vm->vcpus[i]->fd, KVM_SET_TSC_KHZ, (unsigned long)h->tsc_khz) < 0)
-				return vmm_error_set(err, -errno,
-						     "vCPU %u: cannot give the guest its %u kHz TSC: "
-						     "KVM_SET_TSC_KHZ: %s",
-						     i, h->tsc_khz, strerror(errno));
-		return 0;
-	}
-	fprintf(stderr,
-		"vmm: warning: the guest's TSC ran at %u kHz on the source, this host gives "
-		"%d kHz and this KVM cannot scale it: guest TSC-based timing will be off\n",
-		h->tsc_khz, khz);
 	return 0;
 }

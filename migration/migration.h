@@ -12,17 +12,19 @@
  *   stream.c      framing: writer (pack, hash, emit) and incremental reader
  *   header.c      the Header record: build at the source, check at the destination
  *   ram.c         RAM batches: collect/compress at the source, apply at the destination
- *   vcpu_state.c  one vCPU's KVM state <-> VcpuState
- *   vm_state.c    irqchip, PIT and kvmclock <-> their records
- *   device_state.c  devices' declared state <-> DeviceState
+ *   sections.c    the table of state sections both sides walk (save, receive, load)
+ *   *_record(s).c each state record <-> its plain struct (records.h, pbmap.h)
  *   channel.c     the source's connection (libuv socket on the worker's own loop, or a file)
  *   source.c      the outgoing migration: pre-copy, stop-and-copy, handover, statistics
  *   dest.c        the incoming side: listen, parse, build the VM, load, resume
- * All functions return 0 or negative errno with a one-line message.
+ * Migration never issues a KVM ioctl: the core gets and sets state as
+ * plain structs (core/state.h). All functions return 0 or negative errno
+ * with a one-line message.
  */
 #ifndef VMM_MIGRATION_H
 #define VMM_MIGRATION_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -30,11 +32,11 @@
 
 #include "migration/proto/stream.pb-c.h"
 #include "util/error.h"
-#include "vmm/vmm.h"
+#include "core/state.h"
 
 #define MIG_MAGIC "VMMSTRM"	     /* 8 bytes with the NUL */
 #define MIG_FORMAT_MAJOR 1
-#define MIG_FORMAT_MINOR 0
+#define MIG_FORMAT_MINOR 1 /* 1.1: versioned conversation (capabilities) */
 #define MIG_PREAMBLE_SIZE 16	     /* magic[8], u16 major, u16 minor, u32 reserved */
 #define MIG_RECORD_HEADER_SIZE 8
 #define MIG_MAX_PAYLOAD (32u << 20) /* no record is larger; bounds every allocation */
@@ -144,23 +146,55 @@ void mig_reader_finish(struct mig_reader *r);
 int mig_unpack(const struct mig_record *rec, const ProtobufCMessageDescriptor *desc,
 	       ProtobufCMessage **out, struct vmm_error *err);
 
+/* ---- the conversation's versions and capabilities (handshake.c) ---- */
+
+/* What one side of a migration can do. Format 1.0 peers (vmm 0.1.0) send
+ * no list; they speak "accepted" and "go-paused". */
+enum mig_cap {
+	MIG_CAP_ACCEPTED = 1u << 0,  /* destination answers the header with Accepted */
+	MIG_CAP_GO_PAUSED = 1u << 1, /* Go.paused: a guest paused at the source stays paused */
+};
+
+struct mig_peer {
+	unsigned major, minor; /* stream format */
+	char vmm_version[32];
+	unsigned caps;	       /* enum mig_cap bits */
+};
+
+/* This build, as a peer. */
+void mig_peer_self(struct mig_peer *p);
+/* The source as its Header describes it; -EPROTONOSUPPORT (naming the
+ * source as the newer side) when it requires a capability this build lacks
+ * or speaks another major format. */
+int mig_peer_from_header(const Vmm__Migration__Header *h, struct mig_peer *out,
+			 struct vmm_error *err);
+/* The destination as its Accepted describes it. */
+void mig_peer_from_accepted(const Vmm__Migration__Accepted *a, struct mig_peer *out);
+/* Fills the Header's (or Accepted's) capability list with this build's;
+ * `requires` what this particular stream needs from the destination. The
+ * strings are static. */
+void mig_caps_to_header(Vmm__Migration__Header *h, unsigned requires, const char **buf,
+			size_t bufn);
+void mig_caps_to_accepted(Vmm__Migration__Accepted *a, const char **buf, size_t bufn);
+/* "accepted,go-paused" */
+void mig_caps_format(unsigned caps, char *buf, size_t len);
+
 /* ---- header (header.c) ---- */
 
-/* Builds the Header for this VM; &(*out)->h is the message (it is the
- * first member). Free with mig_header_buf_free(). */
+/* Builds the Header for this VM (its spec, every vCPU's CPUID table, RAM
+ * layout); &(*out)->h is the message (it is the first member). Free with
+ * mig_header_buf_free(). */
 struct mig_header_buf;
-int mig_header_build(struct vm *vm, struct mig_header_buf **out, struct vmm_error *err);
+int mig_header_build(struct vm *vm, unsigned requires, struct mig_header_buf **out,
+		     struct vmm_error *err);
 void mig_header_buf_free(struct mig_header_buf *b);
 #define mig_header_msg(buf) ((Vmm__Migration__Header *)(void *)(buf))
-/* Stream major/minor, record-level sanity (counts, sizes) before any VM is built. */
+/* Record-level sanity (names, counts, sizes) before anything is built. */
 int mig_header_check_basic(const Vmm__Migration__Header *h, struct vmm_error *err);
-/* The configuration a destination must build for this stream: the machine
- * type and CPU model versions the stream names when the command line gives
- * aliases; refuses explicit versions that differ, and RAM size / vCPU count
- * mismatches. `cpu_spec_buf` holds the rewritten CPU model spec. */
-int mig_header_adapt_config(const Vmm__Migration__Header *h, const struct vmm_config *cmdline,
-			    struct vmm_config *out, char *cpu_spec_buf, size_t bufsize,
-			    struct vmm_error *err);
+/* The guest the stream describes, as a spec (its machine type must be known
+ * to this build: the message then says the source is newer). */
+int mig_header_to_spec(const Vmm__Migration__Header *h, struct vm_spec *out,
+		       struct vmm_error *err);
 /* After the destination VM is built: same RAM layout, and every vCPU's
  * CPUID equal to the stream's (differences named as features). */
 int mig_header_check_vm(const Vmm__Migration__Header *h, struct vm *vm, struct vmm_error *err);
@@ -200,23 +234,11 @@ int mig_ram_send_page(struct mig_ram_sender *s, uint64_t pfn, struct vmm_error *
 int mig_ram_flush(struct mig_ram_sender *s, struct vmm_error *err);
 /* Iteration 0: every page the memfd has data for (SEEK_DATA/SEEK_HOLE);
  * never-populated pages are counted as untouched and not read. */
-int mig_ram_send_populated(struct mig_ram_sender *s, volatile bool *cancel,
-			   struct vmm_error *err);
+int mig_ram_send_populated(struct mig_ram_sender *s, atomic_bool *cancel, struct vmm_error *err);
 
-/* Dirty logging over all RAM slots (KVM_GET_DIRTY_LOG). */
-struct mig_dirty_log {
-	struct vm *vm;
-	unsigned long *bitmaps[GUEST_MEM_MAX_REGIONS];
-	size_t words[GUEST_MEM_MAX_REGIONS];
-	bool enabled;
-};
-int mig_dirty_log_start(struct mig_dirty_log *d, struct vm *vm, struct vmm_error *err);
-/* Fetches and clears the log; returns the number of dirty pages. */
-int64_t mig_dirty_log_sync(struct mig_dirty_log *d, struct vmm_error *err);
-/* Sends every page marked in the last sync. */
-int mig_dirty_log_send(struct mig_dirty_log *d, struct mig_ram_sender *s, volatile bool *cancel,
+/* Sends every page marked in the dirty log's last sync. */
+int mig_dirty_log_send(struct vm_dirty_log *d, struct mig_ram_sender *s, atomic_bool *cancel,
 		       struct vmm_error *err);
-void mig_dirty_log_stop(struct mig_dirty_log *d);
 
 struct mig_ram_receiver {
 	struct vm *vm;
@@ -230,27 +252,49 @@ int mig_ram_receiver_init(struct mig_ram_receiver *r, struct vm *vm, struct vmm_
 void mig_ram_receiver_free(struct mig_ram_receiver *r);
 int mig_ram_apply(struct mig_ram_receiver *r, const struct mig_record *rec, struct vmm_error *err);
 
-/* ---- vCPU, VM and device state ---- */
+/* ---- state sections (sections.c) ---- */
 
-/* Saves in the order KVM needs (MP state first, events last). */
-int vcpu_state_save(struct vcpu *vcpu, Vmm__Migration__VcpuState **out, struct vmm_error *err);
-/* Restores: MP state, REGS, SREGS, XSAVE/FPU, XCRS, DEBUGREGS, LAPIC, MSRS, events. */
-int vcpu_state_load(struct vcpu *vcpu, const Vmm__Migration__VcpuState *st, struct vmm_error *err);
-void vcpu_state_free(Vmm__Migration__VcpuState *st);
+/* What the destination keeps from the state sections until the End record
+ * proves the stream whole; then loaded into the VM in load order. */
+struct mig_state_in {
+	struct vm *vm;
+	struct vcpu_state *vcpus; /* vm->ncpus of each */
+	bool *have_vcpu;
+	struct vm_irqchip_state irqchip;
+	struct vm_pit_state pit;
+	struct vm_clock_state clock;
+	bool have_irqchip, have_pit, have_clock;
+	Vmm__Migration__DeviceState *devs[VM_MAX_DEVICES];
+	unsigned ndevs;
+};
 
-int irqchip_state_save(struct vm *vm, Vmm__Migration__IrqchipState **out, struct vmm_error *err);
-int irqchip_state_load(struct vm *vm, const Vmm__Migration__IrqchipState *st,
-		       struct vmm_error *err);
-int pit_state_save(struct vm *vm, Vmm__Migration__PitState **out, struct vmm_error *err);
-int pit_state_load(struct vm *vm, const Vmm__Migration__PitState *st, struct vmm_error *err);
-int clock_state_save(struct vm *vm, Vmm__Migration__ClockState **out, struct vmm_error *err);
-int clock_state_load(struct vm *vm, const Vmm__Migration__ClockState *st, struct vmm_error *err);
-void vm_state_free(ProtobufCMessage *msg);
+enum mig_save_point {
+	MIG_SAVE_AT_STOP,   /* right after the vCPUs stopped, before the last RAM pages */
+	MIG_SAVE_AFTER_RAM, /* after the last RAM pages, before End */
+};
 
-int device_state_save(struct device *dev, Vmm__Migration__DeviceState **out,
+/* One kind of state: its record type, when the source saves it and in which
+ * order the destination loads it. */
+struct mig_section {
+	enum mig_record_type type;
+	const char *name;
+	enum mig_save_point save_point;
+	unsigned load_order;
+	/* source, vCPUs paused: writes this section's records */
+	int (*save)(struct vm *vm, struct mig_writer *w, struct vmm_error *err);
+	/* destination: unpacks and checks one record and keeps it */
+	int (*receive)(struct mig_state_in *in, const struct mig_record *rec, struct vmm_error *err);
+	/* destination, after End: checks the section is complete, loads it */
+	int (*load)(struct mig_state_in *in, struct vmm_error *err);
+};
+
+/* The section a record type belongs to, or NULL (not a state record). */
+const struct mig_section *mig_section_find(unsigned type);
+int mig_sections_save(struct vm *vm, struct mig_writer *w, enum mig_save_point at,
 		      struct vmm_error *err);
-int device_state_load(struct device *dev, const Vmm__Migration__DeviceState *st,
-		      struct vmm_error *err);
-void device_state_free(Vmm__Migration__DeviceState *st);
+int mig_state_in_init(struct mig_state_in *in, struct vm *vm, struct vmm_error *err);
+void mig_state_in_free(struct mig_state_in *in);
+/* Every section's load, in load order; fails on the first incomplete one. */
+int mig_sections_load(struct mig_state_in *in, struct vmm_error *err);
 
 #endif

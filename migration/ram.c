@@ -9,10 +9,8 @@
 #include "migration/migration.h"
 
 #include <errno.h>
-#include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -119,14 +117,14 @@ int mig_ram_send_page(struct mig_ram_sender *s, uint64_t pfn, struct vmm_error *
 	return 0;
 }
 
-int mig_ram_send_populated(struct mig_ram_sender *s, volatile bool *cancel, struct vmm_error *err)
+int mig_ram_send_populated(struct mig_ram_sender *s, atomic_bool *cancel, struct vmm_error *err)
 {
 	const struct guest_memory *mem = &s->vm->mem;
 	for (unsigned i = 0; i < mem->nregions; i++) {
 		const struct mem_region *rg = &mem->regions[i];
 		off_t off = (off_t)rg->offset, end = (off_t)(rg->offset + rg->size);
 		while (off < end) {
-			if (*cancel)
+			if (atomic_load(cancel))
 				return vmm_error_set(err, -ECANCELED, "migration cancelled");
 			off_t data = lseek(mem->fd, off, SEEK_DATA);
 			if (data < 0 && errno != ENXIO)
@@ -152,53 +150,16 @@ int mig_ram_send_populated(struct mig_ram_sender *s, volatile bool *cancel, stru
 	return mig_ram_flush(s, err);
 }
 
-/* ---- dirty log ---- */
+/* ---- dirty pages ---- */
 
-int mig_dirty_log_start(struct mig_dirty_log *d, struct vm *vm, struct vmm_error *err)
-{
-	memset(d, 0, sizeof(*d));
-	d->vm = vm;
-	for (unsigned i = 0; i < vm->mem.nregions; i++) {
-		uint64_t pages = vm->mem.regions[i].size / PAGE_SIZE;
-		d->words[i] = (pages + BITS_PER_WORD - 1) / BITS_PER_WORD;
-		d->bitmaps[i] = calloc(d->words[i], sizeof(unsigned long));
-		if (!d->bitmaps[i]) {
-			mig_dirty_log_stop(d);
-			return vmm_error_set(err, -ENOMEM, "migration: out of memory for dirty bitmaps");
-		}
-	}
-	int r = guest_memory_register(&vm->mem, vm->vm_fd, KVM_MEM_LOG_DIRTY_PAGES, err);
-	if (r < 0) {
-		mig_dirty_log_stop(d);
-		return vmm_error_prefix(err, "enabling dirty logging");
-	}
-	d->enabled = true;
-	return 0;
-}
-
-int64_t mig_dirty_log_sync(struct mig_dirty_log *d, struct vmm_error *err)
-{
-	int64_t dirty = 0;
-	for (unsigned i = 0; i < d->vm->mem.nregions; i++) {
-		struct kvm_dirty_log log = {.slot = d->vm->mem.regions[i].slot,
-					    .dirty_bitmap = d->bitmaps[i]};
-		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
-			return vmm_error_set(err, -errno, "KVM_GET_DIRTY_LOG slot %u: %s", log.slot,
-					     strerror(errno));
-		for (size_t w = 0; w < d->words[i]; w++)
-			dirty += __builtin_popcountl(d->bitmaps[i][w]);
-	}
-	return dirty;
-}
-
-int mig_dirty_log_send(struct mig_dirty_log *d, struct mig_ram_sender *s, volatile bool *cancel,
+int mig_dirty_log_send(struct vm_dirty_log *d, struct mig_ram_sender *s, atomic_bool *cancel,
 		       struct vmm_error *err)
 {
 	for (unsigned i = 0; i < d->vm->mem.nregions; i++) {
 		uint64_t base_pfn = d->vm->mem.regions[i].gpa >> PAGE_SHIFT;
 		for (size_t w = 0; w < d->words[i]; w++) {
 			unsigned long bits = d->bitmaps[i][w];
-			if (bits && *cancel)
+			if (bits && atomic_load(cancel))
 				return vmm_error_set(err, -ECANCELED, "migration cancelled");
 			while (bits) {
 				unsigned b = (unsigned)__builtin_ctzl(bits);
@@ -210,20 +171,6 @@ int mig_dirty_log_send(struct mig_dirty_log *d, struct mig_ram_sender *s, volati
 		}
 	}
 	return mig_ram_flush(s, err);
-}
-
-void mig_dirty_log_stop(struct mig_dirty_log *d)
-{
-	if (d->enabled) {
-		struct vmm_error ignored;
-		/* Back to plain slots: the guest runs on without write tracking. */
-		guest_memory_register(&d->vm->mem, d->vm->vm_fd, 0, &ignored);
-		d->enabled = false;
-	}
-	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++) {
-		free(d->bitmaps[i]);
-		d->bitmaps[i] = NULL;
-	}
 }
 
 /* ---- receiver ---- */

@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #define PAGE_SIZE 4096u
-#define READY_TIMEOUT_MS 60000
+/* A destination that does not answer the header within this long is not
+ * going to: the guest keeps running here. */
+#define HANDSHAKE_TIMEOUT_MS 10000
 #define RESUMED_TIMEOUT_MS 30000
 #define THROTTLE_PERIOD_US 20000
 #define MAX_SHRINK_PASSES 10 /* extra passes while the dirty set keeps halving */
@@ -35,7 +37,8 @@ struct mig_source {
 	struct mig_channel ch;
 	struct mig_writer w;
 	struct mig_ram_sender ram;
-	struct mig_dirty_log dirty;
+	struct vm_dirty_log dirty;
+	uint64_t header_sent_ns;
 	uint64_t t_start_ns;
 	uint64_t log_start_ns; /* dirty logging began: the first pass's dirt counts from here */
 	uint64_t last_update_ns;
@@ -60,6 +63,7 @@ void mig_params_default(struct mig_params *p)
 		.throttle_initial = 20,
 		.throttle_increment = 10,
 		.throttle_max = 99,
+		.switchover_timeout_ms = 5000,
 	};
 }
 
@@ -103,6 +107,38 @@ static void set_status(struct mig_source *s, enum mig_status st)
 	pthread_mutex_lock(&s->lock);
 	s->info.status = st;
 	pthread_mutex_unlock(&s->lock);
+}
+
+/* The destination's Accepted: its version and capabilities, once. */
+static int check_accepted(struct mig_source *s, struct vmm_error *err)
+{
+	if (!s->ch.accepted || s->info.peer_known)
+		return 0;
+	pthread_mutex_lock(&s->lock);
+	s->info.peer = s->ch.peer;
+	s->info.peer_known = true;
+	pthread_mutex_unlock(&s->lock);
+	/* A paused guest must stay paused at the destination. */
+	if (s->user_paused && !(s->ch.peer.caps & MIG_CAP_GO_PAUSED))
+		return vmm_error_set(err, -EPROTONOSUPPORT,
+				     "the destination (vmm %s, format %u.%u) is older: it would run a "
+				     "guest paused here (no \"go-paused\"); resume it or upgrade the "
+				     "destination",
+				     s->ch.peer.vmm_version, s->ch.peer.major, s->ch.peer.minor);
+	return 0;
+}
+
+/* Fails when the destination has not answered the header in time. */
+static int check_handshake(struct mig_source *s, struct vmm_error *err)
+{
+	if (s->ch.is_file || s->ch.accepted)
+		return check_accepted(s, err);
+	if (mono_ns() - s->header_sent_ns > HANDSHAKE_TIMEOUT_MS * 1000000ull)
+		return vmm_error_set(err, -ETIMEDOUT,
+				     "the destination did not answer the stream's header within %u s "
+				     "(a vmm older than format 1.0, or not a vmm at all)",
+				     HANDSHAKE_TIMEOUT_MS / 1000);
+	return 0;
 }
 
 /* The writer's sink: the channel, with cancel and the bandwidth limit. */
@@ -179,13 +215,16 @@ static void throttle_raise(struct mig_source *s)
 static int send_header(struct mig_source *s, struct vmm_error *err)
 {
 	struct mig_header_buf *hb;
-	int r = mig_header_build(s->vm, &hb, err);
+	/* A paused guest needs a destination that keeps it paused. */
+	unsigned requires = s->user_paused ? MIG_CAP_GO_PAUSED : 0;
+	int r = mig_header_build(s->vm, requires, &hb, err);
 	if (r < 0)
 		return r;
 	r = mig_write_preamble(&s->w, err);
 	if (r == 0)
 		r = mig_write_record(&s->w, MIG_REC_HEADER, &mig_header_msg(hb)->base, err);
 	mig_header_buf_free(hb);
+	s->header_sent_ns = mono_ns();
 	/* Out at once: the destination builds its VM while the first pass runs. */
 	return r < 0 ? r : mig_channel_flush(&s->ch, err);
 }
@@ -193,17 +232,16 @@ static int send_header(struct mig_source *s, struct vmm_error *err)
 /* Pre-copy until the dirty rest fits in the downtime limit. */
 static int precopy(struct mig_source *s, struct vmm_error *err)
 {
-	volatile bool *cancel = (volatile bool *)&s->cancel;
 	uint64_t last_sync = s->log_start_ns, last_bytes = s->ch.acked;
-	int r = mig_ram_send_populated(&s->ram, cancel, err);
+	int r = mig_ram_send_populated(&s->ram, &s->cancel, err);
 	if (r < 0)
 		return r;
 	unsigned hot_iterations = 0;
 	int64_t prev_dirty = -1;
 	for (uint32_t iter = 1;; iter++) {
-		if ((r = mig_channel_poll(&s->ch, err)) < 0)
+		if ((r = mig_channel_poll(&s->ch, err)) < 0 || (r = check_handshake(s, err)) < 0)
 			return r;
-		int64_t dirty = mig_dirty_log_sync(&s->dirty, err);
+		int64_t dirty = vm_dirty_log_sync(&s->dirty, err);
 		if (dirty < 0)
 			return (int)dirty;
 		uint64_t now = mono_ns();
@@ -247,54 +285,9 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 			hot_iterations = 0;
 		}
 		s->ram.iteration = iter;
-		if ((r = mig_dirty_log_send(&s->dirty, &s->ram, cancel, err)) < 0)
+		if ((r = mig_dirty_log_send(&s->dirty, &s->ram, &s->cancel, err)) < 0)
 			return r;
 	}
-}
-
-static int send_device_state(struct mig_source *s, struct vmm_error *err)
-{
-	struct vm *vm = s->vm;
-	int r;
-	for (unsigned i = 0; i < vm->ncpus; i++) {
-		Vmm__Migration__VcpuState *st;
-		if ((r = vcpu_state_save(vm->vcpus[i], &st, err)) < 0)
-			return r;
-		r = mig_write_record(&s->w, MIG_REC_VCPU, &st->base, err);
-		vcpu_state_free(st);
-		if (r < 0)
-			return r;
-	}
-	Vmm__Migration__IrqchipState *irq;
-	if ((r = irqchip_state_save(vm, &irq, err)) < 0)
-		return r;
-	r = mig_write_record(&s->w, MIG_REC_IRQCHIP, &irq->base, err);
-	vm_state_free(&irq->base);
-	if (r < 0)
-		return r;
-	Vmm__Migration__PitState *pit;
-	if ((r = pit_state_save(vm, &pit, err)) < 0)
-		return r;
-	r = mig_write_record(&s->w, MIG_REC_PIT, &pit->base, err);
-	vm_state_free(&pit->base);
-	if (r < 0)
-		return r;
-	for (unsigned i = 0; i < vm->ndevices; i++) {
-		struct device *dev = &vm->devices[i];
-		if (!dev->type->state)
-			continue;
-		Vmm__Migration__DeviceState *ds;
-		pthread_mutex_lock(&dev->lock);
-		r = device_state_save(dev, &ds, err);
-		pthread_mutex_unlock(&dev->lock);
-		if (r < 0)
-			return r;
-		r = mig_write_record(&s->w, MIG_REC_DEVICE, &ds->base, err);
-		device_state_free(ds);
-		if (r < 0)
-			return r;
-	}
-	return 0;
 }
 
 static int wait_record(struct mig_source *s, unsigned timeout_ms, unsigned want, const char *what,
@@ -322,35 +315,37 @@ static int wait_record(struct mig_source *s, unsigned timeout_ms, unsigned want,
 /* Stop the guest, send what is left and all device state, hand over. */
 static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_error *err)
 {
-	volatile bool *cancel = (volatile bool *)&s->cancel;
 	int r;
 	/* Never stop the guest before the destination has built its VM: that
 	 * would put the build into the downtime. */
-	if (!s->ch.is_file &&
-	    (r = mig_channel_wait_accepted(&s->ch, READY_TIMEOUT_MS, cancel, err)) < 0)
-		return r;
+	if (!s->ch.is_file) {
+		uint64_t waited_ms = (mono_ns() - s->header_sent_ns) / 1000000;
+		unsigned left = waited_ms < HANDSHAKE_TIMEOUT_MS
+					? HANDSHAKE_TIMEOUT_MS - (unsigned)waited_ms
+					: 0;
+		if ((r = mig_channel_wait_accepted(&s->ch, left, &s->cancel, err)) < 0)
+			return r == -ETIMEDOUT ? check_handshake(s, err) : r;
+		if ((r = check_accepted(s, err)) < 0)
+			return r;
+	}
 	set_status(s, MIG_STATUS_DEVICE);
 	throttle_stop(s);
 	uint64_t stop_mono = mono_ns(), stop_real = now_ns(CLOCK_REALTIME);
 	vm_pause(s->vm);
 	s->paused_by_us = true;
 
-	Vmm__Migration__ClockState *clk;
-	if ((r = clock_state_save(s->vm, &clk, err)) < 0)
-		return r;
-	r = mig_write_record(&s->w, MIG_REC_CLOCK, &clk->base, err);
-	vm_state_free(&clk->base);
-	if (r < 0)
+	if ((r = mig_sections_save(s->vm, &s->w, MIG_SAVE_AT_STOP, err)) < 0)
 		return r;
 	/* The bitmap from the last pre-copy sync, then what dirtied since. */
 	s->ram.iteration++;
-	if ((r = mig_dirty_log_send(&s->dirty, &s->ram, cancel, err)) < 0)
+	if ((r = mig_dirty_log_send(&s->dirty, &s->ram, &s->cancel, err)) < 0)
 		return r;
-	if (mig_dirty_log_sync(&s->dirty, err) < 0)
-		return err ? err->code : -EIO;
-	if ((r = mig_dirty_log_send(&s->dirty, &s->ram, cancel, err)) < 0)
+	int64_t last = vm_dirty_log_sync(&s->dirty, err);
+	if (last < 0)
+		return (int)last;
+	if ((r = mig_dirty_log_send(&s->dirty, &s->ram, &s->cancel, err)) < 0)
 		return r;
-	if ((r = send_device_state(s, err)) < 0)
+	if ((r = mig_sections_save(s->vm, &s->w, MIG_SAVE_AFTER_RAM, err)) < 0)
 		return r;
 	if ((r = mig_write_end(&s->w, s->ram.stats.normal_pages + s->ram.stats.zero_pages, err)) < 0)
 		return r;
@@ -369,11 +364,16 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 		pthread_mutex_unlock(&s->lock);
 		return 0;
 	}
-	if ((r = wait_record(s, READY_TIMEOUT_MS, MIG_REC_READY, "ready", err)) < 0)
+	/* The guest is paused: a destination that does not get ready in time
+	 * costs the guest that much downtime, then the guest resumes here. */
+	pthread_mutex_lock(&s->lock);
+	unsigned switchover_ms = (unsigned)s->params.switchover_timeout_ms;
+	pthread_mutex_unlock(&s->lock);
+	if ((r = wait_record(s, switchover_ms, MIG_REC_READY, "ready", err)) < 0)
 		return r;
 	Vmm__Migration__Go go = VMM__MIGRATION__GO__INIT;
 	go.source_stop_unix_ns = stop_real;
-	go.paused = s->user_paused;
+	go.paused = s->user_paused; /* the destination understands it: check_accepted() */
 	/* From here on the destination owns the guest: never resume it here. */
 	*handed_over = true;
 	s->keep_paused = true;
@@ -415,7 +415,7 @@ static void *source_main(void *arg)
 		goto out;
 	/* Logging starts before the first pass reads anything, so every page
 	 * written after it is read again later. */
-	if ((r = mig_dirty_log_start(&s->dirty, s->vm, &err)) < 0)
+	if ((r = vm_dirty_log_start(&s->dirty, s->vm, &err)) < 0)
 		goto out;
 	s->log_start_ns = mono_ns();
 	if ((r = send_header(s, &err)) < 0)
@@ -438,7 +438,7 @@ out:
 	update_counters(s); /* while the writer's counts still exist */
 	throttle_stop(s);
 	if (s->dirty.enabled || s->dirty.bitmaps[0])
-		mig_dirty_log_stop(&s->dirty);
+		vm_dirty_log_stop(&s->dirty);
 	mig_channel_close(&s->ch);
 	mig_ram_sender_free(&s->ram);
 	mig_writer_free(&s->w);
@@ -447,6 +447,7 @@ out:
 		s->info.status = MIG_STATUS_COMPLETED;
 	} else if (handed_over) {
 		s->info.status = MIG_STATUS_FAILED;
+		s->info.guest_paused = true;
 		snprintf(s->info.error, sizeof(s->info.error),
 			 "connection lost after handing the guest over (%.600s): the guest stays "
 			 "paused here; check whether the destination runs it before resuming",
@@ -500,6 +501,7 @@ void mig_source_set_params(struct mig_source *s, const struct mig_params *p)
 	pthread_mutex_lock(&s->lock);
 	s->params.downtime_limit_ms = p->downtime_limit_ms;
 	s->params.max_bandwidth = p->max_bandwidth;
+	s->params.switchover_timeout_ms = p->switchover_timeout_ms;
 	pthread_mutex_unlock(&s->lock);
 }
 

@@ -33,6 +33,7 @@ struct mig_params {
 	unsigned throttle_initial;  /* percent */
 	unsigned throttle_increment;
 	unsigned throttle_max;
+	uint64_t switchover_timeout_ms; /* guest paused, no Ready yet: resume it here after this */
 };
 void mig_params_default(struct mig_params *p);
 
@@ -48,6 +49,9 @@ struct mig_info {
 	uint64_t dirty_pages_rate, dirty_sync_count;
 	double mbps, compression_ratio;
 	unsigned throttle_pct;
+	bool guest_paused;  /* the guest stays paused here (handover outcome unknown) */
+	bool peer_known;    /* the destination answered the header: */
+	struct mig_peer peer; /* its version and capabilities */
 };
 
 struct mig_source;

@@ -175,8 +175,8 @@ static int check_preamble(struct mig_reader *r, struct vmm_error *err)
 	r->minor = get_le16(r->hdr + 10);
 	if (r->major > MIG_FORMAT_MAJOR)
 		return vmm_error_set(err, -EPROTONOSUPPORT,
-				     "stream format %u.%u is newer than this vmm reads (%u.x): "
-				     "migrate to a vmm at least as new as the source",
+				     "stream format %u.%u is newer than this vmm reads (%u.x): the "
+				     "source is newer; migrate to a vmm at least as new as the source",
 				     r->major, r->minor, MIG_FORMAT_MAJOR);
 	if (r->major < MIG_FORMAT_MAJOR)
 		return vmm_error_set(err, -EPROTONOSUPPORT,

@@ -5,7 +5,7 @@
  * raw mode so keys reach the guest; Ctrl-A x quits (as with QEMU).
  */
 #include "vmm/console.h"
-#include "vmm/devices/devices.h"
+#include "core/devices/devices.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +91,7 @@ int console_open(uv_loop_t *loop, struct vm *vm)
 	memset(&console, 0, sizeof(console));
 	console.vm = vm;
 	console.uart = vm_find_device(vm, "serial0");
-	if (!console.uart || vm->cfg->serial != SERIAL_STDIO)
+	if (!console.uart || vm->spec.serial != SERIAL_STDIO)
 		return 0;
 	uv_handle_type t = uv_guess_handle(STDIN_FILENO);
 	int r;

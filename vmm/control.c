@@ -2,6 +2,7 @@
 #include "vmm/control.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "config.h"
@@ -146,6 +147,16 @@ struct json_object *vmm_control_migrate_info(struct vmm_control *c)
 	json_object_object_add(o, "uri", json_object_new_string(i.uri));
 	if (i.error[0])
 		json_object_object_add(o, "error-desc", json_object_new_string(i.error));
+	if (i.peer_known) { /* what the destination's Accepted said */
+		char caps[128], fmt[16];
+		mig_caps_format(i.peer.caps, caps, sizeof(caps));
+		snprintf(fmt, sizeof(fmt), "%u.%u", i.peer.major, i.peer.minor);
+		struct json_object *d = json_object_new_object();
+		json_object_object_add(d, "vmm-version", json_object_new_string(i.peer.vmm_version));
+		json_object_object_add(d, "format", json_object_new_string(fmt));
+		json_object_object_add(d, "capabilities", json_object_new_string(caps));
+		json_object_object_add(o, "destination", d);
+	}
 	struct json_object *ram = json_object_new_object();
 	add_u64(ram, "transferred", i.transferred);
 	add_u64(ram, "total", i.total);
@@ -192,9 +203,10 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 {
 	(void)ret, (void)cls;
 	struct vmm_control *c = ctx;
-	static const char *const known[] = {"downtime-limit", "max-bandwidth", "compress-level",
-					    "auto-converge", "throttle-initial",
-					    "throttle-increment"};
+	static const char *const known[] = {"downtime-limit",	 "max-bandwidth",
+					    "compress-level",	 "auto-converge",
+					    "throttle-initial",	 "throttle-increment",
+					    "switchover-timeout"};
 	json_object_object_foreach(args, key, val)
 	{
 		(void)val;
@@ -229,6 +241,10 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 		return r;
 	if (have)
 		p.throttle_increment = (unsigned)v;
+	if ((r = get_int_arg(args, "switchover-timeout", 100, 600000, &v, &have, err)) < 0)
+		return r;
+	if (have)
+		p.switchover_timeout_ms = (uint64_t)v;
 	struct json_object *b;
 	if (json_object_object_get_ex(args, "auto-converge", &b)) {
 		if (!json_object_is_type(b, json_type_boolean))
@@ -254,6 +270,7 @@ static int cmd_query_migrate_parameters(void *ctx, struct json_object *args,
 	json_object_object_add(*ret, "auto-converge", json_object_new_boolean(c->params.auto_converge));
 	add_u64(*ret, "throttle-initial", c->params.throttle_initial);
 	add_u64(*ret, "throttle-increment", c->params.throttle_increment);
+	add_u64(*ret, "switchover-timeout", c->params.switchover_timeout_ms);
 	return 0;
 }
 
@@ -311,18 +328,18 @@ static int cmd_query_machine(void *ctx, struct json_object *args, struct json_ob
 	if (r < 0)
 		return r;
 	*ret = json_object_new_object();
-	json_object_object_add(*ret, "machine", json_object_new_string(c->vm->machine.name));
+	json_object_object_add(*ret, "machine", json_object_new_string(c->vm->spec.machine.name));
 	json_object_object_add(*ret, "cpu-model", json_object_new_string(guest_cpu_spec(c->vm->cpu)));
 	add_u64(*ret, "memory", c->vm->mem.size);
 	json_object_object_add(*ret, "cpus", json_object_new_int((int)c->vm->ncpus));
 	json_object_object_add(*ret, "vmm-version", json_object_new_string(VMM_VERSION));
 	struct json_object *props = json_object_new_object();
-	for (unsigned i = 0; i < c->vm->machine.nprops; i++) {
+	for (unsigned i = 0; i < c->vm->spec.machine.nprops; i++) {
 		char key[128];
-		snprintf(key, sizeof(key), "%s.%s", c->vm->machine.props[i].device,
-			 c->vm->machine.props[i].prop);
+		snprintf(key, sizeof(key), "%s.%s", c->vm->spec.machine.props[i].device,
+			 c->vm->spec.machine.props[i].prop);
 		json_object_object_add(props, key,
-				       json_object_new_string(c->vm->machine.props[i].value));
+				       json_object_new_string(c->vm->spec.machine.props[i].value));
 	}
 	json_object_object_add(*ret, "properties", props);
 	return 0;
@@ -337,7 +354,8 @@ const struct api_command vmm_control_commands[] = {
 	{"migrate-cancel", cmd_migrate_cancel, "cancel the running migration"},
 	{"query-migrate", cmd_query_migrate, "migration status and statistics"},
 	{"migrate-set-parameters", cmd_migrate_set_parameters,
-	 "downtime-limit (ms), max-bandwidth (bytes/s), compress-level, auto-converge, ..."},
+	 "downtime-limit (ms), max-bandwidth (bytes/s), compress-level, auto-converge, "
+	 "switchover-timeout (ms), ..."},
 	{"query-migrate-parameters", cmd_query_migrate_parameters, "current migration parameters"},
 	{"query-cpuid", cmd_query_cpuid, "the CPUID table KVM holds for each vCPU"},
 	{"query-machine", cmd_query_machine, "the resolved machine type, CPU model and properties"},

@@ -10,7 +10,7 @@
 
 #include "migration/dest.h"
 #include "migration/source.h"
-#include "vmm/api.h"
+#include "api/api.h"
 #include "vmm/vmm.h"
 
 struct vmm_control {

@@ -1,26 +1,35 @@
-/* vmm/main.c: entry point; dispatches subcommands. */
+/* vmm/main.c: the entry point: the table of subcommands. */
 #include <stdio.h>
 #include <string.h>
 
+#include "api/api.h"
 #include "config.h"
 #include "cpumodels/cpumodel.h"
-#include "vmm/api.h"
-#include "vmm/machine_abi.h"
 #include "vmm/vmm.h"
+
+static int print_version(int argc, char **argv)
+{
+	(void)argc, (void)argv;
+	printf("vmm %s\n", VMM_VERSION);
+	return 0;
+}
+
+/* argv[0] of the handler is the subcommand's name. */
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+	{"run", vmm_run},
+	{"ctl", api_client_main},
+	{"cpu-model", cpumodel_cli},
+	{"machine", machine_cli},
+	{"--version", print_version},
+};
 
 int main(int argc, char **argv)
 {
-	if (argc > 1 && strcmp(argv[1], "--version") == 0) {
-		printf("vmm %s\n", VMM_VERSION);
-		return 0;
-	}
-	if (argc > 1 && strcmp(argv[1], "cpu-model") == 0)
-		return cpumodel_cli(argc - 1, argv + 1);
-	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
-		return api_client_main(argc - 1, argv + 1);
-	if (argc > 1 && strcmp(argv[1], "machine") == 0)
-		return machine_cli(argc - 1, argv + 1);
-	if (argc > 1 && strcmp(argv[1], "run") == 0)
-		return vmm_run(argc - 1, argv + 1);
-	return vmm_run(argc, argv);
+	for (size_t i = 0; argc > 1 && i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	return vmm_run(argc, argv); /* `vmm --kernel ...`: run is the default */
 }

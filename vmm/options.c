@@ -21,7 +21,7 @@ void vmm_usage(FILE *out)
 		"  --initrd PATH          initial ramdisk, passed as PVH module 0\n"
 		"  --cmdline STRING       kernel command line\n"
 		"  --memory SIZE          guest RAM, e.g. 512M, 4G (plain number = MiB; default from machine)\n"
-		"  --cpus N               vCPUs (default 1)\n"
+		"  --cpus N               vCPUs (default from the machine type: 1)\n"
 		"  --cpu-model SPEC       NAME[-vN][,+feat][,-feat]... (default from the machine type)\n"
 		"  --machine NAME         machine type or alias (default microvm = newest)\n"
 		"  --serial BACKEND       stdio (default) | file:PATH | none\n"
@@ -29,8 +29,8 @@ void vmm_usage(FILE *out)
 		"  --incoming URI         tcp:HOST:PORT | unix:PATH | file:PATH: wait for a migration\n"
 		"  --print-config         print the resolved configuration and exit\n"
 		"  --dump-cpuid PATH      write the CPUID table KVM holds for each vCPU (KVM_GET_CPUID2)\n"
-		"  --host-cpu-profile F   TEST ONLY: behave as if on the host whose CPUID dump is F\n"
-		"                         (its CPUID intersected with this machine's KVM)\n"
+		"  --host-cpu-profile F   act as the host profile F describes (`vmm cpu-model\n"
+		"                         host-profile` or a CPUID dump), intersected with this KVM\n"
 		"  --help, --version\n");
 }
 
@@ -101,15 +101,15 @@ static int parse_uint(const char *opt, const char *s, unsigned max, unsigned *ou
 	return 0;
 }
 
-static int parse_serial(const char *s, struct vmm_config *cfg, struct vmm_error *err)
+static int parse_serial(const char *s, struct vm_request *vm, struct vmm_error *err)
 {
 	if (strcmp(s, "stdio") == 0) {
-		cfg->serial = SERIAL_STDIO;
+		vm->serial = SERIAL_STDIO;
 	} else if (strcmp(s, "none") == 0) {
-		cfg->serial = SERIAL_NONE;
+		vm->serial = SERIAL_NONE;
 	} else if (strncmp(s, "file:", 5) == 0 && s[5]) {
-		cfg->serial = SERIAL_FILE;
-		cfg->serial_path = s + 5;
+		vm->serial = SERIAL_FILE;
+		vm->serial_path = s + 5;
 	} else {
 		return vmm_error_set(err, -EINVAL,
 				     "--serial \"%s\": expected stdio, file:PATH or none", s);
@@ -155,8 +155,7 @@ static const struct option long_options[] = {
 int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_error *err)
 {
 	memset(cfg, 0, sizeof(*cfg));
-	cfg->ncpus = 1;
-	cfg->serial = SERIAL_STDIO;
+	cfg->vm.serial = SERIAL_STDIO;
 	cfg->cmdline = "";
 
 	optind = 0; /* argv[0] is the subcommand or program name */
@@ -175,26 +174,26 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 			cfg->cmdline = optarg;
 			break;
 		case OPT_MEMORY:
-			r = parse_size(optarg, &cfg->mem_size, err);
-			if (r == 0 && cfg->mem_size == 0)
+			r = parse_size(optarg, &cfg->vm.mem_size, err);
+			if (r == 0 && cfg->vm.mem_size == 0)
 				r = vmm_error_set(err, -EINVAL, "size must not be zero");
 			if (r < 0)
 				return vmm_error_prefix(err, "--memory");
 			break;
 		case OPT_CPUS:
-			r = parse_uint("--cpus", optarg, VMM_CPUS_PARSE_MAX, &cfg->ncpus, err);
+			r = parse_uint("--cpus", optarg, VMM_CPUS_PARSE_MAX, &cfg->vm.ncpus, err);
 			break;
 		case OPT_CPU_MODEL:
-			cfg->cpu_model = optarg;
+			cfg->vm.cpu_model = optarg;
 			break;
 		case OPT_HOST_PROFILE:
-			cfg->host_cpu_profile = optarg;
+			cfg->vm.host_cpu_profile = optarg;
 			break;
 		case OPT_MACHINE:
-			cfg->machine = optarg;
+			cfg->vm.machine = optarg;
 			break;
 		case OPT_SERIAL:
-			r = parse_serial(optarg, cfg, err);
+			r = parse_serial(optarg, &cfg->vm, err);
 			break;
 		case OPT_DUMP_CPUID:
 			cfg->dump_cpuid = optarg;

@@ -1,7 +1,8 @@
 /*
- * vmm/print_config.c: `vmm --print-config`: the fully resolved
- * configuration, every default spelled out with where it came from, so a
- * person can see what "the default" meant for this guest.
+ * vmm/print_config.c: `vmm --print-config`: the resolved VM spec, every
+ * default spelled out with where it came from (the command line, the
+ * machine type's default, the machine type's pin of an unversioned CPU
+ * model name), so a person can see what "the default" meant for this guest.
  */
 #include "vmm/vmm.h"
 
@@ -12,8 +13,8 @@
 
 #include "config.h"
 
-/* The CPU model as this host would resolve it (needs /dev/kvm). */
-static void print_cpu_model(const char *spec, const struct vmm_config *cfg)
+/* Whether this host (or the profile) runs the resolved CPU model (needs /dev/kvm). */
+static void print_cpu_runnable(const struct vm_spec *spec)
 {
 	struct vmm_error err = {0};
 	struct cpumodel_db *db = NULL;
@@ -21,18 +22,18 @@ static void print_cpu_model(const char *spec, const struct vmm_config *cfg)
 	struct guest_cpu *cpu = NULL;
 	int kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
 	if (kvm < 0) {
-		printf("cpu-model        = %s (not resolved: /dev/kvm: %s)\n", spec, strerror(errno));
+		printf("                   (not checked against this host: /dev/kvm: %s)\n",
+		       strerror(errno));
 		return;
 	}
 	if (cpumodel_db_load(cpumodel_default_dir(), &db, &err) == 0 &&
 	    host_cpu_from_kvm(kvm, &host, &err) == 0 &&
-	    (!cfg->host_cpu_profile ||
-	     host_cpu_from_profile(cfg->host_cpu_profile, host, &profile, &err) == 0) &&
-	    guest_cpu_resolve(db, spec, profile ? profile : host, &cpu, &err) == 0)
-		printf("cpu-model        = %s (resolved from %s; recorded as %s)\n",
-		       guest_cpu_spec(cpu), spec, guest_cpu_name(cpu));
+	    (!spec->host_cpu_profile[0] ||
+	     host_cpu_from_profile(spec->host_cpu_profile, host, &profile, &err) == 0) &&
+	    guest_cpu_resolve(db, spec->cpu_spec, profile ? profile : host, &cpu, &err) == 0)
+		printf("                   (runs on this host as %s)\n", guest_cpu_spec(cpu));
 	else
-		printf("cpu-model        = %s (NOT RUNNABLE here: %s)\n", spec, err.msg);
+		printf("                   (NOT RUNNABLE here: %s)\n", err.msg);
 	guest_cpu_free(cpu);
 	host_cpu_free(profile);
 	host_cpu_free(host);
@@ -42,38 +43,39 @@ static void print_cpu_model(const char *spec, const struct vmm_config *cfg)
 
 int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 {
-	const char *name = cfg->machine ? cfg->machine : machine_default_name();
-	struct machine m;
-	int r = machine_resolve(name, &m, err);
+	struct vm_spec spec;
+	int r = vm_spec_resolve(&cfg->vm, &spec, err);
 	if (r < 0)
 		return r;
-	const char *spec = cfg->cpu_model;
-	uint64_t mem = cfg->mem_size;
-	if (!spec && (r = machine_get_str(&m, "cpu", "default-model", &spec, err)) < 0)
-		return r;
-	if (!mem && (r = machine_get_u64(&m, "memory", "default-size", &mem, err)) < 0)
-		return r;
 	static const char *const serial[] = {"stdio", "file", "none"};
+	bool alias = strcmp(spec.machine_asked, spec.machine.name) != 0;
 
 	printf("vmm-version      = %s\n", VMM_VERSION);
-	printf("machine          = %s%s%s%s\n", m.name, strcmp(name, m.name) ? " (alias " : "",
-	       strcmp(name, m.name) ? name : "", strcmp(name, m.name) ? ")" : "");
-	print_cpu_model(spec, cfg);
-	if (!cfg->cpu_model)
-		printf("                   (the default CPU model of %s)\n", m.name);
-	printf("memory           = %llu MiB%s\n", (unsigned long long)(mem >> 20),
-	       cfg->mem_size ? "" : " (default of the machine type)");
-	printf("cpus             = %u%s\n", cfg->ncpus, cfg->ncpus == 1 ? " (default)" : "");
-	printf("serial           = %s%s%s\n", serial[cfg->serial],
-	       cfg->serial == SERIAL_FILE ? ":" : "", cfg->serial == SERIAL_FILE ? cfg->serial_path : "");
+	printf("machine          = %s (%s%s%s)\n", spec.machine.name,
+	       vm_spec_origin_name(spec.machine_origin), alias ? ", alias " : "",
+	       alias ? spec.machine_asked : "");
+	printf("cpu-model        = %s (%s", spec.cpu_spec, vm_spec_origin_name(spec.cpu_origin));
+	if (strcmp(spec.cpu_asked, spec.cpu_spec) != 0)
+		printf(", from \"%s\"", spec.cpu_asked);
+	if (spec.cpu_origin == SPEC_FROM_MACHINE)
+		printf(" of %s", spec.machine.name);
+	else if (spec.cpu_origin == SPEC_FROM_MACHINE_PIN)
+		printf(" %s", spec.machine.name);
+	printf("; recorded as %s)\n", spec.cpu_model);
+	print_cpu_runnable(&spec);
+	printf("memory           = %llu MiB (%s)\n", (unsigned long long)(spec.mem_size >> 20),
+	       vm_spec_origin_name(spec.mem_origin));
+	printf("cpus             = %u (%s)\n", spec.ncpus, vm_spec_origin_name(spec.ncpus_origin));
+	printf("serial           = %s%s%s\n", serial[spec.serial],
+	       spec.serial == SERIAL_FILE ? ":" : "", spec.serial == SERIAL_FILE ? spec.serial_path : "");
 	printf("kernel           = %s\n", cfg->kernel ? cfg->kernel : "(none)");
 	printf("initrd           = %s\n", cfg->initrd ? cfg->initrd : "(none)");
 	printf("cmdline          = \"%s\"\n", cfg->cmdline);
 	if (cfg->incoming)
 		printf("incoming         = %s\n", cfg->incoming);
-	if (cfg->host_cpu_profile)
-		printf("host-cpu-profile = %s (TEST ONLY)\n", cfg->host_cpu_profile);
-	printf("# machine type properties (guest ABI of %s)\n", m.name);
-	machine_dump(&m, stdout);
+	if (spec.host_cpu_profile[0])
+		printf("host-cpu-profile = %s\n", spec.host_cpu_profile);
+	printf("# machine type properties (guest ABI of %s)\n", spec.machine.name);
+	machine_dump(&spec.machine, stdout);
 	return 0;
 }

@@ -1,7 +1,8 @@
 /*
- * vmm/run.c: `vmm run`: build the VM from the command line and boot it, or
- * wait for it to arrive (--incoming); serve the control API; run the libuv
- * loop until the VM ends; exit with the guest's status.
+ * vmm/run.c: `vmm run`: resolve the command line into a VM spec, build the
+ * VM and boot it, or build it and wait for the guest to arrive (--incoming);
+ * serve the control API; run the libuv loop until the VM ends; exit with the
+ * guest's status. This file owns the VM's life cycle.
  *
  * Exit codes: the guest's debug-exit status; 0 after a guest reset or
  * power-off request, a quit, or a completed migration; 1 when the VM cannot
@@ -9,10 +10,10 @@
  * when the guest crashed (triple fault, KVM internal error); 128+N after
  * signal N.
  */
+#include "core/x86/x86.h"
 #include "vmm/console.h"
 #include "vmm/control.h"
 #include "vmm/vmm.h"
-#include "vmm/x86/x86.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -78,7 +79,7 @@ static void print_migration_summary(const struct mig_info *i)
 	if (i->status != MIG_STATUS_COMPLETED) {
 		fprintf(stderr, "vmm: migration to %s %s: %s (the guest %s here)\n", i->uri,
 			mig_status_name(i->status), i->error,
-			strstr(i->error, "stays paused") ? "stays paused" : "keeps running");
+			i->guest_paused ? "stays paused" : "keeps running");
 		return;
 	}
 	fprintf(stderr,
@@ -121,6 +122,9 @@ static void on_incoming_done(struct mig_dest *d, int result, const char *msg, vo
 	rl->ctl.user_paused = mig_dest_guest_paused(d); /* holds the pause reference */
 	fprintf(stderr, "vmm: %s; the guest %s here\n", msg,
 		rl->ctl.user_paused ? "is paused (as at the source: `cont` runs it)" : "runs");
+	struct vmm_error err = {0};
+	if (rl->ctl.cfg->dump_cpuid && vm_dump_cpuid(rl->vm, rl->ctl.cfg->dump_cpuid, &err) < 0)
+		fprintf(stderr, "vmm: warning: %s\n", err.msg);
 	if (console_open(&rl->loop, rl->vm) < 0)
 		fprintf(stderr, "vmm: warning: no console input\n");
 }
@@ -161,11 +165,14 @@ static void block_kick_signal(void)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 }
 
-static int boot(struct run_loop *rl, const struct vmm_config *cfg, struct vmm_error *err)
+static int boot(struct run_loop *rl, const struct vmm_config *cfg, const struct vm_spec *spec,
+		struct vmm_error *err)
 {
 	struct vm *vm = rl->vm;
+	const struct vm_boot b = {.kernel = cfg->kernel, .initrd = cfg->initrd,
+				  .cmdline = cfg->cmdline};
 	int r;
-	if ((r = vm_create(vm, cfg, err)) < 0 || (r = pvh_boot_setup(vm, err)) < 0)
+	if ((r = vm_create(vm, spec, err)) < 0 || (r = pvh_boot_setup(vm, &b, err)) < 0)
 		return r;
 	if (cfg->dump_cpuid && (r = vm_dump_cpuid(vm, cfg->dump_cpuid, err)) < 0)
 		return r;
@@ -207,11 +214,19 @@ int vmm_run(int argc, char **argv)
 		fprintf(stderr, "vmm: event loop: %s\n", uv_strerror(r));
 		return 1;
 	}
-	if (cfg.incoming)
-		r = mig_dest_start(&rl.loop, cfg.incoming, &vm, &cfg, on_incoming_done, &rl,
+	static struct vm_spec spec;
+	r = vm_spec_resolve(&cfg.vm, &spec, &err);
+	if (r == 0 && cfg.incoming) {
+		/* Built now, while nothing waits on it: a migration then never
+		 * waits for memory slots and vCPUs (a stream describing another
+		 * guest gets its own VM, vm_recreate). */
+		r = mig_dest_start(&rl.loop, cfg.incoming, &vm, &cfg.vm, on_incoming_done, &rl,
 				   &rl.ctl.dest, &err);
-	else
-		r = boot(&rl, &cfg, &err);
+		if (r == 0)
+			r = vm_create(&vm, &spec, &err);
+	} else if (r == 0) {
+		r = boot(&rl, &cfg, &spec, &err);
+	}
 	if (r == 0 && cfg.api_socket)
 		r = api_server_start(&rl.loop, cfg.api_socket, vmm_control_commands,
 				     vmm_control_ncommands, &rl.ctl, &rl.ctl.api, &err);

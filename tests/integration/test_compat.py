@@ -25,12 +25,12 @@ newest = Guest(["--print-config"], name="print-config")
 newest.wait(10)
 newest_machine = [l for l in newest.lines if l.startswith("machine ")][0].split("=")[1].split()[0]
 check(newest_machine.startswith("microvm-"), f"`microvm` resolves to {newest_machine} in this build")
-check(any("(alias microvm)" in l for l in newest.lines)
+check(any(l.startswith("machine ") and "alias microvm" in l for l in newest.lines)
       and any(l.startswith("cpu-model") and "recorded as x86-64-v1-v1" in l for l in newest.lines),
       "--print-config names the alias and the recorded CPU model version")
 old_cfg = Guest(["--print-config", "--machine", "microvm-1.0"], name="print-config 1.0")
 old_cfg.wait(10)
-check("memory           = 256 MiB (default of the machine type)" in old_cfg.lines
+check("memory           = 256 MiB (the machine type's default)" in old_cfg.lines
       and not any(l.startswith("serial1.") for l in old_cfg.lines),
       "--print-config shows microvm-1.0's own defaults (256 MiB, no COM2)")
 

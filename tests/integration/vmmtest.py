@@ -185,7 +185,7 @@ class Api:
         self.sock.settimeout(30)
         self.buf = b""
         greeting = self._read()
-        if "VMM" not in greeting:
+        if "QMP" not in greeting:
             fail(f"unexpected greeting {greeting}")
         self.cmd("qmp_capabilities")
 

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 
 #include "machine-types/machine.h"
-#include "vmm/machine_abi.h"
+#include "core/vm.h"
 
 static const char *abi_dir;
 

@@ -1,47 +1,57 @@
-/* migration/dest.c: the incoming side (see dest.h and STREAM.md). */
+/*
+ * migration/dest.c: the incoming side (see dest.h and STREAM.md). One worker
+ * thread waits for the connection (or reads the file), parses and applies
+ * the stream and answers the source; the main loop only hears the outcome
+ * (uv_async) and can cancel. Every wait is bounded: a source that sends
+ * nothing for a while is gone, and a FIFO or a slow disk never blocks the
+ * control socket.
+ */
 #include "migration/dest.h"
 #include "migration/channel.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
-#define FILE_CHUNK (4u << 20)
+#define READ_CHUNK (4u << 20)
+/* The header must come this soon after the connection; later records no
+ * more than IDLE apart (pre-copy sends continuously); Go within GO of Ready. */
+#define HANDSHAKE_TIMEOUT_MS 10000
+#define IDLE_TIMEOUT_MS 60000
+#define GO_TIMEOUT_MS 60000
+#define REPLY_TIMEOUT_MS 10000
 
 enum dest_state { D_WAITING, D_RECEIVING, D_WAIT_GO, D_RUNNING, D_FAILED };
 
 struct mig_dest {
 	uv_loop_t *loop;
+	uv_async_t done_async; /* the worker's outcome, on the main loop */
 	struct vm *vm;
 	struct vm_request request; /* this side's command line */
 	struct mig_uri uri;
 	mig_dest_done_fn done;
 	void *done_ctx;
-	bool done_called;
+	pthread_t thread;
+	bool thread_started;
+	struct mig_cancel cancel;
+	int listen_fd;
+	struct mig_conn conn;
+	bool conn_open;
+	atomic_bool finished;
+	int result;
+	char msg[VMM_ERROR_MAX];
 	enum dest_state state;
-	unsigned open_handles; /* freed when this drops to 0 after close */
-	bool closing;
-
-	union {
-		uv_stream_t stream;
-		uv_tcp_t tcp;
-		uv_pipe_t pipe;
-	} listener, conn;
-	bool listener_open, conn_open;
-	int file_fd;
-	uv_idle_t file_idle;
-	bool idle_open;
-	uint8_t *file_buf;
+	uint8_t *buf;
 
 	struct mig_reader reader;
 	struct mig_writer reply;
+	bool reader_ready, reply_ready;
 	struct mig_ram_receiver ram;
 	bool ram_ready, state_ready, seen_end;
 	Vmm__Migration__Header *header;
@@ -58,126 +68,14 @@ static uint64_t now_ns(clockid_t clk)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static void free_records(struct mig_dest *d)
-{
-	if (d->header)
-		protobuf_c_message_free_unpacked(&d->header->base, NULL);
-	d->header = NULL;
-	if (d->state_ready)
-		mig_state_in_free(&d->in);
-	d->state_ready = false;
-}
-
-static void maybe_free(struct mig_dest *d)
-{
-	if (!d->closing || d->open_handles)
-		return;
-	free_records(d);
-	if (d->ram_ready)
-		mig_ram_receiver_free(&d->ram);
-	mig_reader_free(&d->reader);
-	mig_writer_free(&d->reply);
-	free(d->file_buf);
-	free(d);
-}
-
-static void on_handle_closed(uv_handle_t *h)
-{
-	struct mig_dest *d = h->data;
-	d->open_handles--;
-	maybe_free(d);
-}
-
-static void close_handle(struct mig_dest *d, uv_handle_t *h, bool *open)
-{
-	if (!*open)
-		return;
-	*open = false;
-	h->data = d;
-	uv_close(h, on_handle_closed);
-}
-
-static void finish(struct mig_dest *d, int result, const char *msg)
-{
-	if (d->done_called)
-		return;
-	d->done_called = true;
-	if (result < 0)
-		d->state = D_FAILED;
-	d->done(d, result, msg, d->done_ctx);
-}
-
 /* ---- the return path ---- */
-
-struct reply_req {
-	uv_write_t req;
-	uint8_t data[];
-};
-
-static void on_reply_written(uv_write_t *req, int status)
-{
-	(void)status; /* a failure shows up as a read error or EOF */
-	free(req);
-}
 
 static int reply_sink(void *ctx, const void *data, size_t len, struct vmm_error *err)
 {
 	struct mig_dest *d = ctx;
-	if (!d->conn_open)
+	if (!d->conn_open || d->uri.kind == MIG_FILE)
 		return vmm_error_set(err, -ENOTCONN, "no connection to the source");
-	struct reply_req *w = malloc(sizeof(*w) + len);
-	if (!w)
-		return vmm_error_set(err, -ENOMEM, "out of memory");
-	memcpy(w->data, data, len);
-	uv_buf_t buf = uv_buf_init((char *)w->data, (unsigned)len);
-	int r = uv_write(&w->req, &d->conn.stream, &buf, 1, on_reply_written);
-	if (r < 0) {
-		free(w);
-		return vmm_error_set(err, r, "replying to the source: %s", uv_strerror(r));
-	}
-	return 0;
-}
-
-static void on_shutdown(uv_shutdown_t *req, int status)
-{
-	(void)status;
-	struct mig_dest *d = req->data;
-	free(req);
-	close_handle(d, (uv_handle_t *)&d->conn, &d->conn_open);
-}
-
-/* Closes the connection once everything queued has been written. */
-static void close_conn_gracefully(struct mig_dest *d)
-{
-	if (!d->conn_open)
-		return;
-	uv_read_stop(&d->conn.stream);
-	uv_shutdown_t *req = malloc(sizeof(*req));
-	if (req) {
-		req->data = d;
-		if (uv_shutdown(req, &d->conn.stream, on_shutdown) == 0)
-			return;
-		free(req);
-	}
-	close_handle(d, (uv_handle_t *)&d->conn, &d->conn_open);
-}
-
-/* Refuses the stream: the source hears why, the guest never starts here. */
-static void refuse(struct mig_dest *d, const struct vmm_error *why)
-{
-	if (d->state == D_FAILED || d->state == D_RUNNING)
-		return;
-	if (d->conn_open) {
-		Vmm__Migration__Refused ref = VMM__MIGRATION__REFUSED__INIT;
-		ref.reason = (char *)why->msg;
-		struct vmm_error ignored;
-		mig_write_record(&d->reply, MIG_REC_REFUSED, &ref.base, &ignored);
-		close_conn_gracefully(d);
-	}
-	if (d->idle_open)
-		uv_idle_stop(&d->file_idle);
-	d->state = D_FAILED;
-	finish(d, why->code ? why->code : -EPROTO, why->msg);
+	return mig_conn_write_all(&d->conn, data, len, REPLY_TIMEOUT_MS, err);
 }
 
 /* ---- records ---- */
@@ -258,7 +156,7 @@ static int on_end(struct mig_dest *d, const struct mig_record *rec, struct vmm_e
 		mig_reader_finish(&d->reader);
 		if ((r = start_guest(d, err)) < 0)
 			return r;
-		finish(d, 0, "restored from snapshot");
+		snprintf(d->msg, sizeof(d->msg), "restored from snapshot");
 		return 0;
 	}
 	Vmm__Migration__Ready ready = VMM__MIGRATION__READY__INIT;
@@ -273,7 +171,7 @@ static int on_go(struct mig_dest *d, const struct mig_record *rec, struct vmm_er
 	int r = mig_unpack(rec, &vmm__migration__go__descriptor, (ProtobufCMessage **)&go, err);
 	if (r < 0)
 		return r;
-	d->guest_paused = go->paused;
+	d->guest_paused = go->paused && (d->source.caps & MIG_CAP_GO_PAUSED);
 	protobuf_c_message_free_unpacked(&go->base, NULL);
 	if (d->guest_paused)
 		vm_pause(d->vm); /* the vCPU threads start parked; `cont` releases them */
@@ -282,10 +180,10 @@ static int on_go(struct mig_dest *d, const struct mig_record *rec, struct vmm_er
 		return r;
 	Vmm__Migration__Resumed res = VMM__MIGRATION__RESUMED__INIT;
 	res.resume_unix_ns = now_ns(CLOCK_REALTIME);
-	mig_write_record(&d->reply, MIG_REC_RESUMED, &res.base, err);
+	struct vmm_error ignored; /* the guest runs here now, whatever the source hears */
+	mig_write_record(&d->reply, MIG_REC_RESUMED, &res.base, &ignored);
 	mig_reader_finish(&d->reader);
-	close_conn_gracefully(d);
-	finish(d, 0, "migration completed");
+	snprintf(d->msg, sizeof(d->msg), "migration completed");
 	return 0;
 }
 
@@ -320,143 +218,110 @@ static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *
 	}
 }
 
-static void feed(struct mig_dest *d, const uint8_t *data, size_t len)
+/* ---- the worker ---- */
+
+/* How long the next read may wait, by where the stream is. */
+static unsigned read_timeout(const struct mig_dest *d)
 {
-	struct vmm_error err = {0};
-	if (mig_reader_feed(&d->reader, data, len, &err) < 0) {
-		vmm_error_prefix(&err, "incoming migration refused");
-		refuse(d, &err);
-	}
+	if (!d->header)
+		return HANDSHAKE_TIMEOUT_MS;
+	return d->state == D_WAIT_GO ? GO_TIMEOUT_MS : IDLE_TIMEOUT_MS;
 }
 
-static void lost_source(struct mig_dest *d, const char *why)
+/* Reads and applies the stream until the guest runs here or it fails. */
+static int receive(struct mig_dest *d, struct vmm_error *err)
 {
-	if (d->state == D_RUNNING || d->state == D_FAILED)
-		return;
-	struct vmm_error err;
-	vmm_error_set(&err, -ECONNRESET, "incoming migration failed: %s before %s; the guest was "
-		      "not started here", why,
-		      d->seen_end ? "handing the guest over" : "the end of the stream");
-	d->state = D_FAILED;
-	finish(d, err.code, err.msg);
-}
-
-/* ---- sockets ---- */
-
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
-{
-	(void)suggested;
-	struct mig_dest *d = h->data;
-	buf->base = (char *)d->file_buf;
-	buf->len = FILE_CHUNK;
-}
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
-{
-	struct mig_dest *d = s->data;
-	if (n < 0) {
-		lost_source(d, n == UV_EOF ? "the source closed the connection"
-					   : uv_strerror((int)n));
-		close_handle(d, (uv_handle_t *)&d->conn, &d->conn_open);
-		return;
-	}
-	if (n > 0 && d->state != D_FAILED && d->state != D_RUNNING)
-		feed(d, (const uint8_t *)buf->base, (size_t)n);
-}
-
-static void on_connection(uv_stream_t *server, int status)
-{
-	struct mig_dest *d = server->data;
-	if (status < 0 || d->conn_open)
-		return;
-	int r;
-	if (d->uri.kind == MIG_TCP)
-		r = uv_tcp_init(d->loop, &d->conn.tcp);
-	else
-		r = uv_pipe_init(d->loop, &d->conn.pipe, 0);
-	if (r < 0)
-		return;
-	d->open_handles++;
-	d->conn_open = true;
-	d->conn.stream.data = d;
-	if (uv_accept(server, &d->conn.stream) < 0) {
-		close_handle(d, (uv_handle_t *)&d->conn, &d->conn_open);
-		return;
-	}
-	if (d->uri.kind == MIG_TCP)
-		uv_tcp_nodelay(&d->conn.tcp, 1);
-	/* One stream per incoming vmm: stop listening. */
-	close_handle(d, (uv_handle_t *)&d->listener, &d->listener_open);
-	if (d->uri.kind == MIG_UNIX)
-		unlink(d->uri.path);
 	d->state = D_RECEIVING;
-	uv_read_start(&d->conn.stream, on_alloc, on_read);
-}
-
-static int listen_socket(struct mig_dest *d, const char *uri, struct vmm_error *err)
-{
 	int r;
-	if (d->uri.kind == MIG_TCP) {
-		struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_PASSIVE}, *ai;
-		const char *host = d->uri.host[0] ? d->uri.host : NULL;
-		int g = getaddrinfo(host, d->uri.port, &hints, &ai);
-		if (g != 0)
-			return vmm_error_set(err, -EINVAL, "--incoming %s: %s", uri, gai_strerror(g));
-		uv_tcp_init(d->loop, &d->listener.tcp);
-		r = uv_tcp_bind(&d->listener.tcp, ai->ai_addr, 0);
-		freeaddrinfo(ai);
-	} else {
-		struct stat st;
-		if (lstat(d->uri.path, &st) == 0 && S_ISSOCK(st.st_mode))
-			unlink(d->uri.path); /* a stale socket from an earlier run */
-		uv_pipe_init(d->loop, &d->listener.pipe, 0);
-		r = uv_pipe_bind(&d->listener.pipe, d->uri.path);
-		if (r == 0)
-			chmod(d->uri.path, 0600);
+	if ((r = mig_reader_init(&d->reader, true, on_record, d, err)) < 0)
+		return r;
+	d->reader_ready = true;
+	if ((r = mig_writer_init(&d->reply, reply_sink, d, err)) < 0)
+		return r;
+	d->reply_ready = true;
+	while (d->state != D_RUNNING) {
+		ssize_t n = mig_conn_read(&d->conn, d->buf, READ_CHUNK, read_timeout(d), err);
+		if (n == 0 && d->uri.kind == MIG_FILE)
+			return vmm_error_set(err, -EBADMSG,
+					     "the file ends before the end record (truncated?)");
+		if (n == 0)
+			return vmm_error_set(err, -ECONNRESET,
+					     "the source closed the connection before %s",
+					     d->seen_end ? "handing the guest over"
+							 : "the end of the stream");
+		if (n < 0)
+			return (int)n;
+		if ((r = mig_reader_feed(&d->reader, d->buf, (size_t)n, err)) < 0)
+			return vmm_error_prefix(err, "incoming migration refused");
 	}
-	d->open_handles++;
-	d->listener_open = true;
-	d->listener.stream.data = d;
-	if (r == 0)
-		r = uv_listen(&d->listener.stream, 1, on_connection);
-	if (r < 0)
-		return vmm_error_set(err, r, "--incoming %s: %s", uri, uv_strerror(r));
-	fprintf(stderr, "vmm: waiting for an incoming migration on %s\n", uri);
 	return 0;
 }
 
-/* ---- file ---- */
-
-static void on_file_idle(uv_idle_t *h)
+/* Tells the source why (if it can still hear), and never starts the guest. */
+static void refuse(struct mig_dest *d, const struct vmm_error *why)
 {
-	struct mig_dest *d = h->data;
-	ssize_t n = read(d->file_fd, d->file_buf, FILE_CHUNK);
-	if (n < 0 && errno == EINTR)
+	if (!d->conn_open || d->uri.kind == MIG_FILE || !d->reply_ready)
 		return;
-	if (n <= 0) {
-		uv_idle_stop(h);
-		if (d->state != D_RUNNING && d->state != D_FAILED) {
-			struct vmm_error err;
-			vmm_error_set(&err, n < 0 ? -errno : -EBADMSG,
-				      "snapshot %s: %s before the end record (truncated?)", d->uri.path,
-				      n < 0 ? strerror(errno) : "file ends");
-			refuse(d, &err);
-		}
-		return;
+	Vmm__Migration__Refused ref = VMM__MIGRATION__REFUSED__INIT;
+	ref.reason = (char *)why->msg;
+	struct vmm_error ignored;
+	mig_write_record(&d->reply, MIG_REC_REFUSED, &ref.base, &ignored);
+	shutdown(d->conn.fd, SHUT_WR); /* flushes: the source reads the reason, then EOF */
+}
+
+static void *dest_main(void *arg)
+{
+	struct mig_dest *d = arg;
+	struct vmm_error err = {0};
+	int r;
+	if (d->uri.kind == MIG_FILE)
+		r = mig_conn_open_file(&d->conn, &d->uri, false, &d->cancel, &err);
+	else
+		r = mig_conn_accept(d->listen_fd, &d->uri, &d->conn, 0, &d->cancel, &err);
+	d->conn_open = r == 0;
+	if (r == 0 && d->listen_fd >= 0) { /* one stream per incoming vmm: stop listening */
+		close(d->listen_fd);
+		d->listen_fd = -1;
+		if (d->uri.kind == MIG_UNIX)
+			unlink(d->uri.path);
 	}
-	if (d->state == D_RUNNING) { /* bytes after the end record */
-		uv_idle_stop(h);
-		return;
+	if (r == 0)
+		r = receive(d, &err);
+	if (r < 0 && r != -ECANCELED) {
+		if (d->uri.kind == MIG_FILE && !strstr(err.msg, "snapshot"))
+			vmm_error_prefix(&err, "snapshot %s", d->uri.path);
+		refuse(d, &err);
 	}
-	feed(d, d->file_buf, (size_t)n);
-	if (d->state == D_RUNNING || d->state == D_FAILED)
-		uv_idle_stop(h);
+	if (r < 0) {
+		d->state = D_FAILED;
+		d->result = err.code ? err.code : -EPROTO;
+		snprintf(d->msg, sizeof(d->msg), "%.900s%s", err.msg,
+			 r == -ECANCELED ? "" : "; the guest was not started here");
+	} else {
+		d->result = 0;
+	}
+	if (d->conn_open && d->uri.kind != MIG_FILE)
+		shutdown(d->conn.fd, SHUT_WR);
+	atomic_store(&d->finished, true);
+	uv_async_send(&d->done_async);
+	return NULL;
+}
+
+static void on_done(uv_async_t *a)
+{
+	struct mig_dest *d = a->data;
+	if (!atomic_load(&d->finished) || !d->done)
+		return;
+	mig_dest_done_fn done = d->done;
+	d->done = NULL; /* once */
+	done(d, d->result, d->msg, d->done_ctx);
 }
 
 int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 		   const struct vm_request *request, mig_dest_done_fn done, void *ctx,
 		   struct mig_dest **out, struct vmm_error *err)
 {
+	*out = NULL;
 	struct mig_dest *d = calloc(1, sizeof(*d));
 	if (!d)
 		return vmm_error_set(err, -ENOMEM, "out of memory");
@@ -465,32 +330,43 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 	d->request = *request;
 	d->done = done;
 	d->done_ctx = ctx;
-	d->file_fd = -1;
-	d->file_buf = malloc(FILE_CHUNK);
+	d->listen_fd = -1;
+	d->conn.fd = -1;
+	d->cancel.fd = -1;
 	int r;
-	if (!d->file_buf)
-		r = vmm_error_set(err, -ENOMEM, "out of memory");
-	else if ((r = mig_uri_parse(uri, &d->uri, err)) < 0 ||
-		 (r = mig_reader_init(&d->reader, true, on_record, d, err)) < 0 ||
-		 (r = mig_writer_init(&d->reply, reply_sink, d, err)) < 0)
-		;
-	else if (d->uri.kind == MIG_FILE) {
-		d->file_fd = open(d->uri.path, O_RDONLY | O_CLOEXEC);
-		if (d->file_fd < 0) {
-			r = vmm_error_set(err, -errno, "--incoming %s: %s", uri, strerror(errno));
-		} else {
-			uv_idle_init(loop, &d->file_idle);
-			d->file_idle.data = d;
-			d->open_handles++;
-			d->idle_open = true;
-			d->state = D_RECEIVING;
-			uv_idle_start(&d->file_idle, on_file_idle);
-		}
-	} else {
-		r = listen_socket(d, uri, err);
+	if (!(d->buf = malloc(READ_CHUNK))) {
+		free(d);
+		return vmm_error_set(err, -ENOMEM, "out of memory");
 	}
+	if ((r = mig_uri_parse(uri, &d->uri, err)) < 0 || (r = mig_cancel_init(&d->cancel, err)) < 0)
+		goto fail;
+	/* Listen now, so a bad address is a start-up error, not a late one. */
+	if (d->uri.kind != MIG_FILE) {
+		if ((r = mig_conn_listen(&d->uri, &d->listen_fd, err)) < 0)
+			goto fail;
+		fprintf(stderr, "vmm: waiting for an incoming migration on %s\n", uri);
+	}
+	uv_async_init(loop, &d->done_async, on_done);
+	d->done_async.data = d;
 	*out = d;
+	return 0;
+fail:
+	mig_cancel_free(&d->cancel);
+	if (d->listen_fd >= 0)
+		close(d->listen_fd);
+	free(d->buf);
+	free(d);
 	return r;
+}
+
+int mig_dest_run(struct mig_dest *d, struct vmm_error *err)
+{
+	int r = pthread_create(&d->thread, NULL, dest_main, d);
+	if (r != 0)
+		return vmm_error_set(err, -r, "incoming migration: cannot start its thread: %s",
+				     strerror(r));
+	d->thread_started = true;
+	return 0;
 }
 
 bool mig_dest_guest_paused(const struct mig_dest *d)
@@ -498,20 +374,36 @@ bool mig_dest_guest_paused(const struct mig_dest *d)
 	return d->guest_paused;
 }
 
+static void on_async_closed(uv_handle_t *h)
+{
+	struct mig_dest *d = h->data;
+	free(d);
+}
+
 void mig_dest_close(struct mig_dest *d)
 {
 	if (!d)
 		return;
-	d->closing = true;
-	if (d->file_fd >= 0)
-		close(d->file_fd);
-	d->file_fd = -1;
-	if (d->idle_open)
-		uv_idle_stop(&d->file_idle);
-	close_handle(d, (uv_handle_t *)&d->file_idle, &d->idle_open);
-	close_handle(d, (uv_handle_t *)&d->listener, &d->listener_open);
-	if (d->uri.kind == MIG_UNIX && d->state == D_WAITING)
-		unlink(d->uri.path);
-	close_handle(d, (uv_handle_t *)&d->conn, &d->conn_open);
-	maybe_free(d);
+	mig_cancel_raise(&d->cancel);
+	if (d->thread_started)
+		pthread_join(d->thread, NULL);
+	mig_conn_close(&d->conn);
+	if (d->listen_fd >= 0) {
+		close(d->listen_fd);
+		if (d->uri.kind == MIG_UNIX)
+			unlink(d->uri.path);
+	}
+	if (d->header)
+		protobuf_c_message_free_unpacked(&d->header->base, NULL);
+	if (d->state_ready)
+		mig_state_in_free(&d->in);
+	if (d->ram_ready)
+		mig_ram_receiver_free(&d->ram);
+	if (d->reader_ready)
+		mig_reader_free(&d->reader);
+	if (d->reply_ready)
+		mig_writer_free(&d->reply);
+	mig_cancel_free(&d->cancel);
+	free(d->buf);
+	uv_close((uv_handle_t *)&d->done_async, on_async_closed);
 }

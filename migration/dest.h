@@ -7,7 +7,8 @@
  * against the command line (vm_spec_adopt). It loads RAM as it arrives,
  * keeps the final state until the End record proves the stream complete and
  * intact, loads it in KVM's order (the section table) and starts the guest,
- * over sockets only once the source said Go.
+ * over sockets only once the source said Go. All of this runs on a worker
+ * thread: the main loop is never blocked by the stream.
  * On any failure it tells the source why (Refused) and never starts the guest.
  */
 #ifndef VMM_MIGRATION_DEST_H
@@ -22,15 +23,19 @@ struct mig_dest;
 /* Called once: result 0 = the guest now runs here; < 0 = failed (msg). */
 typedef void (*mig_dest_done_fn)(struct mig_dest *d, int result, const char *msg, void *ctx);
 
-/* `request` is this side's command line (copied; its strings must outlive
- * the migration). `vm` is built already. */
+/* Listens (or checks the URI); `request` is this side's command line
+ * (copied; its strings must outlive the migration). Nothing is read yet. */
 int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 		   const struct vm_request *request, mig_dest_done_fn done, void *ctx,
 		   struct mig_dest **out, struct vmm_error *err);
+/* Starts the worker, once `vm` is built from the command line. `done` runs
+ * on the main loop with the outcome. */
+int mig_dest_run(struct mig_dest *d, struct vmm_error *err);
 /* Whether the arrived guest was paused by the operator at the source (its
  * vCPUs then wait for `cont`). */
 bool mig_dest_guest_paused(const struct mig_dest *d);
-/* Closes handles; frees once the loop has run their close callbacks. */
+/* Cancels and joins the worker, closes everything; frees once the loop
+ * has run the close callback. */
 void mig_dest_close(struct mig_dest *d);
 
 #endif

@@ -25,6 +25,7 @@ struct mig_source {
 	pthread_t throttle_thread;
 	bool throttle_running;
 	atomic_bool cancel;
+	struct mig_cancel cancel_ev; /* wakes the channel's waits on cancel */
 	atomic_bool finished;
 	atomic_uint throttle_pct;
 	atomic_bool throttle_stop;
@@ -323,7 +324,7 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 		unsigned left = waited_ms < HANDSHAKE_TIMEOUT_MS
 					? HANDSHAKE_TIMEOUT_MS - (unsigned)waited_ms
 					: 0;
-		if ((r = mig_channel_wait_accepted(&s->ch, left, &s->cancel, err)) < 0)
+		if ((r = mig_channel_wait_accepted(&s->ch, left, err)) < 0)
 			return r == -ETIMEDOUT ? check_handshake(s, err) : r;
 		if ((r = check_accepted(s, err)) < 0)
 			return r;
@@ -407,7 +408,7 @@ static void *source_main(void *arg)
 	s->t_start_ns = mono_ns();
 	set_status(s, MIG_STATUS_SETUP);
 
-	if ((r = mig_channel_open(&s->ch, s->info.uri, &err)) < 0)
+	if ((r = mig_channel_open(&s->ch, s->info.uri, &s->cancel_ev, &err)) < 0)
 		goto out;
 	if ((r = mig_writer_init(&s->w, source_sink, s, &err)) < 0)
 		goto out;
@@ -479,6 +480,10 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 	struct mig_source *s = calloc(1, sizeof(*s));
 	if (!s)
 		return vmm_error_set(err, -ENOMEM, "migration: out of memory");
+	if ((r = mig_cancel_init(&s->cancel_ev, err)) < 0) {
+		free(s);
+		return r;
+	}
 	s->vm = vm;
 	s->params = *params;
 	s->user_paused = user_paused;
@@ -489,6 +494,7 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 	s->info.remaining = vm->mem.size; /* like QEMU: all of RAM is left at the start */
 	s->info.status = MIG_STATUS_SETUP;
 	if ((r = pthread_create(&s->thread, NULL, source_main, s)) != 0) {
+		mig_cancel_free(&s->cancel_ev);
 		free(s);
 		return vmm_error_set(err, -r, "migration: cannot start its thread: %s", strerror(r));
 	}
@@ -518,6 +524,7 @@ bool mig_source_release_pause(struct mig_source *s)
 void mig_source_cancel(struct mig_source *s)
 {
 	atomic_store(&s->cancel, true);
+	mig_cancel_raise(&s->cancel_ev);
 }
 
 void mig_source_info(struct mig_source *s, struct mig_info *out)
@@ -544,6 +551,7 @@ void mig_source_free(struct mig_source *s)
 	if (!s)
 		return;
 	pthread_join(s->thread, NULL);
+	mig_cancel_free(&s->cancel_ev);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }

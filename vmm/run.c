@@ -224,6 +224,8 @@ int vmm_run(int argc, char **argv)
 				   &rl.ctl.dest, &err);
 		if (r == 0)
 			r = vm_create(&vm, &spec, &err);
+		if (r == 0)
+			r = mig_dest_run(rl.ctl.dest, &err);
 	} else if (r == 0) {
 		r = boot(&rl, &cfg, &spec, &err);
 	}

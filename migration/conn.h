@@ -1,0 +1,106 @@
+/*
+ * migration/conn.h: one migration connection (tcp:, unix:) or stream file
+ * (file:), driven by one worker thread with non-blocking descriptors and
+ * poll(): every wait has a timeout and wakes on the owner's cancel, so no
+ * peer can hold a thread forever, and the main libuv loop (control API,
+ * console) never waits on a migration's input or output.
+ *
+ * A connection moves bytes through `ops` (plain: the descriptor itself; a
+ * TLS session can stand in its place) and counts them.
+ *
+ * All functions return 0 (or a byte count) or negative errno with a
+ * one-line message naming the peer.
+ */
+#ifndef VMM_MIGRATION_CONN_H
+#define VMM_MIGRATION_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "util/error.h"
+
+enum mig_transport { MIG_TCP, MIG_UNIX, MIG_FILE };
+
+struct mig_uri {
+	enum mig_transport kind;
+	char host[256]; /* tcp: without brackets */
+	char port[16];
+	char path[512]; /* unix / file */
+};
+/* "tcp:HOST:PORT" (HOST may be [v6]), "unix:PATH", "file:PATH". */
+int mig_uri_parse(const char *uri, struct mig_uri *out, struct vmm_error *err);
+
+/* A cancel signal a worker's waits watch (an eventfd): any thread may raise it. */
+struct mig_cancel {
+	int fd;
+};
+int mig_cancel_init(struct mig_cancel *c, struct vmm_error *err);
+void mig_cancel_raise(struct mig_cancel *c);
+bool mig_cancel_raised(const struct mig_cancel *c);
+void mig_cancel_free(struct mig_cancel *c);
+
+struct mig_conn;
+/* How bytes move: the plain descriptor, or a TLS session over it. Same
+ * contract as read(2)/writev(2) on a non-blocking descriptor: -EAGAIN when
+ * nothing can move now (want_write says which way to poll). */
+struct mig_conn_ops {
+	ssize_t (*writev)(struct mig_conn *c, const struct iovec *iov, int n);
+	ssize_t (*read)(struct mig_conn *c, void *buf, size_t len);
+	bool (*pending)(struct mig_conn *c); /* bytes already decrypted, not yet read */
+	void (*close)(struct mig_conn *c);
+};
+
+struct mig_conn {
+	int fd;
+	enum mig_transport kind;
+	char peer[160]; /* "tcp 192.0.2.1:4444", "unix /run/x.sock", "file /var/x" */
+	const struct mig_conn_ops *ops;
+	void *ops_ctx;
+	const struct mig_cancel *cancel; /* may be NULL */
+	uint64_t bytes_out, bytes_in;
+	bool is_fifo; /* a file: that reads as ended until its writer comes */
+};
+
+/* Source side: connects within timeout_ms (non-blocking connect + poll). */
+int mig_conn_connect(struct mig_conn *c, const struct mig_uri *u, unsigned timeout_ms,
+		     const struct mig_cancel *cancel, struct vmm_error *err);
+/* Creates (O_TRUNC, 0600) or opens a stream file. FIFOs are opened without
+ * blocking; reads then wait like a socket's. */
+int mig_conn_open_file(struct mig_conn *c, const struct mig_uri *u, bool for_writing,
+		       const struct mig_cancel *cancel, struct vmm_error *err);
+/* Destination side: a listening socket (backlog 4). A unix path some live
+ * process listens on is refused, never unlinked; a stale socket file is
+ * replaced; the socket is made mode 0600. */
+int mig_conn_listen(const struct mig_uri *u, int *listen_fd, struct vmm_error *err);
+/* Waits up to timeout_ms (or for ever with 0) for a connection. */
+int mig_conn_accept(int listen_fd, const struct mig_uri *u, struct mig_conn *c,
+		    unsigned timeout_ms, const struct mig_cancel *cancel, struct vmm_error *err);
+
+/* What may move now, for callers that interleave both directions. */
+#define MIG_CONN_READABLE 0x1
+#define MIG_CONN_WRITABLE 0x2
+/* Waits up to timeout_ms until the connection is readable (always watched)
+ * or, with want_write, writable; *ready gets the MIG_CONN_* bits. */
+int mig_conn_wait(struct mig_conn *c, bool want_write, unsigned timeout_ms, unsigned *ready,
+		  struct vmm_error *err);
+/* One write attempt: bytes written, -EAGAIN when none could be, or an error. */
+ssize_t mig_conn_writev_once(struct mig_conn *c, const struct iovec *iov, int n,
+			     struct vmm_error *err);
+
+/* Writes every byte, waiting at most timeout_ms for any progress at all
+ * (a peer that stops reading is an error, not a hang). */
+int mig_conn_writev_all(struct mig_conn *c, struct iovec *iov, int n, unsigned timeout_ms,
+			struct vmm_error *err);
+int mig_conn_write_all(struct mig_conn *c, const void *buf, size_t len, unsigned timeout_ms,
+		       struct vmm_error *err);
+/* Reads what is there (up to len), waiting up to timeout_ms for the first
+ * byte; 0 at end of stream; -ETIMEDOUT when nothing came; timeout 0 does
+ * not wait (returns -EAGAIN when nothing is there). */
+ssize_t mig_conn_read(struct mig_conn *c, void *buf, size_t len, unsigned timeout_ms,
+		      struct vmm_error *err);
+void mig_conn_close(struct mig_conn *c);
+
+#endif

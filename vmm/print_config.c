@@ -54,13 +54,15 @@ int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 	printf("machine          = %s (%s%s%s)\n", spec.machine.name,
 	       vm_spec_origin_name(spec.machine_origin), alias ? ", alias " : "",
 	       alias ? spec.machine_asked : "");
-	printf("cpu-model        = %s (%s", spec.cpu_spec, vm_spec_origin_name(spec.cpu_origin));
-	if (strcmp(spec.cpu_asked, spec.cpu_spec) != 0)
-		printf(", from \"%s\"", spec.cpu_asked);
+	printf("cpu-model        = %s (", spec.cpu_spec);
 	if (spec.cpu_origin == SPEC_FROM_MACHINE)
-		printf(" of %s", spec.machine.name);
+		printf("the default of machine type %s, \"%s\"", spec.machine.name, spec.cpu_asked);
 	else if (spec.cpu_origin == SPEC_FROM_MACHINE_PIN)
-		printf(" %s", spec.machine.name);
+		printf("\"%s\" pinned by the machine type %s", spec.cpu_asked, spec.machine.name);
+	else if (strcmp(spec.cpu_asked, spec.cpu_spec) != 0)
+		printf("given as \"%s\"", spec.cpu_asked);
+	else
+		printf("given");
 	printf("; recorded as %s)\n", spec.cpu_model);
 	print_cpu_runnable(&spec);
 	printf("memory           = %llu MiB (%s)\n", (unsigned long long)(spec.mem_size >> 20),

@@ -12,6 +12,7 @@
    with a clear message and the guest is not started."""
 import json
 import os
+import shutil
 
 from vmmtest import (SOURCE_ROOT, Api, Guest, check, check_no_verify_failures, guest_args,
                      require_guest, require_kvm, tmpdir, wait_migration, TESTGUEST)
@@ -100,3 +101,27 @@ rc = g.wait(20)
 check(rc == 1 and "stream machine type microvm-9.9 is unknown to this vmm" in g.stderr
       and not any(l.startswith("progress") for l in g.lines),
       f"unknown machine version refused, guest not started: {g.stderr.strip().splitlines()[-1]}")
+
+# 4. The machine type pins what an unversioned CPU model name means: adding a
+#    newer version of the model (here in a copy of the model data) changes
+#    nothing for a released machine type.
+def resolved_cpu(env=None):
+    g = Guest(["--machine", "microvm-1.0", "--cpu-model", "Skylake-Server", "--print-config"],
+              name="print-config pin", env=env)
+    g.wait(10)
+    line = [l for l in g.lines if l.startswith("cpu-model")][0]
+    return line.split("=")[1].split()[0], line
+
+
+before, line = resolved_cpu()
+check('"Skylake-Server" pinned by the machine type microvm-1.0' in line, f"print-config says where it came from: {line}")
+data = os.path.join(d, "cpumodels")
+shutil.copytree(os.path.join(SOURCE_ROOT, "cpumodels", "data"), data)
+sky = os.path.join(data, "21-intel-skylake.cpumodel")
+text = open(sky).read()
+at = text.index("\nmodel Cascadelake-Server")
+open(sky, "w").write(text[:at] + "\nversion 6\n    note test only\n    remove xsaves\n" + text[at:])
+after, _ = resolved_cpu(dict(os.environ, VMM_CPU_MODEL_DIR=data))
+check(before == after == "Skylake-Server-v5",
+      f"--machine microvm-1.0 --cpu-model Skylake-Server is {before} before and {after} after "
+      f"a new Skylake-Server version appears")

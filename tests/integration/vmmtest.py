@@ -65,8 +65,9 @@ def run(args, timeout=60, **kw):
 class Guest:
     """A vmm process whose serial console (stdout) is read line by line."""
 
-    def __init__(self, args, name="vmm", stdin=subprocess.DEVNULL, env=None, prefix=None):
-        cmd = (prefix or []) + [VMM] + list(args)
+    def __init__(self, args, name="vmm", stdin=subprocess.DEVNULL, env=None, prefix=None,
+                 binary=None):
+        cmd = (prefix or []) + [binary or VMM] + list(args)
         self.name = name
         self.lines = []
         self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE,
@@ -185,7 +186,7 @@ class Api:
         self.sock.settimeout(30)
         self.buf = b""
         greeting = self._read()
-        if "QMP" not in greeting:
+        if "QMP" not in greeting and "VMM" not in greeting:  # vmm 0.1.x greeted "VMM"
             fail(f"unexpected greeting {greeting}")
         self.cmd("qmp_capabilities")
 

@@ -254,8 +254,7 @@ static void test_json_outputs(void **state)
 static void test_human_outputs(void **state)
 {
 	(void)state;
-	if (!th_have_dumps())
-		skip();
+	th_need_dumps();
 	char skx[1024], clx[1024], icx[1024], html[] = "/tmp/matrix-XXXXXX";
 	const char *dir = th_env("CPUID_HOSTS_DIR");
 	snprintf(skx, sizeof(skx), "%s/intel-skylake-sp-xeon-platinum-8180.txt", dir);
@@ -302,5 +301,5 @@ int main(void)
 	    cmocka_unit_test(test_json_outputs),
 	    cmocka_unit_test(test_human_outputs),
 	};
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return th_exit(cmocka_run_group_tests(tests, setup, NULL));
 }

@@ -3,6 +3,7 @@
  * captured: expand prints exactly what the API builds, JSON parses, exit
  * codes, and the one-line errors.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -292,6 +293,77 @@ static void test_human_outputs(void **state)
 	free(page);
 }
 
+/* Every real CPU through the command line: baseline, list (a check of every
+ * version), check, compare and matrix answer (exit 0 or 1), never exit 2. */
+static void test_every_dump_through_the_cli(void **state)
+{
+	(void)state;
+	th_need_dumps();
+	const char *dir = th_env("CPUID_HOSTS_DIR");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char *paths[64];
+	unsigned n = 0;
+	assert_non_null(d);
+	while ((e = readdir(d)) && n < 64) {
+		size_t l = strlen(e->d_name);
+		if (l > 4 && strcmp(e->d_name + l - 4, ".txt") == 0 &&
+		    strcmp(e->d_name, "README.txt") != 0) {
+			paths[n] = malloc(strlen(dir) + l + 2);
+			sprintf(paths[n++], "%s/%s", dir, e->d_name);
+		}
+	}
+	closedir(d);
+	assert_int_equal(n, 18);
+	for (unsigned i = 0; i < n; i++) {
+		struct run r = cli("baseline", paths[i], NULL);
+		if (r.rc != 0)
+			fail_msg("baseline %s: exit %d: %s", paths[i], r.rc, r.err);
+		const char *spec = strstr(r.out, "spec: ");
+		assert_non_null(spec);
+		char model[CPUMODEL_SPEC_MAX];
+		snprintf(model, sizeof(model), "%.*s", (int)strcspn(spec + 6, "\n"), spec + 6);
+		done(&r);
+		r = cli("check", model, "--host-cpu-profile", paths[i], NULL);
+		if (r.rc != 0)
+			fail_msg("check %s on %s: exit %d: %s%s", model, paths[i], r.rc, r.out,
+				 r.err);
+		done(&r);
+		r = cli("check", "x86-64-v4", "--host-cpu-profile", paths[i], NULL);
+		assert_true(r.rc == 0 || r.rc == 1);
+		done(&r);
+		r = cli("list", "--host-cpu-profile", paths[i], NULL);
+		assert_int_equal(r.rc, 0);
+		done(&r);
+		r = cli("compare", paths[i], "x86-64-v1", NULL);
+		assert_int_equal(r.rc, 0);
+		assert_contains(r.out, "relation: superset");
+		done(&r);
+	}
+	char *argv[70] = {"cpu-model", "matrix"};
+	for (unsigned i = 0; i < n; i++)
+		argv[2 + i] = paths[i];
+	argv[2 + n] = NULL;
+	char o[] = "/tmp/cli-out-XXXXXX";
+	int fo = mkstemp(o), so = dup(1);
+	unlink(o);
+	fflush(stdout);
+	dup2(fo, 1);
+	int rc = cpumodel_cli((int)n + 2, argv);
+	fflush(stdout);
+	dup2(so, 1);
+	close(so);
+	close(fo);
+	assert_int_equal(rc, 0);
+	struct run r = cli("baseline", paths[0], paths[1], paths[2], paths[3], paths[4], paths[5],
+			   paths[6], paths[7], paths[8], paths[9], paths[10], paths[11], paths[12],
+			   paths[13], paths[14], paths[15], paths[16], paths[17], NULL);
+	assert_int_equal(r.rc, 0);
+	done(&r);
+	for (unsigned i = 0; i < n; i++)
+		free(paths[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -300,6 +372,7 @@ int main(void)
 	    cmocka_unit_test(test_no_kvm_message),
 	    cmocka_unit_test(test_json_outputs),
 	    cmocka_unit_test(test_human_outputs),
+	    cmocka_unit_test(test_every_dump_through_the_cli),
 	};
 	return th_exit(cmocka_run_group_tests(tests, setup, NULL));
 }

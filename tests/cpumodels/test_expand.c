@@ -253,6 +253,17 @@ static void test_xsave_layout(void **state)
 	assert_int_equal(reg(t, 0xd, 0, CPUID_ECX), 576);
 	free(t);
 	guest_cpu_free(g);
+	/* x86-64-v4-amd: AMD's packed layout (APM vol. 2 ch. 11): no MPX slots,
+	 * opmask at 832, ZMM_Hi256 at 896, Hi16_ZMM at 1408, 2432 bytes in all */
+	g = resolve("x86-64-v4-amd");
+	t = build(g, 1, 0);
+	assert_int_equal(reg(t, 0xd, 0, CPUID_EAX), 0xe7);
+	assert_int_equal(reg(t, 0xd, 5, CPUID_EBX), 832);
+	assert_int_equal(reg(t, 0xd, 6, CPUID_EBX), 896);
+	assert_int_equal(reg(t, 0xd, 7, CPUID_EBX), 1408);
+	assert_int_equal(reg(t, 0xd, 0, CPUID_ECX), 2432);
+	free(t);
+	guest_cpu_free(g);
 	/* SapphireRapids: AMX tiles, 8 KiB of tile data after the config */
 	g = resolve("SapphireRapids");
 	t = build(g, 1, 0);
@@ -300,8 +311,25 @@ static void test_xsave_layout_matches_real_cpus(void **state)
 	guest_cpu_required(g, &need);
 	cpumodel_check_host(&g->props, &need, gh, &chk);
 	assert_true(chk.xsave_bad > 0);
-	assert_contains(chk.xsave_msg,
-			"component 5 at 0x440 (host 0x340), 6 at 0x480 (host 0x380)");
+	/* in words: what, where the model puts it, where this CPU does, why not */
+	assert_contains(chk.xsave_msg, "the model keeps AVX-512 state (opmask, ZMM_Hi256, "
+				       "Hi16_ZMM) at 0x440, 0x480, 0x680, where Intel CPUs do");
+	assert_contains(chk.xsave_msg, "this host's CPU keeps it at 0x340, 0x380, 0x580, where "
+				       "AMD CPUs do");
+	assert_contains(chk.xsave_msg, "KVM cannot move a guest's XSAVE state");
+	/* and the AMD-layout psABI v4 model runs there, but not on an Intel one */
+	struct guest_cpu *amd = resolve("x86-64-v4-amd");
+	guest_cpu_required(amd, &need);
+	cpumodel_check_host(&amd->props, &need, gh, &chk);
+	assert_true(chk.runnable);
+	struct host_cpu *spr = th_dump("intel-sapphirerapids-xeon-w9-3475x");
+	cpumodel_check_host(&amd->props, &need, spr, &chk);
+	assert_false(chk.runnable);
+	assert_int_equal(cpufeat_set_count(&chk.missing), 0); /* only the layout */
+	assert_contains(chk.xsave_msg, "at 0x340, 0x380, 0x580, where AMD CPUs do; this host's CPU "
+				       "keeps it at 0x440, 0x480, 0x680, where Intel CPUs do");
+	host_cpu_free(spr);
+	guest_cpu_free(amd);
 	host_cpu_free(gh);
 	free(tg);
 	guest_cpu_free(genoa);

@@ -518,6 +518,42 @@ static void test_host_rule(void **state)
 	free(t);
 }
 
+/* psABI v4 on AMD: a Genoa-only fleet gets a runnable v4-class model, and
+ * x86-64-v4-amd runs there; a Genoa + Sapphire Rapids fleet shares no
+ * AVX-512 layout, so its baseline adds no AVX-512 state. */
+static void test_v4_on_amd(void **state)
+{
+	(void)state;
+	struct host_cpu *genoa = host("amd-zen4-genoa-epyc-9654");
+	struct host_cpu *spr = host("intel-sapphirerapids-xeon-w9-3475x");
+	struct cpumodel_baseline b;
+	struct vmm_error err = {0};
+	struct host_cpu *fleet[] = {genoa};
+	assert_int_equal(cpumodel_baseline(db, fleet, 1, &b, &err), 0);
+	struct cpufeat_set v4, need;
+	cpumodel_version_required(cpumodel_db_lookup(db, "x86-64-v4", NULL), &v4);
+	struct guest_cpu *g;
+	assert_int_equal(guest_cpu_resolve(db, b.spec, genoa, &g, &err), 0);
+	guest_cpu_required(g, &need);
+	guest_cpu_free(g);
+	assert_true(cpufeat_set_has_name(&v4, "avx512f"));
+	if (!cpufeat_set_subset(&v4, &need))
+		fail_msg("Genoa baseline %s is not psABI-v4 class", b.spec);
+	assert_true(runs("x86-64-v4-amd", "amd-zen4-genoa-epyc-9654"));
+	assert_false(runs("x86-64-v4", "amd-zen4-genoa-epyc-9654"));
+	assert_true(runs("x86-64-v4", "intel-sapphirerapids-xeon-w9-3475x"));
+	assert_false(runs("x86-64-v4-amd", "intel-sapphirerapids-xeon-w9-3475x"));
+	struct host_cpu *mixed[] = {genoa, spr};
+	assert_int_equal(cpumodel_baseline(db, mixed, 2, &b, &err), 0);
+	assert_non_null(b.best);
+	assert_false(cpufeat_set_has_name(&b.extra, "avx512f"));
+	assert_true(cpufeat_set_has_name(&b.withheld, "avx512f"));
+	for (int h = 0; h < 2; h++) {
+		assert_int_equal(guest_cpu_resolve(db, b.spec, mixed[h], &g, &err), 0);
+		guest_cpu_free(g);
+	}
+}
+
 int main(void)
 {
 	if (!th_have_dumps())
@@ -539,6 +575,7 @@ int main(void)
 	    cmocka_unit_test(test_raptorlake_key_locker),
 	    cmocka_unit_test(test_dependency_downgrade),
 	    cmocka_unit_test(test_host_rule),
+	    cmocka_unit_test(test_v4_on_amd),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -21,8 +21,8 @@ struct side {
 static bool is_profile_path(const char *arg)
 {
 	struct stat st;
-	return (strchr(arg, '/') || strstr(arg, ".txt")) && stat(arg, &st) == 0 &&
-	       S_ISREG(st.st_mode);
+	return (strchr(arg, '/') || strstr(arg, ".txt") || strstr(arg, ".profile")) &&
+	       stat(arg, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int load_side(struct cpumodel_cli *c, const char *arg, struct side *s, struct vmm_error *err)

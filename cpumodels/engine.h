@@ -443,13 +443,14 @@ void cpumodel_matrix_free(struct cpumodel_matrix *m);
 void cpumodel_version_required(const struct cpumodel_version *v, struct cpufeat_set *out);
 
 /* ------------------------------------------------------------------ */
-/* CLI (cli.c dispatches to cli_models.c, cli_ops.c, cli_html.c)        */
+/* CLI (cli.c dispatches to cli_models.c, cli_ops.c, cli_html.c,       */
+/* cli_fleet.c)                                                         */
 
 #define CLI_MAX_HOSTS 64
 
 struct cpumodel_cli {
 	bool json, with_kvm, include_kvm, no_host_check, newest, verbose;
-	const char *profile, *html, *data_dir;
+	const char *profile, *html, *data_dir, *output;
 	unsigned cpus, vcpu;
 	int npos;
 	char **pos; /* positional arguments after the subcommand */
@@ -468,6 +469,8 @@ int cli_expand(struct cpumodel_cli *c);
 int cli_compare(struct cpumodel_cli *c);
 int cli_baseline(struct cpumodel_cli *c);
 int cli_matrix(struct cpumodel_cli *c);
+int cli_host_profile(struct cpumodel_cli *c); /* cli_fleet.c */
+int cli_labels(struct cpumodel_cli *c);
 int cli_matrix_html(const struct cpumodel_matrix *m, struct host_cpu *const *hosts,
 		    const char *path, struct vmm_error *err);
 /* Loads the hosts named by the positional arguments (profiles; with

@@ -310,6 +310,17 @@ static void flags_text(unsigned fl, char *buf, size_t len)
 						 used ? "," : "", names[i].name);
 }
 
+/* "vmm-provided" / "kvm-backed": the feature's row in the host rule */
+static void rule_text(const struct cpufeat *f, char *buf, size_t len)
+{
+	const struct host_rule *r = host_rule_for(f);
+	size_t used = strlen(buf);
+	if (!r || used >= len)
+		return;
+	snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+		 r->kind == HOST_RULE_PROVIDE ? "vmm-provided" : "kvm-backed");
+}
+
 int cli_features(struct cpumodel_cli *c)
 {
 	struct json_object *arr = c->json ? json_object_new_array() : NULL;
@@ -320,6 +331,7 @@ int cli_features(struct cpumodel_cli *c)
 		char d[96], fl[96];
 		cpufeat_describe(f, d, sizeof(d));
 		flags_text(f->flags, fl, sizeof(fl));
+		rule_text(f, fl, sizeof(fl));
 		if (!c->json) {
 			fprintf(c->out, "%-36s %-22s %-26s %s\n", d, f->name,
 				f->aliases ? f->aliases : "", fl);

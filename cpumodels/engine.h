@@ -256,15 +256,16 @@ int kvm_fact_find(const char *name); /* -1 if unknown */
 void kvm_facts_all(struct kvm_facts *f);
 
 enum host_rule_kind {
-	HOST_RULE_PROVIDE, /* the VMM provides it: offered exactly when `needs` holds */
-	HOST_RULE_BACKED,  /* a CPU feature KVM must back: withdrawn unless `needs` holds */
+	HOST_RULE_PROVIDE, /* the VMM provides it: offered when `needs` holds, reported or not */
+	HOST_RULE_BACKED,  /* KVM reports it but it needs more: withdrawn unless `needs` holds */
 };
 struct host_rule {
 	const char *feature;
 	enum host_rule_kind kind;
-	int needs; /* enum kvm_fact, or -1: nothing */
+	unsigned needs; /* bit (1 << enum kvm_fact) per fact needed; 0: nothing */
 	const char *why;
 };
+bool host_rule_holds(const struct host_rule *r, const struct kvm_facts *facts);
 size_t host_rule_count(void);
 const struct host_rule *host_rule_at(size_t i);
 const struct host_rule *host_rule_for(const struct cpufeat *f); /* NULL: no row */

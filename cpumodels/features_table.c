@@ -19,8 +19,9 @@
 	{                                                                                          \
 		n, a, l, s, CPUID_##r, b, fl                                                       \
 	}
-/* x2apic, tsc_deadline_timer, arat, topoext and hypervisor are provided by
- * the VMM itself: the host rule (host_rule.c) decides when, not a flag */
+/* tsc_deadline_timer, arat, topoext, hypervisor and kvm_hint_realtime are
+ * provided by the VMM itself, and x2apic needs the in-kernel APIC: the host
+ * rule (host_rule.c) decides when, not a flag */
 #define NK CPUFEAT_NOKVM
 #define PV CPUFEAT_PV
 /* PV features every current KVM offers count as KVM-provided on any CPU */
@@ -82,7 +83,7 @@ static const struct cpufeat table[] = {
     R("dca", NULL, 0x1, 0, ECX, 18, NK),
     R("sse4_1", NULL, 0x1, 0, ECX, 19, 0),
     R("sse4_2", NULL, 0x1, 0, ECX, 20, 0),
-    R("x2apic", NULL, 0x1, 0, ECX, 21, 0),
+    R("x2apic", NULL, 0x1, 0, ECX, 21, CPUFEAT_KVM_EMU), /* KVM emulates it in software */
     R("movbe", NULL, 0x1, 0, ECX, 22, 0),
     R("popcnt", NULL, 0x1, 0, ECX, 23, 0),
     R("tsc_deadline_timer", "tsc_deadline", 0x1, 0, ECX, 24, 0),

@@ -492,28 +492,51 @@ static void test_host_rule(void **state)
 				fail_msg("%s does not offer %s", dump_names[h], provided[i]);
 	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
 	assert_int_equal(cpuid_table_reg(&skx->raw, 0x80000001, 0, CPUID_ECX) >> 22 & 1, 0);
-	/* a KVM table: offered exactly when the fact holds; arch_capabilities
-	 * withdrawn without its MSR */
+	/* a KVM table as bare-metal KVM reports it on Intel: no topoext, no
+	 * TSC-deadline bit (KVM_CAP_TSC_DEADLINE_TIMER says it instead) */
 	struct cpuid_table *t = malloc(sizeof(*t));
 	struct host_cpu *k = NULL;
 	struct vmm_error err = {0};
 	struct kvm_facts facts;
 	*t = host("intel-cascadelake-sp-xeon-gold-5215")->raw;
 	const struct cpuid_leaf *l1 = cpuid_table_find(t, 1, 0);
-	assert_int_equal(cpuid_table_set(t, 1, 0, l1->eax, l1->ebx, l1->ecx | 1u << 24, l1->edx),
+	assert_int_equal(cpuid_table_set(t, 1, 0, l1->eax, l1->ebx, l1->ecx & ~(1u << 24), l1->edx),
 			 0);
+	assert_true(cpuid_table_reg(t, 1, 0, CPUID_ECX) >> 21 & 1); /* x2apic reported */
+	assert_true(cpuid_table_reg(t, 7, 0, CPUID_EDX) >> 29 & 1); /* arch_capabilities */
+	assert_false(cpuid_table_reg(t, 0x80000001, 0, CPUID_ECX) >> 22 & 1); /* no topoext */
 	kvm_facts_all(&facts);
 	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
-	assert_true(cpufeat_set_has_name(&k->features, "tsc_deadline_timer"));
-	assert_true(cpufeat_set_has_name(&k->features, "arch_capabilities"));
-	assert_true(cpufeat_set_has_name(&k->features, "topoext"));
+	static const char *const all_facts[] = {
+	    "tsc_deadline_timer", "arch_capabilities", "topoext", "x2apic", "arat",
+	    "kvm_hint_realtime"};
+	for (size_t i = 0; i < sizeof(all_facts) / sizeof(all_facts[0]); i++)
+		if (!cpufeat_set_has_name(&k->features, all_facts[i]))
+			fail_msg("KVM host with every fact does not offer %s", all_facts[i]);
 	host_cpu_free(k);
+	/* PROVIDE rows need their facts; BACKED rows are withdrawn without */
 	facts.has[KVM_FACT_TSC_DEADLINE] = false;
 	facts.has[KVM_FACT_ARCH_CAPS_MSR] = false;
 	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
 	assert_false(cpufeat_set_has_name(&k->features, "tsc_deadline_timer"));
 	assert_false(cpufeat_set_has_name(&k->features, "arch_capabilities"));
 	assert_true(cpufeat_set_has_name(&k->features, "topoext"));
+	assert_true(cpufeat_set_has_name(&k->features, "x2apic"));
+	host_cpu_free(k);
+	facts.has[KVM_FACT_IRQCHIP] = false;
+	facts.has[KVM_FACT_TSC_DEADLINE] = true;
+	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
+	assert_false(cpufeat_set_has_name(&k->features, "x2apic"));
+	assert_false(cpufeat_set_has_name(&k->features, "tsc_deadline_timer"));
+	assert_true(cpufeat_set_has_name(&k->features, "arat"));
+	host_cpu_free(k);
+	/* a PROVIDE row only adds: a bit KVM reports stays (as QEMU keeps it) */
+	assert_int_equal(cpuid_table_set(t, 1, 0, l1->eax, l1->ebx, l1->ecx | 1u << 24, l1->edx),
+			 0);
+	facts.has[KVM_FACT_IRQCHIP] = true;
+	facts.has[KVM_FACT_TSC_DEADLINE] = false;
+	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
+	assert_true(cpufeat_set_has_name(&k->features, "tsc_deadline_timer"));
 	host_cpu_free(k);
 	free(t);
 }

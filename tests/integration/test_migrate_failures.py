@@ -45,7 +45,7 @@ api.cmd("migrate", uri=uri)
 # polling, not a fixed sleep, so a slow start on a loaded machine is no failure.
 deadline = time.monotonic() + 30
 while (info := api.cmd("query-migrate")).get("status") != "active" or \
-        not info.get("ram", {}).get("transferred"):
+        info.get("ram", {}).get("transferred", 0) < (1 << 20):
     if info.get("status") not in ("setup", "active") or time.monotonic() > deadline:
         fail(f"the migration did not get under way: {info}")
     time.sleep(0.05)

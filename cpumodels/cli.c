@@ -297,13 +297,6 @@ int cpumodel_cli(int argc, char **argv)
 		fprintf(stderr, "vmm cpu-model: matrix needs host profiles or --include-kvm\n");
 		return 2;
 	}
-	if (sub->host != ONE_HOST && c.profile) {
-		fprintf(stderr,
-			"vmm cpu-model: %s takes hosts as arguments, not "
-			"--host-cpu-profile\n",
-			sub->name);
-		return 2;
-	}
 	if (c.output && strcmp(sub->name, "host-profile") != 0) {
 		fprintf(stderr, "vmm cpu-model: -o/--output is for host-profile\n");
 		return 2;
@@ -311,6 +304,13 @@ int cpumodel_cli(int argc, char **argv)
 	if (strcmp(sub->name, "host-profile") == 0 && (c.profile || c.with_kvm)) {
 		fprintf(stderr, "vmm cpu-model: host-profile describes this host: no "
 				"--host-cpu-profile/--with-kvm\n");
+		return 2;
+	}
+	if (sub->host != ONE_HOST && c.profile) {
+		fprintf(stderr,
+			"vmm cpu-model: %s takes hosts as arguments, not "
+			"--host-cpu-profile\n",
+			sub->name);
 		return 2;
 	}
 	if (strcmp(sub->name, "features") != 0 && strcmp(sub->name, "host-profile") != 0 &&

@@ -165,6 +165,10 @@ static bool runnable(const struct cpumodel_version *v, const struct host_cpu *h)
 
 int cli_labels(struct cpumodel_cli *c)
 {
+	if (!c->host) {
+		fprintf(stderr, "vmm cpu-model: labels needs a host (drop --no-host-check)\n");
+		return 2;
+	}
 	struct labels l = {.c = c, .json = c->json ? json_object_new_object() : NULL};
 	if (c->json && !l.json)
 		return 2;

@@ -384,6 +384,18 @@ static void test_labels(void **state)
 	assert_null(strstr(r.out, "cpu-model.node.kubevirt.io/x86-64-v4=true"));
 	assert_null(strstr(r.out, "kubevirt.io/monitor=")); /* host-only */
 	done(&r);
+	r = cli("labels", "--no-host-check", NULL);
+	assert_int_equal(r.rc, 2);
+	assert_contains(r.err, "labels needs a host");
+	done(&r);
+	r = cli("labels", "-o", "/tmp/x", NULL);
+	assert_int_equal(r.rc, 2);
+	assert_contains(r.err, "-o/--output is for host-profile");
+	done(&r);
+	r = cli("host-profile", "--host-cpu-profile", p, NULL);
+	assert_int_equal(r.rc, 2);
+	assert_contains(r.err, "host-profile describes this host");
+	done(&r);
 }
 
 /* Every real CPU through the command line: baseline, list (a check of every

@@ -10,12 +10,22 @@ set rate. Each scenario runs --repeat times per VMM; the table shows the
 median.
 
 usage: bench/migrate-bench.py [--build DIR] [--repeat N] [--json] [--scenarios a,b,...]
+                              [--guest-extra OPTS]
 QEMU runs with max-bandwidth raised to 100 GB/s (its default cap would
 otherwise decide the result) and the same 300 ms downtime limit as vmm.
+
+A run counts only if the guest survived it: after every migration, under
+both VMMs, the destination must still run the guest (its process alive,
+a fresh console line from the guest: a heartbeat or a clean progress line),
+and neither side's console may show VERIFY-FAIL or a progress line with
+errors. Otherwise the benchmark stops with exit 1 and says which run failed.
+--guest-extra appends test-guest options to every scenario's command line
+(e.g. selftest-corrupt, to see that check fail).
 """
 import argparse
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -100,6 +110,48 @@ def wait_file_line(path, text, timeout=60):
     raise RuntimeError(f"{path}: no '{text}' within {timeout}s")
 
 
+class GuestDied(RuntimeError):
+    pass
+
+
+def check_guest_survived(who, src_log, dst_log, dst_proc, timeout=20):
+    """The guest runs on at the destination and its own verification held:
+    a new line of its own (heartbeat every 5 s when idle, progress with
+    errors=0 when dirtying) appears on the destination console, and neither
+    console shows VERIFY-FAIL or a progress line reporting errors."""
+    alive = re.compile(r"^(heartbeat t=\d+|progress vcpu=\d+ t=\d+ .* errors=0 )")
+    deadline = time.monotonic() + timeout
+    while True:
+        text = open(dst_log, errors="replace").read() if os.path.exists(dst_log) else ""
+        if any(alive.match(l) for l in text.splitlines()):
+            break
+        if dst_proc.poll() is not None:
+            raise GuestDied(f"{who}: the destination exited ({dst_proc.returncode}) after the "
+                            f"migration; its console:\n{text[-800:]}")
+        if time.monotonic() > deadline:
+            raise GuestDied(f"{who}: no sign of the guest at the destination within {timeout} s "
+                            f"after the migration; its console:\n{text[-800:]}")
+        time.sleep(0.1)
+    for side, log in (("source", src_log), ("destination", dst_log)):
+        bad = [l for l in open(log, errors="replace").read().splitlines()
+               if "VERIFY-FAIL" in l or re.search(r"\berrors=[1-9]", l)]
+        if bad:
+            raise GuestDied(f"{who}: the guest's own verification failed at the {side}:\n"
+                            + "\n".join(bad[:3]))
+
+
+def check_source(who, src_log, src_proc):
+    """Before migrating: the guest still runs at the source and verifies."""
+    text = open(src_log, errors="replace").read()
+    bad = [l for l in text.splitlines() if "VERIFY-FAIL" in l or re.search(r"\berrors=[1-9]", l)]
+    if bad:
+        raise GuestDied(f"{who}: the guest's own verification failed at the source before the "
+                        "migration:\n" + "\n".join(bad[:3]))
+    if src_proc.poll() is not None:
+        raise GuestDied(f"{who}: the source exited ({src_proc.returncode}) before the "
+                        f"migration; its console:\n{text[-800:]}")
+
+
 def kill(*procs):
     for p in procs:
         if p and p.poll() is None:
@@ -122,12 +174,14 @@ def run_vmm(vmm, guest, sc, tmp):
     try:
         wait_file_line(log, "testguest: ready")
         time.sleep(sc["settle"])
+        check_source("vmm", log, src)
         Json(os.path.join(tmp, "vmm-dst.sock")).s.close()
         api = Json(os.path.join(tmp, "vmm-src.sock"))
         api.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         info = wait_status(api)
         if info["status"] != "completed":
             raise RuntimeError(f"vmm migration {info['status']}: {info.get('error-desc')}")
+        check_guest_survived("vmm", log, os.path.join(tmp, "vmm-dst.log"), dst)
         return {"total_ms": info["total-time"], "downtime_ms": info["downtime-us"] / 1000.0,
                 "bytes": info["ram"]["transferred"]}
     finally:
@@ -150,6 +204,7 @@ def run_qemu(qemu, guest, sc, tmp):
     try:
         wait_file_line(log, "testguest: ready")
         time.sleep(sc["settle"])
+        check_source("QEMU", log, src)
         Json(os.path.join(tmp, "qemu-dst.sock")).s.close()
         api = Json(os.path.join(tmp, "qemu-src.sock"))
         api.cmd("migrate-set-parameters", **{"max-bandwidth": 100 * 1000 * 1000 * 1000,
@@ -158,6 +213,7 @@ def run_qemu(qemu, guest, sc, tmp):
         info = wait_status(api)
         if info["status"] != "completed":
             raise RuntimeError(f"QEMU migration {info['status']}: {info.get('error-desc')}")
+        check_guest_survived("QEMU", log, os.path.join(tmp, "qemu-dst.log"), dst)
         return {"total_ms": info["total-time"], "downtime_ms": info["downtime"],
                 "bytes": info["ram"]["transferred"]}
     finally:
@@ -174,6 +230,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
     ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--guest-extra", default="",
+                    help="test-guest options appended to every scenario (e.g. selftest-corrupt)")
     a = ap.parse_args()
     vmm = os.path.join(a.build, "vmm", "vmm")
     guest = os.path.join(a.build, "guest", "testguest")
@@ -188,7 +246,8 @@ def main():
 
     results = {}
     for name in a.scenarios.split(","):
-        sc = SCENARIOS[name]
+        sc = dict(SCENARIOS[name])
+        sc["cmdline"] = " ".join(x for x in (sc["cmdline"], a.guest_extra) if x)
         runs = {"vmm": [], "qemu": []}
         for _ in range(a.repeat):
             for side, fn, exe in (("vmm", run_vmm, vmm), ("qemu", run_qemu, qemu)):
@@ -219,4 +278,11 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except GuestDied as e:
+        print(f"bench: FAILED: the guest did not survive: {e}", file=sys.stderr)
+        sys.exit(1)
+    except RuntimeError as e:
+        print(f"bench: FAILED: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -25,11 +25,15 @@ static const struct subcommand {
     {"show", "MODEL", "a model version's definition and changes", cli_show, 1, 1, NO_HOST},
     {"compare", "A B", "models or host profiles: identical/subset/superset/incompatible",
      cli_compare, 2, 2, NO_HOST},
-    {"baseline", "PROFILE...", "newest model version every host can run", cli_baseline, 1,
+    {"baseline", "HOST...", "newest model version every host can run", cli_baseline, 1,
      CLI_MAX_HOSTS, HOST_LIST},
-    {"matrix", "PROFILE...", "models x hosts: runnable, missing features", cli_matrix, 0,
+    {"matrix", "HOST...", "models x hosts: runnable, missing features", cli_matrix, 0,
      CLI_MAX_HOSTS, HOST_LIST},
     {"features", "", "the named CPUID feature bits", cli_features, 0, 0, NO_HOST},
+    {"host-profile", "", "this host as a guest gets it, as a host profile (-o FILE)",
+     cli_host_profile, 0, 0, NO_HOST},
+    {"labels", "", "Kubernetes node labels: runnable models, usable features", cli_labels, 0, 0,
+     ONE_HOST},
 };
 #define NSUB (sizeof(subcommands) / sizeof(subcommands[0]))
 
@@ -37,14 +41,20 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: vmm cpu-model SUBCOMMAND [options]\n\n");
 	for (size_t i = 0; i < NSUB; i++)
-		fprintf(f, "  %-9s %-11s %s\n", subcommands[i].name, subcommands[i].args,
+		fprintf(f, "  %-12s %-8s %s\n", subcommands[i].name, subcommands[i].args,
 			subcommands[i].help);
 	fprintf(f,
 		"\nMODEL is NAME, NAME-vN or an alias, optionally followed by "
 		",+feature,-feature...\n"
+		"HOST is a host profile (`vmm cpu-model host-profile` run on that host) or a raw\n"
+		"CPUID dump standing for a KVM host on that CPU (../shared/cpuid-hosts format);\n"
+		"e.g. collect `ssh H vmm cpu-model host-profile > H.profile` from every host,\n"
+		"then `vmm cpu-model baseline *.profile` is the model the whole fleet runs.\n"
 		"options:\n"
 		"  --json                 machine-readable output\n"
-		"  --host-cpu-profile F   act as the host whose CPUID dump is F (test only)\n"
+		"  --host-cpu-profile F   list/check/expand/labels: act as the host F describes\n"
+		"                         (a host profile or a CPUID dump) instead of this one\n"
+		"  -o, --output FILE      host-profile: write FILE (atomically), not stdout\n"
 		"  --with-kvm             intersect profiles with this machine's KVM\n"
 		"  --include-kvm          baseline/matrix: add this machine's KVM as a host\n"
 		"  --no-host-check        expand/check without a host (no runnable check)\n"
@@ -89,6 +99,7 @@ enum {
 	OPT_DATA_DIR,
 	OPT_VERBOSE,
 	OPT_HELP,
+	OPT_OUTPUT = 'o',
 };
 
 static const struct option options[] = {
@@ -104,6 +115,7 @@ static const struct option options[] = {
     {"data-dir", required_argument, NULL, OPT_DATA_DIR},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"help", no_argument, NULL, OPT_HELP},
+    {"output", required_argument, NULL, OPT_OUTPUT},
     {NULL, 0, NULL, 0},
 };
 
@@ -112,7 +124,7 @@ static int parse_options(struct cpumodel_cli *c, int argc, char **argv)
 	int o;
 	optind = 0; /* glibc: full re-initialisation (we may be called twice) */
 	opterr = 0;
-	while ((o = getopt_long(argc, argv, "", options, NULL)) != -1) {
+	while ((o = getopt_long(argc, argv, "o:", options, NULL)) != -1) {
 		switch (o) {
 		case OPT_JSON:
 			c->json = true;
@@ -152,6 +164,9 @@ static int parse_options(struct cpumodel_cli *c, int argc, char **argv)
 			break;
 		case OPT_VERBOSE:
 			c->verbose = true;
+			break;
+		case OPT_OUTPUT:
+			c->output = optarg;
 			break;
 		case OPT_HELP:
 			usage(stdout);
@@ -282,6 +297,15 @@ int cpumodel_cli(int argc, char **argv)
 		fprintf(stderr, "vmm cpu-model: matrix needs host profiles or --include-kvm\n");
 		return 2;
 	}
+	if (c.output && strcmp(sub->name, "host-profile") != 0) {
+		fprintf(stderr, "vmm cpu-model: -o/--output is for host-profile\n");
+		return 2;
+	}
+	if (strcmp(sub->name, "host-profile") == 0 && (c.profile || c.with_kvm)) {
+		fprintf(stderr, "vmm cpu-model: host-profile describes this host: no "
+				"--host-cpu-profile/--with-kvm\n");
+		return 2;
+	}
 	if (sub->host != ONE_HOST && c.profile) {
 		fprintf(stderr,
 			"vmm cpu-model: %s takes hosts as arguments, not "
@@ -289,7 +313,7 @@ int cpumodel_cli(int argc, char **argv)
 			sub->name);
 		return 2;
 	}
-	if (strcmp(sub->name, "features") != 0 &&
+	if (strcmp(sub->name, "features") != 0 && strcmp(sub->name, "host-profile") != 0 &&
 	    cpumodel_db_load(c.data_dir ? c.data_dir : cpumodel_default_dir(), &c.db, &err) < 0)
 		return cli_error(&err);
 	int rc;

@@ -135,6 +135,34 @@ static int resolve(struct cpumodel_cli *c, const char *spec, struct guest_cpu **
 	return guest_cpu_resolve_spec(c->db, spec, NULL, g, err);
 }
 
+/* Versions with exactly the features of g that run on the host: for a model
+ * refused only for its XSAVE layout, the same model in this host's layout. */
+static struct json_object *same_features_here(struct cpumodel_cli *c, const struct guest_cpu *g,
+					      char *text, size_t len)
+{
+	struct json_object *a = json_object_new_array();
+	struct cpufeat_set need;
+	size_t used = 0;
+	guest_cpu_required(g, &need);
+	text[0] = '\0';
+	for (unsigned i = 0; i < c->db->nmodels; i++)
+		for (unsigned vi = 0; vi < c->db->models[i].nversions; vi++) {
+			const struct cpumodel_version *v = &c->db->models[i].versions[vi];
+			struct cpufeat_set vneed;
+			struct cpumodel_check chk;
+			cpumodel_version_required(v, &vneed);
+			if (v == g->version || !cpufeat_set_equal(&vneed, &need))
+				continue;
+			version_check(v, c->host, &chk);
+			if (!chk.runnable)
+				continue;
+			json_object_array_add(a, json_object_new_string(v->name));
+			used += (size_t)snprintf(text + used, used < len ? len - used : 0, "%s%s",
+						 used ? ", " : "", v->name);
+		}
+	return a;
+}
+
 int cli_check(struct cpumodel_cli *c)
 {
 	struct vmm_error err = {0};
@@ -150,6 +178,9 @@ int cli_check(struct cpumodel_cli *c)
 	guest_cpu_required(g, &need);
 	cpumodel_check_host(&g->props, &need, c->host, &chk);
 	int rc = chk.runnable ? 0 : 1;
+	char alt[512] = "";
+	struct json_object *alts =
+	    chk.xsave_bad ? same_features_here(c, g, alt, sizeof(alt)) : NULL;
 	if (c->json) {
 		struct json_object *o = json_object_new_object();
 		json_object_object_add(o, "model", json_object_new_string(guest_cpu_name(g)));
@@ -164,6 +195,9 @@ int cli_check(struct cpumodel_cli *c)
 		json_object_object_add(o, "xsave_layout_mismatch",
 				       json_object_new_string(chk.xsave_msg));
 		json_object_object_add(o, "assumed", cli_json_features(&chk.assumed, false));
+		json_object_object_add(o, "same_features_runnable_here",
+				       alts ? alts : json_object_new_array());
+		guest_cpu_free(g);
 		return cli_print_json(c, o) ? 2 : rc;
 	}
 	host_line(c);
@@ -183,6 +217,9 @@ int cli_check(struct cpumodel_cli *c)
 			chk.host_phys_bits);
 	if (chk.xsave_bad)
 		fprintf(c->out, "%s\n", chk.xsave_msg);
+	if (alt[0])
+		fprintf(c->out, "the same features in this host's XSAVE layout: %s\n", alt);
+	json_object_put(alts);
 	i = 0;
 	if (cpufeat_set_count(&chk.assumed))
 		fprintf(c->out, "assumed present (the host profile does not record them):\n");
@@ -273,6 +310,17 @@ static void flags_text(unsigned fl, char *buf, size_t len)
 						 used ? "," : "", names[i].name);
 }
 
+/* "vmm-provided" / "kvm-backed": the feature's row in the host rule */
+static void rule_text(const struct cpufeat *f, char *buf, size_t len)
+{
+	const struct host_rule *r = host_rule_for(f);
+	size_t used = strlen(buf);
+	if (!r || used >= len)
+		return;
+	snprintf(buf + used, len - used, "%s%s", used ? "," : "",
+		 r->kind == HOST_RULE_PROVIDE ? "vmm-provided" : "kvm-backed");
+}
+
 int cli_features(struct cpumodel_cli *c)
 {
 	struct json_object *arr = c->json ? json_object_new_array() : NULL;
@@ -283,6 +331,7 @@ int cli_features(struct cpumodel_cli *c)
 		char d[96], fl[96];
 		cpufeat_describe(f, d, sizeof(d));
 		flags_text(f->flags, fl, sizeof(fl));
+		rule_text(f, fl, sizeof(fl));
 		if (!c->json) {
 			fprintf(c->out, "%-36s %-22s %-26s %s\n", d, f->name,
 				f->aliases ? f->aliases : "", fl);

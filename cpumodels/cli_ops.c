@@ -21,8 +21,8 @@ struct side {
 static bool is_profile_path(const char *arg)
 {
 	struct stat st;
-	return (strchr(arg, '/') || strstr(arg, ".txt")) && stat(arg, &st) == 0 &&
-	       S_ISREG(st.st_mode);
+	return (strchr(arg, '/') || strstr(arg, ".txt") || strstr(arg, ".profile")) &&
+	       stat(arg, &st) == 0 && S_ISREG(st.st_mode);
 }
 
 static int load_side(struct cpumodel_cli *c, const char *arg, struct side *s, struct vmm_error *err)
@@ -34,7 +34,7 @@ static int load_side(struct cpumodel_cli *c, const char *arg, struct side *s, st
 		if (rc < 0)
 			return rc;
 		s->is_host = true;
-		s->features = h->features;
+		s->features = h->usable;
 		/* a host is compared as a model would need it: no host-only bits */
 		struct cpufeat_set skip;
 		cpufeat_set_with_flags(&skip, CPUFEAT_NOKVM | CPUFEAT_COMPUTED | CPUFEAT_DYNAMIC);
@@ -145,6 +145,7 @@ int cli_baseline(struct cpumodel_cli *c)
 				       bl->model ? json_object_new_string(bl->model->name) : NULL);
 		json_object_object_add(o, "candidates", json_object_new_int((int)bl->candidates));
 		json_object_object_add(o, "extra", cli_json_features(&bl->extra, false));
+		json_object_object_add(o, "withheld", cli_json_features(&bl->withheld, false));
 		json_object_object_add(o, "spec",
 				       bl->best ? json_object_new_string(bl->spec) : NULL);
 		if (cli_print_json(c, o))
@@ -159,13 +160,19 @@ int cli_baseline(struct cpumodel_cli *c)
 		fprintf(c->out, "no model version runs on all of these hosts\n");
 		goto out;
 	}
-	char extra[2048];
+	char extra[2048], withheld[2048];
 	cpufeat_set_format(&bl->extra, extra, sizeof(extra));
+	cpufeat_set_format(&bl->withheld, withheld, sizeof(withheld));
 	fprintf(c->out,
 		"baseline: %s (best of %u model versions that every host can run)\n"
-		"extra features every host has: %s\n"
-		"spec: %s\n",
-		bl->best->name, bl->candidates, extra[0] ? extra : "(none)", bl->spec);
+		"extra features every host has: %s\n",
+		bl->best->name, bl->candidates, extra[0] ? extra : "(none)");
+	if (withheld[0])
+		fprintf(c->out,
+			"not added (the model's XSAVE layout differs from a host's, or a "
+			"feature they need is missing): %s\n",
+			withheld);
+	fprintf(c->out, "spec: %s\n", bl->spec);
 out:
 	cli_free_hosts(hosts, n);
 	free(bl);

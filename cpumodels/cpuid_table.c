@@ -131,7 +131,7 @@ static bool parse_hex_field(const char *p, uint32_t *v)
 	return true;
 }
 
-static bool parse_line(const char *line, uint32_t v[6])
+bool cpuid_line_parse(const char *line, uint32_t v[6])
 {
 	/* "0x........ 0x........ ... " : 6 fields of 10 chars, single spaces */
 	size_t n = strlen(line);
@@ -206,7 +206,7 @@ int cpuid_table_read(const char *path, struct cpuid_table *t, char *comment_name
 		if (line[strspn(line, " \t\r\n")] == '\0')
 			continue;
 		uint32_t v[6];
-		if (!parse_line(line, v)) {
+		if (!cpuid_line_parse(line, v)) {
 			rc = vmm_error_set(err, -EINVAL,
 					   "%s:%u: expected six 0x%%08x fields "
 					   "(LEAF SUBLEAF EAX EBX ECX EDX)",

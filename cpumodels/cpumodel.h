@@ -84,12 +84,16 @@ int cpumodel_name_info(const struct cpumodel_db *db, const char *name, struct cp
 
 /* ---- host side: what a host can give a guest ---- */
 struct host_cpu;
-/* This machine: KVM_GET_SUPPORTED_CPUID on an open /dev/kvm fd. */
+/* This machine: KVM_GET_SUPPORTED_CPUID on an open /dev/kvm fd, with the
+ * host rule for the features the VMM provides itself (cpumodels/README.md). */
 int host_cpu_from_kvm(int kvm_fd, struct host_cpu **out, struct vmm_error *err);
-/* A host CPU profile file (../shared/cpuid-hosts format) standing in for
- * another machine. With `limit` non-NULL (the real KVM host), the result is
- * the intersection of both: what this VMM could give a guest if it ran here
- * and the CPU were that one. Test-only in `vmm` (--host-cpu-profile). */
+/* A file standing in for another machine: a host profile written by `vmm
+ * cpu-model host-profile` on it (what its KVM offers), or a raw CPUID dump
+ * (../shared/cpuid-hosts format: "a KVM host on that CPU"); the first
+ * non-comment line tells which. Untrusted input: bounded, errors name
+ * "path:line". With `limit` non-NULL (the real KVM host), the result is the
+ * intersection of both: what this VMM could give a guest if it ran here and
+ * the CPU were that one (`vmm --host-cpu-profile`). */
 int host_cpu_from_profile(const char *path, const struct host_cpu *limit, struct host_cpu **out,
 			  struct vmm_error *err);
 const char *host_cpu_name(const struct host_cpu *host);

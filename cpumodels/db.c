@@ -28,6 +28,11 @@ const char *cpu_vendor_string(enum cpu_vendor v)
 	return v == VENDOR_AMD ? "AuthenticAMD" : "GenuineIntel";
 }
 
+const char *cpu_vendor_name(enum cpu_vendor v)
+{
+	return v == VENDOR_AMD ? "AMD" : "Intel";
+}
+
 struct cpumodel_db *cpumodel_db_new(void)
 {
 	return calloc(1, sizeof(struct cpumodel_db));

@@ -100,6 +100,8 @@ static int lookup_feature(struct parser *p, const char *word, const struct cpufe
 	if (f->flags & (CPUFEAT_COMPUTED | CPUFEAT_DYNAMIC))
 		return perr(p, "feature '%s' is set by the engine or the guest OS, not by models",
 			    word);
+	if (f->flags & CPUFEAT_NOKVM)
+		return perr(p, "feature '%s' is host-only: KVM never gives it to a guest", word);
 	*out = f;
 	return 0;
 }

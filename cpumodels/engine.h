@@ -7,7 +7,9 @@
  *   features.c / features_table.c  named CPUID feature bits and feature sets
  *   cpuid_table.c                  cpuid_table helpers, text read/write, diff
  *   db_parse.c / db.c              model data files -> versioned model database
- *   host.c / host_kvm.c            what a host (profile or KVM) can provide
+ *   host.c / host_kvm.c            what a host (dump, profile or KVM) can provide
+ *   host_rule.c                    the rule for features the VMM provides itself
+ *   host_profile.c                 the host profile file format (read and write)
  *   guest.c / cpuid_build.c        model spec -> guest_cpu -> per-vCPU CPUID
  *   ops.c                          check, compare, baseline, matrix
  *   cli*.c                         `vmm cpu-model ...`
@@ -62,8 +64,10 @@ extern const struct cpufeat_word cpufeat_words[CPUFEAT_NWORDS];
 enum {
 	CPUFEAT_COMPUTED = 1 << 0, /* set by the engine (ht, hypervisor); not in models/specs */
 	CPUFEAT_DYNAMIC = 1 << 1,  /* guest-OS controlled (osxsave, ospke); always 0 in tables */
-	CPUFEAT_NOKVM = 1 << 2,	   /* KVM never gives it to a guest (host-only: est, tm2, ...) */
-	CPUFEAT_KVM_EMU = 1 << 3,  /* KVM provides it on any CPU (x2apic, tsc_deadline_timer) */
+	CPUFEAT_NOKVM = 1 << 2,	   /* host-only: KVM never gives it to a guest (est, Key Locker);
+				    * never in a model, dropped from CPU dumps */
+	CPUFEAT_KVM_EMU = 1 << 3,  /* every KVM reports it on any CPU (PV features); added to
+				    * CPU dumps, which cannot record it */
 	CPUFEAT_PV = 1 << 4,	   /* KVM paravirt leaf 0x40000001 */
 	CPUFEAT_PV_DEFAULT =
 	    1 << 5, /* in the engine's default PV set (every model starts with it) */
@@ -129,6 +133,14 @@ void cpufeat_set_from_table(const struct cpuid_table *t, struct cpufeat_set *out
 /* Checks the dependency rows; on a violation returns -EINVAL with
  * "F needs N" in err. */
 int cpufeat_set_check_deps(const struct cpufeat_set *s, struct vmm_error *err);
+/* Makes every feature whose dependency is missing unusable (removes it),
+ * repeatedly until the set respects every dependency row. The removed ones
+ * are added to *dropped when it is not NULL. Returns how many were removed.
+ * Used for what hosts offer: a real CPU may report a feature without the one
+ * it needs (Key Locker's wide_kl without aeskle), which is no error. */
+unsigned cpufeat_set_downgrade(struct cpufeat_set *s, struct cpufeat_set *dropped);
+/* A dependency of f that s lacks (the first in the table), or NULL. */
+const struct cpufeat *cpufeat_missing_dep(const struct cpufeat_set *s, const struct cpufeat *f);
 /* Space-separated canonical names, truncated with "..." to fit. */
 void cpufeat_set_format(const struct cpufeat_set *s, char *buf, size_t len);
 
@@ -148,6 +160,9 @@ int cpuid_table_read(const char *path, struct cpuid_table *t, char *comment_name
 		     size_t comment_name_len, struct vmm_error *err);
 uint32_t cpuid_table_reg(const struct cpuid_table *t, uint32_t leaf, uint32_t subleaf,
 			 enum cpuid_reg reg);
+/* One row of the text format: six "0x%08x" fields, single spaces (trailing
+ * blanks and a newline allowed). */
+bool cpuid_line_parse(const char *line, uint32_t v[6]);
 
 /* ------------------------------------------------------------------ */
 /* Model database (db_parse.c, db.c)                                   */
@@ -219,9 +234,46 @@ const struct cpumodel_version *cpumodel_db_lookup(const struct cpumodel_db *db, 
 const struct cpumodel_version *cpumodel_newest(const struct cpumodel *m);
 uint64_t cpumodel_version_digest(const struct cpumodel_version *v);
 const char *cpu_vendor_string(enum cpu_vendor v); /* "GenuineIntel" */
+const char *cpu_vendor_name(enum cpu_vendor v);	  /* "Intel" */
 
 /* ------------------------------------------------------------------ */
-/* Hosts (host.c, host_kvm.c)                                          */
+/* The host rule (host_rule.c)                                         */
+
+/* Facts about a host's KVM that decide what the VMM can provide. */
+enum kvm_fact {
+	KVM_FACT_IRQCHIP,	/* KVM_CAP_IRQCHIP: the in-kernel APIC vmm creates */
+	KVM_FACT_TSC_DEADLINE,	/* KVM_CAP_TSC_DEADLINE_TIMER */
+	KVM_FACT_ARCH_CAPS_MSR, /* MSR_IA32_ARCH_CAPABILITIES in KVM_GET_MSR_INDEX_LIST */
+	KVM_NFACTS
+};
+struct kvm_facts {
+	bool has[KVM_NFACTS];
+};
+/* "irqchip", "tsc-deadline-timer", "arch-capabilities-msr" (profile files). */
+const char *kvm_fact_name(enum kvm_fact f);
+int kvm_fact_find(const char *name); /* -1 if unknown */
+/* Every fact true: what a raw CPU dump stands for (a current KVM). */
+void kvm_facts_all(struct kvm_facts *f);
+
+enum host_rule_kind {
+	HOST_RULE_PROVIDE, /* the VMM provides it: offered when `needs` holds, reported or not */
+	HOST_RULE_BACKED,  /* KVM reports it but it needs more: withdrawn unless `needs` holds */
+};
+struct host_rule {
+	const char *feature;
+	enum host_rule_kind kind;
+	unsigned needs; /* bit (1 << enum kvm_fact) per fact needed; 0: nothing */
+	const char *why;
+};
+bool host_rule_holds(const struct host_rule *r, const struct kvm_facts *facts);
+size_t host_rule_count(void);
+const struct host_rule *host_rule_at(size_t i);
+const struct host_rule *host_rule_for(const struct cpufeat *f); /* NULL: no row */
+/* Applies every row to s (the bits a host reports). */
+void host_rule_apply(struct cpufeat_set *s, const struct kvm_facts *facts);
+
+/* ------------------------------------------------------------------ */
+/* Hosts (host.c, host_kvm.c, host_profile.c)                          */
 
 struct host_cpu {
 	char name[128];
@@ -229,20 +281,54 @@ struct host_cpu {
 	uint32_t signature; /* leaf 1 EAX */
 	char brand[49];
 	unsigned phys_bits; /* 0 = unknown */
-	bool is_kvm;	    /* KVM_GET_SUPPORTED_CPUID (possibly intersected) */
-	bool is_profile;
-	struct cpufeat_set features; /* what a guest can get on this host */
-	struct cpufeat_set unknown;  /* profile words the dump did not record: counted
+	bool is_kvm;	    /* KVM_GET_SUPPORTED_CPUID (this host, a host profile, or a
+			     * dump intersected with this host) */
+	bool is_profile;    /* read from a file (raw CPUID dump or host profile) */
+	struct kvm_facts facts;
+	struct cpufeat_set features; /* offered: reported bits after the host rule */
+	struct cpufeat_set usable;   /* offered minus features whose dependency is not
+				      * offered (cpufeat_set_downgrade) */
+	struct cpufeat_set unknown;  /* dump words the dump did not record: counted
 				      * in `features` (assumed present) and reported */
 	struct cpuid_table raw;	     /* the profile's or KVM's table as read */
 };
 
-/* A host built from a CPUID table directly (tests, the reference host). */
+/* A host built from a CPUID table directly. is_kvm: the table is what KVM
+ * reports (all facts assumed true); else a raw CPU dump. */
 int host_cpu_from_table(const char *name, const struct cpuid_table *t, bool is_kvm,
 			const struct host_cpu *limit, struct host_cpu **out, struct vmm_error *err);
+/* A KVM host from its KVM_GET_SUPPORTED_CPUID table and kvm facts (this
+ * machine, or a host profile): the host rule, then the downgrade. */
+int host_cpu_from_kvm_table(const char *name, const struct cpuid_table *t,
+			    const struct kvm_facts *facts, const struct host_cpu *limit,
+			    struct host_cpu **out, struct vmm_error *err);
+/* Reads this machine's KVM: KVM_GET_SUPPORTED_CPUID and the kvm facts. */
+int host_kvm_read(int kvm_fd, struct cpuid_table *t, struct kvm_facts *facts,
+		  struct vmm_error *err);
+/* The brand string of the CPU this process runs on (CPUID 0x80000002-4),
+ * trimmed; "" when it has none. */
+void host_cpu_brand_here(char *buf, size_t len);
 /* Opens /dev/kvm (or $VMM_KVM_DEV) and reads it; the message suggests
  * --host-cpu-profile when /dev/kvm is missing. */
 int host_cpu_open_kvm(struct host_cpu **out, struct vmm_error *err);
+
+/* Host profiles (host_profile.c), format in cpumodels/README.md. */
+#define HOST_PROFILE_MAGIC     "vmm-host-profile"
+#define HOST_PROFILE_VERSION   1
+#define HOST_PROFILE_MAX_BYTES (64 * 1024)
+struct host_profile_info {
+	char hostname[65], kernel[65], vmm_version[33];
+};
+/* Writes this host (KVM table, facts, identity) as a profile. */
+int host_profile_write(FILE *out, const struct cpuid_table *t, const struct kvm_facts *facts,
+		       const char *brand, const struct host_profile_info *info,
+		       struct vmm_error *err);
+/* True if the text (a file's first bytes) is a host profile, not a dump. */
+bool host_profile_detect(const char *text, size_t len);
+/* Parses a profile's text; errors name "path:line". */
+int host_profile_parse(const char *path, const char *text, size_t len, struct cpuid_table *t,
+		       struct kvm_facts *facts, char *brand, size_t brand_len,
+		       struct host_profile_info *info, struct vmm_error *err);
 
 /* ------------------------------------------------------------------ */
 /* Guest CPU (guest.c, cpuid_build.c)                                  */
@@ -274,6 +360,7 @@ struct xsave_comp {
 	unsigned id;
 	uint32_t size, offset, ecx;
 	const char *feature; /* the feature that enables it */
+	const char *name;    /* the SDM's name: "opmask", "ZMM_Hi256", ... */
 };
 /* The vendor's standard-format layout (components 2 and up). */
 const struct xsave_comp *xsave_layout(enum cpu_vendor v, unsigned *n);
@@ -284,7 +371,10 @@ int xsave_components(enum cpu_vendor v, const struct cpufeat_set *fs, uint64_t *
 /* Size of the standard-format area holding the components in mask. */
 uint32_t xsave_size(enum cpu_vendor v, uint64_t mask);
 uint32_t xsave_reset_size(void);
-/* Components of mask that the host lays out differently; describes them. */
+/* Components of mask that the host lays out differently; describes them in
+ * words ("... the model keeps AVX-512 state (opmask, ZMM_Hi256, Hi16_ZMM) at
+ * 0x440, 0x480, 0x680, where Intel CPUs do; this host's CPU keeps it at
+ * 0x340, 0x380, 0x580, where AMD CPUs do. KVM cannot move ..."). */
 unsigned xsave_host_mismatch(enum cpu_vendor v, uint64_t mask, const struct host_cpu *host,
 			     char *buf, size_t len);
 
@@ -299,7 +389,7 @@ struct cpumodel_check {
 	bool phys_bits_short; /* model needs more address bits than the host has */
 	unsigned need_phys_bits, host_phys_bits;
 	unsigned xsave_bad; /* components at other offsets/sizes on the host */
-	char xsave_msg[320];
+	char xsave_msg[768];
 	struct cpufeat_set assumed; /* needed, not recorded by the profile, assumed present */
 };
 void cpumodel_check_host(const struct cpumodel_props *props, const struct cpufeat_set *need,
@@ -323,8 +413,11 @@ void cpumodel_compare_sets(const struct cpufeat_set *a, const struct cpumodel_pr
 struct cpumodel_baseline {
 	const struct cpumodel_version *best; /* NULL: nothing runs on all hosts */
 	const struct cpumodel *model;
-	struct cpufeat_set common;    /* features every host can provide */
+	struct cpufeat_set common;    /* features every host can use (host->usable) */
 	struct cpufeat_set extra;     /* common features the model lacks (addable with +feat) */
+	struct cpufeat_set withheld;  /* common features not added: a host lays out their
+				       * XSAVE state differently, or a feature they need
+				       * is missing */
 	unsigned candidates;	      /* versions runnable on all hosts */
 	char spec[CPUMODEL_SPEC_MAX]; /* best version plus +extras */
 };
@@ -351,13 +444,14 @@ void cpumodel_matrix_free(struct cpumodel_matrix *m);
 void cpumodel_version_required(const struct cpumodel_version *v, struct cpufeat_set *out);
 
 /* ------------------------------------------------------------------ */
-/* CLI (cli.c dispatches to cli_models.c, cli_ops.c, cli_html.c)        */
+/* CLI (cli.c dispatches to cli_models.c, cli_ops.c, cli_html.c,       */
+/* cli_fleet.c)                                                         */
 
 #define CLI_MAX_HOSTS 64
 
 struct cpumodel_cli {
 	bool json, with_kvm, include_kvm, no_host_check, newest, verbose;
-	const char *profile, *html, *data_dir;
+	const char *profile, *html, *data_dir, *output;
 	unsigned cpus, vcpu;
 	int npos;
 	char **pos; /* positional arguments after the subcommand */
@@ -376,6 +470,8 @@ int cli_expand(struct cpumodel_cli *c);
 int cli_compare(struct cpumodel_cli *c);
 int cli_baseline(struct cpumodel_cli *c);
 int cli_matrix(struct cpumodel_cli *c);
+int cli_host_profile(struct cpumodel_cli *c); /* cli_fleet.c */
+int cli_labels(struct cpumodel_cli *c);
 int cli_matrix_html(const struct cpumodel_matrix *m, struct host_cpu *const *hosts,
 		    const char *path, struct vmm_error *err);
 /* Loads the hosts named by the positional arguments (profiles; with

@@ -255,6 +255,41 @@ int cpufeat_set_check_deps(const struct cpufeat_set *s, struct vmm_error *err)
 	return 0;
 }
 
+const struct cpufeat *cpufeat_missing_dep(const struct cpufeat_set *s, const struct cpufeat *f)
+{
+	for (size_t i = 0; i < cpufeat_dep_count(); i++) {
+		const struct cpufeat_dep *d = cpufeat_dep_at(i);
+		const struct cpufeat *n = cpufeat_find(d->needs);
+		if (cpufeat_find(d->feature) == f && n && !cpufeat_set_has(s, n))
+			return n;
+	}
+	return NULL;
+}
+
+unsigned cpufeat_set_downgrade(struct cpufeat_set *s, struct cpufeat_set *dropped)
+{
+	unsigned n = 0;
+	bool changed = true;
+	/* a chain (avx512vl -> avx512f -> avx2 -> avx -> xsave) unwinds one link
+	 * per pass; the dependency rows are acyclic, so this ends */
+	while (changed) {
+		changed = false;
+		for (size_t i = 0; i < cpufeat_dep_count(); i++) {
+			const struct cpufeat_dep *d = cpufeat_dep_at(i);
+			const struct cpufeat *f = cpufeat_find(d->feature);
+			const struct cpufeat *need = cpufeat_find(d->needs);
+			if (!f || !need || !cpufeat_set_has(s, f) || cpufeat_set_has(s, need))
+				continue;
+			cpufeat_set_del(s, f);
+			if (dropped)
+				cpufeat_set_add(dropped, f);
+			n++;
+			changed = true;
+		}
+	}
+	return n;
+}
+
 void cpufeat_set_format(const struct cpufeat_set *s, char *buf, size_t len)
 {
 	size_t used = 0, i = 0;

@@ -19,9 +19,11 @@
 	{                                                                                          \
 		n, a, l, s, CPUID_##r, b, fl                                                       \
 	}
-#define NK  CPUFEAT_NOKVM
-#define EMU CPUFEAT_KVM_EMU
-#define PV  CPUFEAT_PV
+/* tsc_deadline_timer, arat, topoext, hypervisor and kvm_hint_realtime are
+ * provided by the VMM itself, and x2apic needs the in-kernel APIC: the host
+ * rule (host_rule.c) decides when, not a flag */
+#define NK CPUFEAT_NOKVM
+#define PV CPUFEAT_PV
 /* PV features every current KVM offers count as KVM-provided on any CPU */
 #define PVE (CPUFEAT_PV | CPUFEAT_KVM_EMU)
 #define PVD (CPUFEAT_PV | CPUFEAT_PV_DEFAULT | CPUFEAT_KVM_EMU)
@@ -81,10 +83,10 @@ static const struct cpufeat table[] = {
     R("dca", NULL, 0x1, 0, ECX, 18, NK),
     R("sse4_1", NULL, 0x1, 0, ECX, 19, 0),
     R("sse4_2", NULL, 0x1, 0, ECX, 20, 0),
-    R("x2apic", NULL, 0x1, 0, ECX, 21, EMU),
+    R("x2apic", NULL, 0x1, 0, ECX, 21, CPUFEAT_KVM_EMU), /* KVM emulates it in software */
     R("movbe", NULL, 0x1, 0, ECX, 22, 0),
     R("popcnt", NULL, 0x1, 0, ECX, 23, 0),
-    R("tsc_deadline_timer", "tsc_deadline", 0x1, 0, ECX, 24, EMU),
+    R("tsc_deadline_timer", "tsc_deadline", 0x1, 0, ECX, 24, 0),
     R("aes", "aes_ni", 0x1, 0, ECX, 25, 0),
     R("xsave", NULL, 0x1, 0, ECX, 26, 0),
     R("osxsave", NULL, 0x1, 0, ECX, 27, CPUFEAT_DYNAMIC),
@@ -96,7 +98,7 @@ static const struct cpufeat table[] = {
     /* CPUID.06H:EAX (thermal and power management) */
     R("dtherm", NULL, 0x6, 0, EAX, 0, NK),
     R("ida", NULL, 0x6, 0, EAX, 1, NK),
-    R("arat", NULL, 0x6, 0, EAX, 2, EMU),
+    R("arat", NULL, 0x6, 0, EAX, 2, 0),
     R("pln", NULL, 0x6, 0, EAX, 4, NK),
     R("pts", NULL, 0x6, 0, EAX, 6, NK),
     R("hwp", NULL, 0x6, 0, EAX, 7, NK),
@@ -158,7 +160,7 @@ static const struct cpufeat table[] = {
     R("avx512_vpopcntdq", "avx512vpopcntdq", 0x7, 0, ECX, 14, 0),
     R("la57", NULL, 0x7, 0, ECX, 16, 0),
     R("rdpid", NULL, 0x7, 0, ECX, 22, 0),
-    R("keylocker", "kl", 0x7, 0, ECX, 23, 0),
+    R("keylocker", "kl", 0x7, 0, ECX, 23, NK),
     R("bus_lock_detect", NULL, 0x7, 0, ECX, 24, 0),
     R("cldemote", NULL, 0x7, 0, ECX, 25, 0),
     R("movdiri", NULL, 0x7, 0, ECX, 27, 0),
@@ -239,10 +241,12 @@ static const struct cpufeat table[] = {
     R("pt_trace_transport", NULL, 0x14, 0, ECX, 3, 0),
     R("pt_lip", "intel_pt_lip", 0x14, 0, ECX, 31, 0),
 
-    /* CPUID.19H:EBX (Key Locker) */
-    R("aeskle", NULL, 0x19, 0, EBX, 0, 0),
-    R("wide_kl", "widekl", 0x19, 0, EBX, 2, 0),
-    R("kl_iwkey_backup", NULL, 0x19, 0, EBX, 4, 0),
+    /* CPUID.19H:EBX (Key Locker: KVM does not virtualize it, host-only; AESKLE
+     * reads 1 only once the OS enabled Key Locker, so a dump may show wide_kl
+     * without it) */
+    R("aeskle", NULL, 0x19, 0, EBX, 0, NK),
+    R("wide_kl", "widekl", 0x19, 0, EBX, 2, NK),
+    R("kl_iwkey_backup", NULL, 0x19, 0, EBX, 4, NK),
 
     /* CPUID.80000001H:EDX (bits that repeat leaf 1 EDX on AMD are not
      * named: the engine mirrors them for AMD models) */

@@ -82,7 +82,7 @@ static int resolve_host_model(const struct host_cpu *host, struct guest_cpu *g,
 	p->xlevel = 0x80000008;
 	p->phys_bits = host->phys_bits >= 32 && host->phys_bits <= 52 ? host->phys_bits : 39;
 	struct cpufeat_set skip;
-	g->features = host->features;
+	g->features = host->usable;
 	cpufeat_set_with_flags(&skip, CPUFEAT_NOKVM | CPUFEAT_COMPUTED | CPUFEAT_DYNAMIC);
 	cpufeat_set_andnot(&g->features, &skip);
 	g->migratable = false;

@@ -210,6 +210,76 @@ static bool runs_everywhere(const struct cpumodel_version *v, struct host_cpu *c
 	return true;
 }
 
+/* Features a baseline never adds by itself: bits no guest is given from a
+ * host (host-only, computed, guest-OS controlled), paravirtual ones (models
+ * carry their own set), invtsc (ties a guest to its host), and what the VMM
+ * provides on every host (the host rule's PROVIDE rows): those say nothing
+ * about the fleet, so whether a guest has them is the model's choice. */
+static void never_extra(struct cpufeat_set *s)
+{
+	cpufeat_set_with_flags(s, CPUFEAT_NOKVM | CPUFEAT_COMPUTED | CPUFEAT_DYNAMIC | CPUFEAT_PV |
+				      CPUFEAT_NOMIGRATE);
+	for (size_t i = 0; i < host_rule_count(); i++) {
+		const struct host_rule *r = host_rule_at(i);
+		const struct cpufeat *f = cpufeat_find(r->feature);
+		if (f && r->kind == HOST_RULE_PROVIDE)
+			cpufeat_set_add(s, f);
+	}
+}
+
+/* Extras whose XSAVE state the model's vendor lays out elsewhere than some
+ * host does (or cannot lay out at all) would break the guest's XSAVE area:
+ * moved from `extra` to `withheld`. */
+static void withhold_bad_layouts(const struct cpumodel_version *best, struct host_cpu *const *hosts,
+				 unsigned nhosts, struct cpumodel_baseline *out)
+{
+	size_t i = 0;
+	const struct cpufeat *f;
+	struct cpufeat_set extras = out->extra;
+	while ((f = cpufeat_set_next(&extras, &i))) {
+		struct cpufeat_set one = {0};
+		uint64_t mask;
+		char msg[8];
+		cpufeat_set_add(&one, cpufeat_find("xsave"));
+		cpufeat_set_add(&one, f);
+		bool bad = xsave_components(best->props.vendor, &one, &mask, NULL) < 0;
+		for (unsigned h = 0; h < nhosts && !bad; h++)
+			bad = xsave_host_mismatch(best->props.vendor, mask, hosts[h], msg,
+						  sizeof(msg)) > 0;
+		if (bad) {
+			cpufeat_set_del(&out->extra, f);
+			cpufeat_set_add(&out->withheld, f);
+		}
+	}
+}
+
+static bool spec_runs_everywhere(const struct cpumodel_db *db, const char *spec,
+				 struct host_cpu *const *hosts, unsigned nhosts)
+{
+	struct guest_cpu *g;
+	struct vmm_error err = {0};
+	bool ok = true;
+	for (unsigned h = 0; h < nhosts && ok; h++) {
+		ok = guest_cpu_resolve_spec(db, spec, hosts[h], &g, &err) == 0;
+		if (ok)
+			guest_cpu_free(g);
+	}
+	return ok;
+}
+
+static int write_spec(struct cpumodel_baseline *out)
+{
+	struct out_buf o = {.buf = out->spec, .len = sizeof(out->spec)};
+	put(&o, out->best->name);
+	size_t i = 0;
+	const struct cpufeat *f;
+	while ((f = cpufeat_set_next(&out->extra, &i))) {
+		put(&o, ",+");
+		put(&o, f->name);
+	}
+	return o.full ? -E2BIG : 0;
+}
+
 int cpumodel_baseline(const struct cpumodel_db *db, struct host_cpu *const *hosts, unsigned nhosts,
 		      struct cpumodel_baseline *out, struct vmm_error *err)
 {
@@ -219,7 +289,7 @@ int cpumodel_baseline(const struct cpumodel_db *db, struct host_cpu *const *host
 	cpufeat_set_all(&out->common);
 	bool same_vendor = true;
 	for (unsigned h = 0; h < nhosts; h++) {
-		cpufeat_set_and(&out->common, &hosts[h]->features);
+		cpufeat_set_and(&out->common, &hosts[h]->usable);
 		same_vendor = same_vendor && strcmp(hosts[h]->vendor, hosts[0]->vendor) == 0;
 	}
 	struct rank best_rank = {0};
@@ -247,30 +317,30 @@ int cpumodel_baseline(const struct cpumodel_db *db, struct host_cpu *const *host
 	}
 	if (!out->best)
 		return 0;
-	struct cpufeat_set skip;
+	/* The extras: what every host can use and the model lacks. Each step
+	 * downgrades (withholds a feature) instead of failing: real hosts report
+	 * combinations no model has. */
+	struct cpufeat_set skip, all;
+	never_extra(&skip);
 	out->extra = out->common;
 	cpufeat_set_andnot(&out->extra, &out->best->features);
-	cpufeat_set_with_flags(&skip, CPUFEAT_NOKVM | CPUFEAT_COMPUTED | CPUFEAT_DYNAMIC |
-					  CPUFEAT_PV | CPUFEAT_NOMIGRATE);
 	cpufeat_set_andnot(&out->extra, &skip);
-	/* extras must not break a dependency on their own (they never do: the
-	 * hosts have what the extras need), but check to be sure */
-	struct cpufeat_set all = out->best->features;
+	withhold_bad_layouts(out->best, hosts, nhosts, out);
+	all = out->best->features;
 	cpufeat_set_or(&all, &out->extra);
-	if (cpufeat_set_check_deps(&all, err) < 0)
-		return vmm_error_prefix(err, "baseline %s", out->best->name);
-	struct out_buf o = {.buf = out->spec, .len = sizeof(out->spec)};
-	put(&o, out->best->name);
-	size_t i = 0;
-	const struct cpufeat *f;
-	while ((f = cpufeat_set_next(&out->extra, &i))) {
-		put(&o, ",+");
-		put(&o, f->name);
-	}
-	if (o.full)
+	cpufeat_set_downgrade(&all, &out->withheld);
+	cpufeat_set_and(&out->extra, &all);
+	if (write_spec(out) < 0)
 		return vmm_error_set(err, -E2BIG, "baseline spec longer than %d characters",
 				     CPUMODEL_SPEC_MAX - 1);
-	/* the canonical form, and proof that the spec resolves */
+	/* The answer must run on every host as written; if the extras somehow
+	 * do not, the model alone does (it was chosen for that). */
+	if (!spec_runs_everywhere(db, out->spec, hosts, nhosts)) {
+		cpufeat_set_or(&out->withheld, &out->extra);
+		memset(&out->extra, 0, sizeof(out->extra));
+		write_spec(out);
+	}
+	/* the canonical form */
 	struct guest_cpu *g;
 	int rc = guest_cpu_resolve_spec(db, out->spec, NULL, &g, err);
 	if (rc < 0)

@@ -15,21 +15,34 @@
 #define XSAVE_LEGACY_SIZE 512
 #define XSAVE_HEADER_SIZE 64
 
+// clang-format off (one component per line reads best as a table)
 static const struct xsave_comp intel_layout[] = {
-    {2, 256, 0x240, 0, "avx"},	      /* YMM_Hi128 */
-    {3, 64, 0x3c0, 0, "mpx"},	      /* BNDREGS */
-    {4, 64, 0x400, 0, "mpx"},	      /* BNDCSR */
-    {5, 64, 0x440, 0, "avx512f"},     /* opmask */
-    {6, 512, 0x480, 0, "avx512f"},    /* ZMM_Hi256 */
-    {7, 1024, 0x680, 0, "avx512f"},   /* Hi16_ZMM */
-    {9, 8, 0xa80, 0, "pku"},	      /* PKRU */
-    {17, 64, 0xac0, 2, "amx_tile"},   /* XTILECFG (64-byte aligned when compacted) */
-    {18, 8192, 0xb00, 2, "amx_tile"}, /* XTILEDATA (aligned; +bit 2 with xfd) */
+    {2, 256, 0x240, 0, "avx", "YMM_Hi128"},
+    {3, 64, 0x3c0, 0, "mpx", "BNDREGS"},
+    {4, 64, 0x400, 0, "mpx", "BNDCSR"},
+    {5, 64, 0x440, 0, "avx512f", "opmask"},
+    {6, 512, 0x480, 0, "avx512f", "ZMM_Hi256"},
+    {7, 1024, 0x680, 0, "avx512f", "Hi16_ZMM"},
+    {9, 8, 0xa80, 0, "pku", "PKRU"},
+    {17, 64, 0xac0, 2, "amx_tile", "XTILECFG"},	   /* 64-byte aligned when compacted */
+    {18, 8192, 0xb00, 2, "amx_tile", "XTILEDATA"}, /* aligned; +bit 2 with xfd */
 };
 
 static const struct xsave_comp amd_layout[] = {
-    {2, 256, 0x240, 0, "avx"},	    {5, 64, 0x340, 0, "avx512f"}, {6, 512, 0x380, 0, "avx512f"},
-    {7, 1024, 0x580, 0, "avx512f"}, {9, 8, 0x980, 0, "pku"},
+    {2, 256, 0x240, 0, "avx", "YMM_Hi128"},
+    {5, 64, 0x340, 0, "avx512f", "opmask"},
+    {6, 512, 0x380, 0, "avx512f", "ZMM_Hi256"},
+    {7, 1024, 0x580, 0, "avx512f", "Hi16_ZMM"},
+    {9, 8, 0x980, 0, "pku", "PKRU"},
+};
+// clang-format on
+
+/* The state a feature enables, in words (check's message). */
+static const struct {
+	const char *feature, *words;
+} state_words[] = {
+    {"avx", "AVX state"},	  {"mpx", "MPX state"},		  {"avx512f", "AVX-512 state"},
+    {"pku", "the PKRU register"}, {"amx_tile", "AMX tile state"},
 };
 
 const struct xsave_comp *xsave_layout(enum cpu_vendor v, unsigned *n)
@@ -89,6 +102,55 @@ uint32_t xsave_reset_size(void)
 	return XSAVE_LEGACY_SIZE + XSAVE_HEADER_SIZE;
 }
 
+/* How the host's table lays out the components of one feature, compared with
+ * the model's layout: 0 same (or not recorded), 1 differs. Writes the host's
+ * offsets to host_off. */
+static bool host_differs(const struct xsave_comp *l, unsigned n, const char *feature, uint64_t mask,
+			 const struct host_cpu *host, uint32_t *host_off, uint32_t *host_size)
+{
+	bool differs = false;
+	for (unsigned c = 0; c < n; c++) {
+		host_off[c] = l[c].offset;
+		host_size[c] = l[c].size;
+		if (!(mask >> l[c].id & 1) || strcmp(l[c].feature, feature) != 0)
+			continue;
+		/* a component the host table does not list was not recorded
+		 * (dumps) or is not supported (then its feature is missing) */
+		const struct cpuid_leaf *h = cpuid_table_find(&host->raw, 0xd, l[c].id);
+		if (!h || !h->eax)
+			continue;
+		host_off[c] = h->ebx;
+		host_size[c] = h->eax;
+		differs = differs || h->eax != l[c].size || h->ebx != l[c].offset;
+	}
+	return differs;
+}
+
+/* "Intel" or "AMD" if the host keeps feature's components where that
+ * vendor's CPUs do, else NULL. */
+static const char *whose_layout(const char *feature, uint64_t mask, const uint32_t *off,
+				const uint32_t *size, const struct xsave_comp *l, unsigned n)
+{
+	static const enum cpu_vendor vendors[] = {VENDOR_INTEL, VENDOR_AMD};
+	for (size_t v = 0; v < 2; v++) {
+		unsigned vn;
+		const struct xsave_comp *vl = xsave_layout(vendors[v], &vn);
+		bool all = true;
+		for (unsigned c = 0; c < n && all; c++) {
+			if (!(mask >> l[c].id & 1) || strcmp(l[c].feature, feature) != 0)
+				continue;
+			bool found = false;
+			for (unsigned k = 0; k < vn; k++)
+				found = found || (vl[k].id == l[c].id && vl[k].offset == off[c] &&
+						  vl[k].size == size[c]);
+			all = found;
+		}
+		if (all)
+			return vendors[v] == VENDOR_AMD ? "AMD" : "Intel";
+	}
+	return NULL;
+}
+
 unsigned xsave_host_mismatch(enum cpu_vendor v, uint64_t mask, const struct host_cpu *host,
 			     char *buf, size_t len)
 {
@@ -97,32 +159,50 @@ unsigned xsave_host_mismatch(enum cpu_vendor v, uint64_t mask, const struct host
 	size_t used = 0;
 	if (len)
 		buf[0] = '\0';
-	for (unsigned c = 0; c < n; c++) {
-		if (!(mask >> l[c].id & 1))
+	for (size_t s = 0; s < sizeof(state_words) / sizeof(state_words[0]); s++) {
+		uint32_t off[16], size[16];
+		const char *feat = state_words[s].feature;
+		if (n > 16 || !host_differs(l, n, feat, mask, host, off, size))
 			continue;
-		/* a component the host table does not list was not recorded
-		 * (profiles) or is not supported (then its feature is missing) */
-		const struct cpuid_leaf *h = cpuid_table_find(&host->raw, 0xd, l[c].id);
-		if (!h || !h->eax || (h->eax == l[c].size && h->ebx == l[c].offset))
-			continue;
-		if (used < len) {
-			int w;
-			if (h->eax == l[c].size)
-				w = snprintf(buf + used, len - used, "%s%u at 0x%x (host 0x%x)",
-					     bad ? ", "
-						 : "model's XSAVE layout differs from the host's: "
-						   "component ",
-					     l[c].id, l[c].offset, h->ebx);
-			else
-				w = snprintf(buf + used, len - used,
-					     "%s%u: %u bytes at 0x%x (host %u at 0x%x)",
-					     bad ? ", "
-						 : "model's XSAVE layout differs from the host's: "
-						   "component ",
-					     l[c].id, l[c].size, l[c].offset, h->eax, h->ebx);
-			used += w > 0 ? (size_t)w : 0;
+		/* "the model keeps AVX-512 state (opmask, ZMM_Hi256, Hi16_ZMM) at
+		 * 0x440, 0x480, 0x680, where Intel CPUs do; this host at 0x340,
+		 * 0x380, 0x580, where AMD CPUs do" */
+		char names[128] = "", model_at[96] = "", host_at[96] = "";
+		size_t un = 0, um = 0, uh = 0;
+		for (unsigned c = 0; c < n; c++) {
+			if (!(mask >> l[c].id & 1) || strcmp(l[c].feature, feat) != 0)
+				continue;
+			const char *sep = un ? ", " : "";
+			un += (size_t)snprintf(names + un,
+					       un < sizeof(names) ? sizeof(names) - un : 0, "%s%s",
+					       sep, l[c].name);
+			um += (size_t)snprintf(model_at + um,
+					       um < sizeof(model_at) ? sizeof(model_at) - um : 0,
+					       "%s0x%x", sep, l[c].offset);
+			uh += (size_t)snprintf(host_at + uh,
+					       uh < sizeof(host_at) ? sizeof(host_at) - uh : 0,
+					       "%s0x%x", sep, off[c]);
+			bad++;
 		}
-		bad++;
+		const char *hv = whose_layout(feat, mask, off, size, l, n);
+		if (used < len) {
+			int w =
+			    snprintf(buf + used, len - used,
+				     "%sthe model keeps %s (%s) at %s, where %s CPUs do; this "
+				     "host's CPU keeps it at %s%s%s",
+				     used ? "; " : "XSAVE layout differs: ", state_words[s].words,
+				     names, model_at, cpu_vendor_name(v), host_at,
+				     hv ? ", where " : "", hv ? hv : "");
+			used += w > 0 ? (size_t)w : 0;
+			if (hv && used < len) {
+				w = snprintf(buf + used, len - used, " CPUs do");
+				used += w > 0 ? (size_t)w : 0;
+			}
+		}
 	}
+	if (bad && used < len)
+		snprintf(buf + used, len - used,
+			 ". KVM cannot move a guest's XSAVE state, so a guest of this model "
+			 "would save and restore those registers at the wrong offsets here");
 	return bad;
 }

@@ -31,6 +31,19 @@ struct cpumodel_db *th_db(void)
 	return db;
 }
 
+bool th_skipped;
+
+int th_exit(int failed)
+{
+	if (failed)
+		return failed;
+	if (th_skipped) {
+		printf("SKIP: some tests of this binary could not run (reason above)\n");
+		return SKIP_EXIT;
+	}
+	return 0;
+}
+
 bool th_have_dumps(void)
 {
 	const char *dir = getenv("CPUID_HOSTS_DIR");

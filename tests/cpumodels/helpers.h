@@ -24,6 +24,22 @@ const char *th_env(const char *name);
 struct cpumodel_db *th_db(void);
 /* True if ../shared/cpuid-hosts is there; else prints why (for exit 77). */
 bool th_have_dumps(void);
+/* For a test that needs the dumps inside a binary whose other tests do not:
+ * when they are missing, records that something was skipped and calls
+ * cmocka's skip() (which does not return). cmocka counts a skipped test as
+ * passed and exits 0, so main() must end with th_exit(). */
+#define th_need_dumps()                                                                            \
+	do {                                                                                       \
+		if (!th_have_dumps()) {                                                            \
+			th_skipped = true;                                                         \
+			skip();                                                                    \
+		}                                                                                  \
+	} while (0)
+extern bool th_skipped;
+/* The binary's exit status from cmocka's failure count: failures win; else
+ * 77 (meson's "skipped") if any test was skipped, so a run without the
+ * dumps never reads as a pass; else 0. */
+int th_exit(int failed);
 /* A dump by its file name without ".txt", e.g. "intel-skylake-sp-xeon-platinum-8180". */
 struct host_cpu *th_dump(const char *name);
 /* The synthetic full-featured reference host. */

@@ -3,6 +3,7 @@
  * captured: expand prints exactly what the API builds, JSON parses, exit
  * codes, and the one-line errors.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <json-c/json.h>
 #include <stdio.h>
@@ -254,8 +255,7 @@ static void test_json_outputs(void **state)
 static void test_human_outputs(void **state)
 {
 	(void)state;
-	if (!th_have_dumps())
-		skip();
+	th_need_dumps();
 	char skx[1024], clx[1024], icx[1024], html[] = "/tmp/matrix-XXXXXX";
 	const char *dir = th_env("CPUID_HOSTS_DIR");
 	snprintf(skx, sizeof(skx), "%s/intel-skylake-sp-xeon-platinum-8180.txt", dir);
@@ -293,6 +293,182 @@ static void test_human_outputs(void **state)
 	free(page);
 }
 
+/* Node labels in KubeVirt's shape, for the reference host and a real CPU:
+ * exactly the runnable versions (and the names resolving to them), exactly
+ * the usable features a guest can ask for, every key a valid label key. */
+static void check_labels(const char *profile)
+{
+	struct cpumodel_db *db = th_db();
+	struct host_cpu *h = NULL;
+	struct vmm_error err = {0};
+	assert_int_equal(host_cpu_from_profile(profile, NULL, &h, &err), 0);
+	struct run r = cli("labels", "--host-cpu-profile", profile, NULL);
+	assert_int_equal(r.rc, 0);
+	assert_string_equal(r.err, "");
+	unsigned models = 0, feats = 0;
+	for (char *line = r.out; *line;) {
+		char *nl = strchr(line, '\n');
+		assert_non_null(nl);
+		*nl = '\0';
+		const char *name = line;
+		if (strncmp(line, "cpu-model.node.kubevirt.io/", 27) == 0) {
+			name = line + 27;
+			models++;
+		} else if (strncmp(line, "cpu-feature.node.kubevirt.io/", 29) == 0) {
+			name = line + 29;
+			feats++;
+		} else {
+			fail_msg("not a label: %s", line);
+		}
+		const char *eq = strchr(name, '=');
+		assert_non_null(eq);
+		assert_string_equal(eq, "=true");
+		assert_true(eq - name >= 1 && eq - name <= 63);
+		line = nl + 1;
+	}
+	/* every runnable version is there, no other version (the text above was
+	 * cut into lines in place: read it again) */
+	done(&r);
+	r = cli("labels", "--host-cpu-profile", profile, NULL);
+	for (unsigned i = 0; i < db->nmodels; i++)
+		for (unsigned v = 0; v < db->models[i].nversions; v++) {
+			const struct cpumodel_version *ver = &db->models[i].versions[v];
+			struct cpufeat_set need;
+			struct cpumodel_check chk;
+			char key[160];
+			cpumodel_version_required(ver, &need);
+			cpumodel_check_host(&ver->props, &need, h, &chk);
+			snprintf(key, sizeof(key), "cpu-model.node.kubevirt.io/%s=true\n",
+				 ver->name);
+			if (chk.runnable != (strstr(r.out, key) != NULL))
+				fail_msg("%s: runnable %d, label %s", ver->name, chk.runnable,
+					 chk.runnable ? "missing" : "present");
+		}
+	size_t i = 0;
+	const struct cpufeat *f;
+	unsigned want = 0;
+	while ((f = cpufeat_set_next(&h->usable, &i))) {
+		char key[160];
+		bool guest = !(f->flags & (CPUFEAT_COMPUTED | CPUFEAT_DYNAMIC | CPUFEAT_NOKVM));
+		snprintf(key, sizeof(key), "cpu-feature.node.kubevirt.io/%s=true\n", f->name);
+		assert_int_equal(strstr(r.out, key) != NULL, guest);
+		want += guest;
+	}
+	assert_int_equal(feats, want);
+	assert_true(models > 0);
+	assert_null(strstr(r.out, "/hypervisor=")); /* computed, not asked for */
+	done(&r);
+	/* JSON: the same labels as an object */
+	r = cli("labels", "--json", "--host-cpu-profile", profile, NULL);
+	struct json_object *o = json_tokener_parse(r.out);
+	assert_non_null(o);
+	assert_int_equal(json_object_object_length(o), models + feats);
+	json_object_put(o);
+	done(&r);
+	host_cpu_free(h);
+	cpumodel_db_free(db);
+}
+
+static void test_labels(void **state)
+{
+	(void)state;
+	check_labels(ref_path);
+	th_need_dumps();
+	char p[1024];
+	snprintf(p, sizeof(p), "%s/amd-zen4-genoa-epyc-9654.txt", th_env("CPUID_HOSTS_DIR"));
+	check_labels(p);
+	struct run r = cli("labels", "--host-cpu-profile", p, NULL);
+	assert_contains(r.out, "cpu-model.node.kubevirt.io/x86-64-v4-amd=true\n");
+	assert_contains(r.out, "cpu-model.node.kubevirt.io/EPYC-Genoa-v1=true\n");
+	assert_contains(r.out, "cpu-feature.node.kubevirt.io/avx512f=true\n");
+	assert_null(strstr(r.out, "cpu-model.node.kubevirt.io/x86-64-v4=true"));
+	assert_null(strstr(r.out, "kubevirt.io/monitor=")); /* host-only */
+	done(&r);
+	r = cli("labels", "--no-host-check", NULL);
+	assert_int_equal(r.rc, 2);
+	assert_contains(r.err, "labels needs a host");
+	done(&r);
+	r = cli("labels", "-o", "/tmp/x", NULL);
+	assert_int_equal(r.rc, 2);
+	assert_contains(r.err, "-o/--output is for host-profile");
+	done(&r);
+	r = cli("host-profile", "--host-cpu-profile", p, NULL);
+	assert_int_equal(r.rc, 2);
+	assert_contains(r.err, "host-profile describes this host");
+	done(&r);
+}
+
+/* Every real CPU through the command line: baseline, list (a check of every
+ * version), check, compare and matrix answer (exit 0 or 1), never exit 2. */
+static void test_every_dump_through_the_cli(void **state)
+{
+	(void)state;
+	th_need_dumps();
+	const char *dir = th_env("CPUID_HOSTS_DIR");
+	DIR *d = opendir(dir);
+	struct dirent *e;
+	char *paths[64];
+	unsigned n = 0;
+	assert_non_null(d);
+	while ((e = readdir(d)) && n < 64) {
+		size_t l = strlen(e->d_name);
+		if (l > 4 && strcmp(e->d_name + l - 4, ".txt") == 0 &&
+		    strcmp(e->d_name, "README.txt") != 0) {
+			paths[n] = malloc(strlen(dir) + l + 2);
+			sprintf(paths[n++], "%s/%s", dir, e->d_name);
+		}
+	}
+	closedir(d);
+	assert_int_equal(n, 18);
+	for (unsigned i = 0; i < n; i++) {
+		struct run r = cli("baseline", paths[i], NULL);
+		if (r.rc != 0)
+			fail_msg("baseline %s: exit %d: %s", paths[i], r.rc, r.err);
+		const char *spec = strstr(r.out, "spec: ");
+		assert_non_null(spec);
+		char model[CPUMODEL_SPEC_MAX];
+		snprintf(model, sizeof(model), "%.*s", (int)strcspn(spec + 6, "\n"), spec + 6);
+		done(&r);
+		r = cli("check", model, "--host-cpu-profile", paths[i], NULL);
+		if (r.rc != 0)
+			fail_msg("check %s on %s: exit %d: %s%s", model, paths[i], r.rc, r.out,
+				 r.err);
+		done(&r);
+		r = cli("check", "x86-64-v4", "--host-cpu-profile", paths[i], NULL);
+		assert_true(r.rc == 0 || r.rc == 1);
+		done(&r);
+		r = cli("list", "--host-cpu-profile", paths[i], NULL);
+		assert_int_equal(r.rc, 0);
+		done(&r);
+		r = cli("compare", paths[i], "x86-64-v1", NULL);
+		assert_int_equal(r.rc, 0);
+		assert_contains(r.out, "relation: superset");
+		done(&r);
+	}
+	char *argv[70] = {"cpu-model", "matrix"};
+	for (unsigned i = 0; i < n; i++)
+		argv[2 + i] = paths[i];
+	argv[2 + n] = NULL;
+	char o[] = "/tmp/cli-out-XXXXXX";
+	int fo = mkstemp(o), so = dup(1);
+	unlink(o);
+	fflush(stdout);
+	dup2(fo, 1);
+	int rc = cpumodel_cli((int)n + 2, argv);
+	fflush(stdout);
+	dup2(so, 1);
+	close(so);
+	close(fo);
+	assert_int_equal(rc, 0);
+	struct run r = cli("baseline", paths[0], paths[1], paths[2], paths[3], paths[4], paths[5],
+			   paths[6], paths[7], paths[8], paths[9], paths[10], paths[11], paths[12],
+			   paths[13], paths[14], paths[15], paths[16], paths[17], NULL);
+	assert_int_equal(r.rc, 0);
+	done(&r);
+	for (unsigned i = 0; i < n; i++)
+		free(paths[i]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -301,6 +477,8 @@ int main(void)
 	    cmocka_unit_test(test_no_kvm_message),
 	    cmocka_unit_test(test_json_outputs),
 	    cmocka_unit_test(test_human_outputs),
+	    cmocka_unit_test(test_every_dump_through_the_cli),
+	    cmocka_unit_test(test_labels),
 	};
-	return cmocka_run_group_tests(tests, setup, NULL);
+	return th_exit(cmocka_run_group_tests(tests, setup, NULL));
 }

@@ -229,8 +229,7 @@ static void test_host_independent(void **state)
 	host_cpu_free(kvmlike);
 }
 
-/* XSAVE sizes and offsets equal those the real CPUs report (dumps): Intel
- * Skylake-SP and AMD Genoa; computed independently of the engine's table. */
+/* XSAVE sizes and offsets: the SDM/APM values, spelled out. */
 static void test_xsave_layout(void **state)
 {
 	(void)state;
@@ -245,40 +244,6 @@ static void test_xsave_layout(void **state)
 	assert_int_equal(reg(t, 0xd, 1, CPUID_EAX), 0xf);
 	assert_int_equal(reg(t, 0xd, 5, CPUID_EBX), 1088);
 	assert_null(cpuid_table_find(t, 0xd, 3)); /* no MPX in the model */
-	if (th_have_dumps()) {
-		struct host_cpu *skx = th_dump("intel-skylake-sp-xeon-platinum-8180");
-		for (uint32_t c = 2; c <= 9; c++)
-			if (cpuid_table_find(t, 0xd, c)) {
-				assert_int_equal(reg(t, 0xd, c, CPUID_EAX),
-						 reg(&skx->raw, 0xd, c, CPUID_EAX));
-				assert_int_equal(reg(t, 0xd, c, CPUID_EBX),
-						 reg(&skx->raw, 0xd, c, CPUID_EBX));
-			}
-		assert_int_equal(reg(t, 0xd, 0, CPUID_ECX), reg(&skx->raw, 0xd, 0, CPUID_ECX));
-		host_cpu_free(skx);
-		struct guest_cpu *genoa = resolve("EPYC-Genoa");
-		struct cpuid_table *tg = build(genoa, 1, 0);
-		struct host_cpu *gh = th_dump("amd-zen4-genoa-epyc-9654");
-		for (uint32_t c = 2; c <= 9; c++)
-			if (cpuid_table_find(tg, 0xd, c)) {
-				assert_int_equal(reg(tg, 0xd, c, CPUID_EAX),
-						 reg(&gh->raw, 0xd, c, CPUID_EAX));
-				assert_int_equal(reg(tg, 0xd, c, CPUID_EBX),
-						 reg(&gh->raw, 0xd, c, CPUID_EBX));
-			}
-		assert_int_equal(reg(tg, 0xd, 0, CPUID_ECX), reg(&gh->raw, 0xd, 0, CPUID_ECX));
-		/* an Intel-layout AVX-512 model does not run on Genoa */
-		struct cpufeat_set need;
-		struct cpumodel_check chk;
-		guest_cpu_required(g, &need);
-		cpumodel_check_host(&g->props, &need, gh, &chk);
-		assert_true(chk.xsave_bad > 0);
-		assert_contains(chk.xsave_msg,
-				"component 5 at 0x440 (host 0x340), 6 at 0x480 (host 0x380)");
-		host_cpu_free(gh);
-		free(tg);
-		guest_cpu_free(genoa);
-	}
 	free(t);
 	guest_cpu_free(g);
 	/* xsave without AVX: legacy + header only */
@@ -286,6 +251,17 @@ static void test_xsave_layout(void **state)
 	t = build(g, 1, 0);
 	assert_int_equal(reg(t, 0xd, 0, CPUID_EAX), 0x3);
 	assert_int_equal(reg(t, 0xd, 0, CPUID_ECX), 576);
+	free(t);
+	guest_cpu_free(g);
+	/* x86-64-v4-amd: AMD's packed layout (APM vol. 2 ch. 11): no MPX slots,
+	 * opmask at 832, ZMM_Hi256 at 896, Hi16_ZMM at 1408, 2432 bytes in all */
+	g = resolve("x86-64-v4-amd");
+	t = build(g, 1, 0);
+	assert_int_equal(reg(t, 0xd, 0, CPUID_EAX), 0xe7);
+	assert_int_equal(reg(t, 0xd, 5, CPUID_EBX), 832);
+	assert_int_equal(reg(t, 0xd, 6, CPUID_EBX), 896);
+	assert_int_equal(reg(t, 0xd, 7, CPUID_EBX), 1408);
+	assert_int_equal(reg(t, 0xd, 0, CPUID_ECX), 2432);
 	free(t);
 	guest_cpu_free(g);
 	/* SapphireRapids: AMX tiles, 8 KiB of tile data after the config */
@@ -296,6 +272,67 @@ static void test_xsave_layout(void **state)
 	assert_int_equal(reg(t, 0xd, 18, CPUID_ECX), 6); /* aligned, XFD */
 	assert_int_equal(reg(t, 0xd, 0, CPUID_ECX), 0xb00 + 8192);
 	assert_int_equal(reg(t, 0x1d, 1, CPUID_EAX), 8192 | 1024u << 16);
+	free(t);
+	guest_cpu_free(g);
+}
+
+/* The same layouts as the real CPUs report (dumps): Intel Skylake-SP and AMD
+ * Genoa; the dumps are independent of the engine's table. */
+static void test_xsave_layout_matches_real_cpus(void **state)
+{
+	(void)state;
+	th_need_dumps();
+	struct guest_cpu *g = resolve("Skylake-Server-v5");
+	struct cpuid_table *t = build(g, 1, 0);
+	struct host_cpu *skx = th_dump("intel-skylake-sp-xeon-platinum-8180");
+	for (uint32_t c = 2; c <= 9; c++)
+		if (cpuid_table_find(t, 0xd, c)) {
+			assert_int_equal(reg(t, 0xd, c, CPUID_EAX),
+					 reg(&skx->raw, 0xd, c, CPUID_EAX));
+			assert_int_equal(reg(t, 0xd, c, CPUID_EBX),
+					 reg(&skx->raw, 0xd, c, CPUID_EBX));
+		}
+	assert_int_equal(reg(t, 0xd, 0, CPUID_ECX), reg(&skx->raw, 0xd, 0, CPUID_ECX));
+	host_cpu_free(skx);
+	struct guest_cpu *genoa = resolve("EPYC-Genoa");
+	struct cpuid_table *tg = build(genoa, 1, 0);
+	struct host_cpu *gh = th_dump("amd-zen4-genoa-epyc-9654");
+	for (uint32_t c = 2; c <= 9; c++)
+		if (cpuid_table_find(tg, 0xd, c)) {
+			assert_int_equal(reg(tg, 0xd, c, CPUID_EAX),
+					 reg(&gh->raw, 0xd, c, CPUID_EAX));
+			assert_int_equal(reg(tg, 0xd, c, CPUID_EBX),
+					 reg(&gh->raw, 0xd, c, CPUID_EBX));
+		}
+	assert_int_equal(reg(tg, 0xd, 0, CPUID_ECX), reg(&gh->raw, 0xd, 0, CPUID_ECX));
+	/* an Intel-layout AVX-512 model does not run on Genoa */
+	struct cpufeat_set need;
+	struct cpumodel_check chk;
+	guest_cpu_required(g, &need);
+	cpumodel_check_host(&g->props, &need, gh, &chk);
+	assert_true(chk.xsave_bad > 0);
+	/* in words: what, where the model puts it, where this CPU does, why not */
+	assert_contains(chk.xsave_msg, "the model keeps AVX-512 state (opmask, ZMM_Hi256, "
+				       "Hi16_ZMM) at 0x440, 0x480, 0x680, where Intel CPUs do");
+	assert_contains(chk.xsave_msg, "this host's CPU keeps it at 0x340, 0x380, 0x580, where "
+				       "AMD CPUs do");
+	assert_contains(chk.xsave_msg, "KVM cannot move a guest's XSAVE state");
+	/* and the AMD-layout psABI v4 model runs there, but not on an Intel one */
+	struct guest_cpu *amd = resolve("x86-64-v4-amd");
+	guest_cpu_required(amd, &need);
+	cpumodel_check_host(&amd->props, &need, gh, &chk);
+	assert_true(chk.runnable);
+	struct host_cpu *spr = th_dump("intel-sapphirerapids-xeon-w9-3475x");
+	cpumodel_check_host(&amd->props, &need, spr, &chk);
+	assert_false(chk.runnable);
+	assert_int_equal(cpufeat_set_count(&chk.missing), 0); /* only the layout */
+	assert_contains(chk.xsave_msg, "at 0x340, 0x380, 0x580, where AMD CPUs do; this host's CPU "
+				       "keeps it at 0x440, 0x480, 0x680, where Intel CPUs do");
+	host_cpu_free(spr);
+	guest_cpu_free(amd);
+	host_cpu_free(gh);
+	free(tg);
+	guest_cpu_free(genoa);
 	free(t);
 	guest_cpu_free(g);
 }
@@ -419,9 +456,10 @@ int main(void)
 	    cmocka_unit_test(test_every_version_builds_valid_tables),
 	    cmocka_unit_test(test_host_independent),
 	    cmocka_unit_test(test_xsave_layout),
+	    cmocka_unit_test(test_xsave_layout_matches_real_cpus),
 	    cmocka_unit_test(test_adjustments_and_errors),
 	    cmocka_unit_test(test_frozen_expansions),
 	    cmocka_unit_test(test_reference_host_is_full),
 	};
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return th_exit(cmocka_run_group_tests(tests, setup, teardown));
 }

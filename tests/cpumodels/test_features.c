@@ -281,6 +281,49 @@ static void test_table_diff_names_bits(void **state)
 	assert_contains(buf, "...");
 }
 
+/* The host rule's table names known features, known facts, and says why;
+ * fact names round-trip (they are written into host profiles). */
+static void test_host_rule_table(void **state)
+{
+	(void)state;
+	assert_true(host_rule_count() >= 5);
+	for (size_t i = 0; i < host_rule_count(); i++) {
+		const struct host_rule *r = host_rule_at(i);
+		const struct cpufeat *f = cpufeat_find(r->feature);
+		if (!f)
+			fail_msg("host rule names unknown feature %s", r->feature);
+		assert_ptr_equal(host_rule_for(f), r);
+		assert_true(r->kind == HOST_RULE_PROVIDE || r->kind == HOST_RULE_BACKED);
+		assert_int_equal(r->needs >> KVM_NFACTS, 0);
+		assert_true(r->why && strlen(r->why) > 10);
+		/* a host-only bit is never offered, so no rule may provide one */
+		assert_false(f->flags & CPUFEAT_NOKVM);
+	}
+	for (int fact = 0; fact < KVM_NFACTS; fact++)
+		assert_int_equal(kvm_fact_find(kvm_fact_name((enum kvm_fact)fact)), fact);
+	assert_int_equal(kvm_fact_find("nonsense"), -1);
+	assert_null(host_rule_for(cpufeat_find("avx")));
+}
+
+/* A downgrade removes dependent features until the set is consistent. */
+static void test_downgrade(void **state)
+{
+	(void)state;
+	struct cpufeat_set s = {0}, dropped = {0};
+	static const char *const in[] = {"xsave", "avx512f", "avx512vl", "avx512bw", "fma", "sse2"};
+	for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++)
+		cpufeat_set_add(&s, cpufeat_find(in[i]));
+	struct vmm_error err = {0};
+	assert_int_equal(cpufeat_set_check_deps(&s, &err), -EINVAL);
+	assert_int_equal(cpufeat_set_downgrade(&s, &dropped), 4);
+	assert_int_equal(cpufeat_set_check_deps(&s, &err), 0);
+	assert_true(cpufeat_set_has_name(&s, "xsave") && cpufeat_set_has_name(&s, "sse2"));
+	assert_true(cpufeat_set_has_name(&dropped, "avx512vl")); /* via avx512f, via avx2 */
+	assert_true(cpufeat_set_has_name(&dropped, "fma"));
+	assert_ptr_equal(cpufeat_missing_dep(&s, cpufeat_find("fma")), cpufeat_find("avx"));
+	assert_int_equal(cpufeat_set_downgrade(&s, NULL), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -294,6 +337,8 @@ int main(void)
 	    cmocka_unit_test(test_table_text_round_trip),
 	    cmocka_unit_test(test_table_read_errors),
 	    cmocka_unit_test(test_table_diff_names_bits),
+	    cmocka_unit_test(test_host_rule_table),
+	    cmocka_unit_test(test_downgrade),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -271,6 +271,8 @@ static void test_baseline_skylake_family(void **state)
 	}
 	/* all three have xsaves, which Skylake-Server-v1 lacks */
 	assert_true(cpufeat_set_has_name(&b.extra, "xsaves"));
+	/* what the VMM provides on every host is no extra: the model decides */
+	assert_false(cpufeat_set_has_name(&b.extra, "topoext"));
 	assert_false(cpufeat_set_has_name(&b.extra, "avx512_vnni")); /* not on Skylake-SP */
 }
 
@@ -385,6 +387,196 @@ static void test_profile_limited_by_host(void **state)
 	assert_contains(err.msg, "host CPU profile: /nonexistent.txt");
 }
 
+/* Real CPUs never break the engine: for every dump, baseline gives a model
+ * that runs there (its spec too), every version gets an answer from check,
+ * the host compares with a model, and the matrix of all of them builds. */
+static void test_every_dump_gets_answers(void **state)
+{
+	(void)state;
+	struct vmm_error err = {0};
+	const struct cpumodel_version *v1 = cpumodel_db_lookup(db, "x86-64-v1", NULL);
+	for (size_t h = 0; h < NDUMPS; h++) {
+		struct host_cpu *one[] = {hosts[h]};
+		struct cpumodel_baseline b;
+		if (cpumodel_baseline(db, one, 1, &b, &err) < 0)
+			fail_msg("baseline %s: %s", dump_names[h], err.msg);
+		if (!b.best)
+			fail_msg("baseline %s: no model", dump_names[h]);
+		assert_true(check(b.best, hosts[h]).runnable);
+		struct guest_cpu *g = NULL;
+		if (guest_cpu_resolve(db, b.spec, hosts[h], &g, &err) < 0)
+			fail_msg("baseline %s: spec %s does not run there: %s", dump_names[h],
+				 b.spec, err.msg);
+		guest_cpu_free(g);
+		printf("%-40s baseline %s (+%u features)\n", dump_names[h], b.best->name,
+		       cpufeat_set_count(&b.extra));
+		/* usable respects every dependency row */
+		assert_int_equal(cpufeat_set_check_deps(&hosts[h]->usable, &err), 0);
+		struct cpumodel_compare c;
+		struct cpufeat_set need;
+		cpumodel_version_required(v1, &need);
+		cpumodel_compare_sets(&need, &v1->props, &hosts[h]->usable, NULL, &c);
+		assert_true(c.relation == REL_SUBSET || c.relation == REL_IDENTICAL);
+	}
+	struct cpumodel_matrix m;
+	assert_int_equal(cpumodel_matrix_build(db, hosts, NDUMPS, false, &m, &err), 0);
+	cpumodel_matrix_free(&m);
+}
+
+/* Key Locker: the Raptor Lake dump has wide_kl set and aeskle clear (AESKLE
+ * reads 1 only after the OS enables Key Locker). KVM does not give Key
+ * Locker to guests: host-only, never offered, no model may name it; the
+ * answer is a Skylake-Client-class model. */
+static void test_raptorlake_key_locker(void **state)
+{
+	(void)state;
+	const struct host_cpu *rpl = host("intel-raptorlake-s-core-i9-13900k");
+	uint32_t kl = cpuid_table_reg(&rpl->raw, 0x19, 0, CPUID_EBX);
+	assert_int_equal(kl >> 2 & 1, 1); /* wide_kl, as recorded */
+	assert_int_equal(kl & 1, 0);	  /* aeskle, as recorded */
+	static const char *const locker[] = {"keylocker", "aeskle", "wide_kl", "kl_iwkey_backup"};
+	for (size_t i = 0; i < 4; i++) {
+		const struct cpufeat *f = cpufeat_find(locker[i]);
+		assert_true(f->flags & CPUFEAT_NOKVM);
+		assert_false(cpufeat_set_has(&rpl->features, f));
+	}
+	struct host_cpu *one[] = {host("intel-raptorlake-s-core-i9-13900k")};
+	struct cpumodel_baseline b;
+	struct vmm_error err = {0};
+	assert_int_equal(cpumodel_baseline(db, one, 1, &b, &err), 0);
+	assert_string_equal(b.model->name, "Skylake-Client");
+}
+
+/* A host reporting a feature without the one it needs (here a Skylake-SP
+ * table with avx2 cleared) offers the bits it reports, but cannot use the
+ * dependent ones: they are downgraded, and baseline still answers. */
+static void test_dependency_downgrade(void **state)
+{
+	(void)state;
+	struct cpuid_table *t = malloc(sizeof(*t));
+	struct host_cpu *odd = NULL;
+	struct vmm_error err = {0};
+	*t = host("intel-skylake-sp-xeon-platinum-8180")->raw;
+	const struct cpuid_leaf *l7 = cpuid_table_find(t, 7, 0);
+	assert_int_equal(cpuid_table_set(t, 7, 0, l7->eax, l7->ebx & ~(1u << 5), l7->ecx, l7->edx),
+			 0);
+	assert_int_equal(host_cpu_from_table("no-avx2", t, false, NULL, &odd, &err), 0);
+	assert_true(cpufeat_set_has_name(&odd->features, "avx512f"));
+	assert_false(cpufeat_set_has_name(&odd->usable, "avx512f"));
+	assert_false(cpufeat_set_has_name(&odd->usable, "avx512vl")); /* via avx512f */
+	assert_true(cpufeat_set_has_name(&odd->usable, "avx"));
+	struct host_cpu *one[] = {odd};
+	struct cpumodel_baseline b;
+	assert_int_equal(cpumodel_baseline(db, one, 1, &b, &err), 0);
+	assert_non_null(b.best);
+	assert_false(cpufeat_set_has_name(&b.extra, "avx512f"));
+	/* a model that needs avx512f says so, avx2 too */
+	struct cpumodel_check c = check(cpumodel_db_lookup(db, "Skylake-Server-v1", NULL), odd);
+	assert_false(c.runnable);
+	assert_true(cpufeat_set_has_name(&c.missing, "avx2"));
+	host_cpu_free(odd);
+	free(t);
+}
+
+/* The host rule: the VMM provides topoext (leaf 0x8000001E), x2apic, the
+ * TSC-deadline timer, ARAT and the hypervisor bit on every host, whatever
+ * the CPU reports: Intel CPUs never report topoext. */
+static void test_host_rule(void **state)
+{
+	(void)state;
+	static const char *const provided[] = {"topoext", "x2apic", "tsc_deadline_timer", "arat",
+					       "hypervisor"};
+	for (size_t h = 0; h < NDUMPS; h++)
+		for (size_t i = 0; i < 5; i++)
+			if (!cpufeat_set_has_name(&hosts[h]->features, provided[i]))
+				fail_msg("%s does not offer %s", dump_names[h], provided[i]);
+	const struct host_cpu *skx = host("intel-skylake-sp-xeon-platinum-8180");
+	assert_int_equal(cpuid_table_reg(&skx->raw, 0x80000001, 0, CPUID_ECX) >> 22 & 1, 0);
+	/* a KVM table as bare-metal KVM reports it on Intel: no topoext, no
+	 * TSC-deadline bit (KVM_CAP_TSC_DEADLINE_TIMER says it instead) */
+	struct cpuid_table *t = malloc(sizeof(*t));
+	struct host_cpu *k = NULL;
+	struct vmm_error err = {0};
+	struct kvm_facts facts;
+	*t = host("intel-cascadelake-sp-xeon-gold-5215")->raw;
+	const struct cpuid_leaf *l1 = cpuid_table_find(t, 1, 0);
+	assert_int_equal(cpuid_table_set(t, 1, 0, l1->eax, l1->ebx, l1->ecx & ~(1u << 24), l1->edx),
+			 0);
+	assert_true(cpuid_table_reg(t, 1, 0, CPUID_ECX) >> 21 & 1); /* x2apic reported */
+	assert_true(cpuid_table_reg(t, 7, 0, CPUID_EDX) >> 29 & 1); /* arch_capabilities */
+	assert_false(cpuid_table_reg(t, 0x80000001, 0, CPUID_ECX) >> 22 & 1); /* no topoext */
+	kvm_facts_all(&facts);
+	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
+	static const char *const all_facts[] = {
+	    "tsc_deadline_timer", "arch_capabilities", "topoext", "x2apic", "arat",
+	    "kvm_hint_realtime"};
+	for (size_t i = 0; i < sizeof(all_facts) / sizeof(all_facts[0]); i++)
+		if (!cpufeat_set_has_name(&k->features, all_facts[i]))
+			fail_msg("KVM host with every fact does not offer %s", all_facts[i]);
+	host_cpu_free(k);
+	/* PROVIDE rows need their facts; BACKED rows are withdrawn without */
+	facts.has[KVM_FACT_TSC_DEADLINE] = false;
+	facts.has[KVM_FACT_ARCH_CAPS_MSR] = false;
+	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
+	assert_false(cpufeat_set_has_name(&k->features, "tsc_deadline_timer"));
+	assert_false(cpufeat_set_has_name(&k->features, "arch_capabilities"));
+	assert_true(cpufeat_set_has_name(&k->features, "topoext"));
+	assert_true(cpufeat_set_has_name(&k->features, "x2apic"));
+	host_cpu_free(k);
+	facts.has[KVM_FACT_IRQCHIP] = false;
+	facts.has[KVM_FACT_TSC_DEADLINE] = true;
+	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
+	assert_false(cpufeat_set_has_name(&k->features, "x2apic"));
+	assert_false(cpufeat_set_has_name(&k->features, "tsc_deadline_timer"));
+	assert_true(cpufeat_set_has_name(&k->features, "arat"));
+	host_cpu_free(k);
+	/* a PROVIDE row only adds: a bit KVM reports stays (as QEMU keeps it) */
+	assert_int_equal(cpuid_table_set(t, 1, 0, l1->eax, l1->ebx, l1->ecx | 1u << 24, l1->edx),
+			 0);
+	facts.has[KVM_FACT_IRQCHIP] = true;
+	facts.has[KVM_FACT_TSC_DEADLINE] = false;
+	assert_int_equal(host_cpu_from_kvm_table("k", t, &facts, NULL, &k, &err), 0);
+	assert_true(cpufeat_set_has_name(&k->features, "tsc_deadline_timer"));
+	host_cpu_free(k);
+	free(t);
+}
+
+/* psABI v4 on AMD: a Genoa-only fleet gets a runnable v4-class model, and
+ * x86-64-v4-amd runs there; a Genoa + Sapphire Rapids fleet shares no
+ * AVX-512 layout, so its baseline adds no AVX-512 state. */
+static void test_v4_on_amd(void **state)
+{
+	(void)state;
+	struct host_cpu *genoa = host("amd-zen4-genoa-epyc-9654");
+	struct host_cpu *spr = host("intel-sapphirerapids-xeon-w9-3475x");
+	struct cpumodel_baseline b;
+	struct vmm_error err = {0};
+	struct host_cpu *fleet[] = {genoa};
+	assert_int_equal(cpumodel_baseline(db, fleet, 1, &b, &err), 0);
+	struct cpufeat_set v4, need;
+	cpumodel_version_required(cpumodel_db_lookup(db, "x86-64-v4", NULL), &v4);
+	struct guest_cpu *g;
+	assert_int_equal(guest_cpu_resolve(db, b.spec, genoa, &g, &err), 0);
+	guest_cpu_required(g, &need);
+	guest_cpu_free(g);
+	assert_true(cpufeat_set_has_name(&v4, "avx512f"));
+	if (!cpufeat_set_subset(&v4, &need))
+		fail_msg("Genoa baseline %s is not psABI-v4 class", b.spec);
+	assert_true(runs("x86-64-v4-amd", "amd-zen4-genoa-epyc-9654"));
+	assert_false(runs("x86-64-v4", "amd-zen4-genoa-epyc-9654"));
+	assert_true(runs("x86-64-v4", "intel-sapphirerapids-xeon-w9-3475x"));
+	assert_false(runs("x86-64-v4-amd", "intel-sapphirerapids-xeon-w9-3475x"));
+	struct host_cpu *mixed[] = {genoa, spr};
+	assert_int_equal(cpumodel_baseline(db, mixed, 2, &b, &err), 0);
+	assert_non_null(b.best);
+	assert_false(cpufeat_set_has_name(&b.extra, "avx512f"));
+	assert_true(cpufeat_set_has_name(&b.withheld, "avx512f"));
+	for (int h = 0; h < 2; h++) {
+		assert_int_equal(guest_cpu_resolve(db, b.spec, mixed[h], &g, &err), 0);
+		guest_cpu_free(g);
+	}
+}
+
 int main(void)
 {
 	if (!th_have_dumps())
@@ -402,6 +594,11 @@ int main(void)
 	    cmocka_unit_test(test_compare_hosts),
 	    cmocka_unit_test(test_matrix),
 	    cmocka_unit_test(test_profile_limited_by_host),
+	    cmocka_unit_test(test_every_dump_gets_answers),
+	    cmocka_unit_test(test_raptorlake_key_locker),
+	    cmocka_unit_test(test_dependency_downgrade),
+	    cmocka_unit_test(test_host_rule),
+	    cmocka_unit_test(test_v4_on_amd),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -45,15 +45,15 @@ static void test_required_models_exist(void **state)
 {
 	(void)state;
 	static const char *const names[] = {
-	    "x86-64-v1",	  "x86-64-v2",	    "x86-64-v3",
-	    "x86-64-v4",	  "Nehalem",	    "Westmere",
-	    "SandyBridge",	  "IvyBridge",	    "Haswell",
-	    "Broadwell",	  "Skylake-Client", "Skylake-Server",
-	    "Cascadelake-Server", "Icelake-Server", "SapphireRapids",
-	    "Opteron_G1",	  "Opteron_G2",	    "Opteron_G3",
-	    "Opteron_G4",	  "Opteron_G5",	    "EPYC",
-	    "EPYC-Naples",	  "EPYC-Rome",	    "EPYC-Milan",
-	    "EPYC-Genoa",
+	    "x86-64-v1",      "x86-64-v2",	    "x86-64-v3",
+	    "x86-64-v4",      "x86-64-v4-amd",	    "Nehalem",
+	    "Westmere",	      "SandyBridge",	    "IvyBridge",
+	    "Haswell",	      "Broadwell",	    "Skylake-Client",
+	    "Skylake-Server", "Cascadelake-Server", "Icelake-Server",
+	    "SapphireRapids", "Opteron_G1",	    "Opteron_G2",
+	    "Opteron_G3",     "Opteron_G4",	    "Opteron_G5",
+	    "EPYC",	      "EPYC-Naples",	    "EPYC-Rome",
+	    "EPYC-Milan",     "EPYC-Genoa",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		version(names[i]);
@@ -171,6 +171,11 @@ static void test_psabi_levels(void **state)
 					       &version(names[l])->features));
 		assert_int_equal(cpufeat_set_count(&extra), counts[l]);
 	}
+	/* the AMD-layout v4: the same features as x86-64-v4, an AMD identity */
+	const struct cpumodel_version *p4 = version("x86-64-v4"), *p4a = version("x86-64-v4-amd");
+	assert_true(cpufeat_set_equal(&p4->features, &p4a->features));
+	assert_int_equal(p4->props.vendor, VENDOR_INTEL);
+	assert_int_equal(p4a->props.vendor, VENDOR_AMD);
 }
 
 static enum cpumodel_relation relation(const char *a, const char *b, struct cpumodel_compare *c)

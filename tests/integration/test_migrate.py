@@ -56,7 +56,7 @@ check(info["downtime"] < 2000, f"downtime {info['downtime']} ms")
 
 rc = src.wait(timeout=15)
 check(rc == 0 and "now runs at" in src.stderr, f"source exits 0 after handing over ({src.stderr.strip().splitlines()[-1]})")
-check_no_verify_failures(src.lines, "source")
+check_no_verify_failures(src.lines, "source", vcpus=cpus)
 last_src = {}
 for vcpu, t, writes, sweeps, errors in progress_lines(src.lines):
     last_src[vcpu] = (t, writes, sweeps)
@@ -69,14 +69,17 @@ check(cpuid_dst == cpuid_src, "every vCPU's CPUID (KVM_GET_CPUID2 and the model'
 for v in range(cpus):
     m = dst.wait_line(rf"progress vcpu={v} t=(\d+) writes=(\d+) sweeps=(\d+) errors=0", timeout=30)
     t, writes, sweeps = int(m.group(1)), int(m.group(2)), int(m.group(3))
-    check(writes >= last_src[v][1] and t >= last_src[v][0],
-          f"vCPU {v}: counters continue after the move (writes {last_src[v][1]} -> {writes})")
+    # The guest dirtied on after its last line at the source and again for a
+    # whole interval here: both counters must have grown, not merely stayed.
+    check(writes > last_src[v][1] and t > last_src[v][0],
+          f"vCPU {v}: counters continue after the move (writes {last_src[v][1]} -> {writes}, "
+          f"t {last_src[v][0]} -> {t})")
 # Two more full verification sweeps on the destination, then the guest's own end.
 for v in range(cpus):
     base = last_src[v][2]
     dst.wait_line(rf"progress vcpu={v} .* sweeps=({base + 2}|{base + 3}|[1-9]\d{{2,}})", timeout=40)
 rc = dst.wait(timeout=40)
-check_no_verify_failures(dst.lines, "destination")
+check_no_verify_failures(dst.lines, "destination", vcpus=cpus)
 finals = [l for l in dst.lines if l.startswith("final ")]
 check(len(finals) == cpus and all("errors=0" in l for l in finals),
       f"final verification on the destination: {finals}")

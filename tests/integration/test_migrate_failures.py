@@ -41,8 +41,15 @@ def start_dest(extra, name):
 api.cmd("migrate-set-parameters", max_bandwidth=16 << 20)
 dst, uri = start_dest([], "killed")
 api.cmd("migrate", uri=uri)
-time.sleep(1.0)
-check(api.cmd("query-migrate")["status"] == "active", "migration is under way")
+# Kill it once pages are flowing (at 16 MiB/s the first pass lasts seconds);
+# polling, not a fixed sleep, so a slow start on a loaded machine is no failure.
+deadline = time.monotonic() + 30
+while (info := api.cmd("query-migrate")).get("status") != "active" or \
+        info.get("ram", {}).get("transferred", 0) < (1 << 20):
+    if info.get("status") not in ("setup", "active") or time.monotonic() > deadline:
+        fail(f"the migration did not get under way: {info}")
+    time.sleep(0.05)
+check(True, f"migration is under way ({info['ram']['transferred']} bytes sent)")
 dst.proc.send_signal(signal.SIGKILL)
 info = wait_migration(api)
 check(info["status"] == "failed", f"killed destination: status failed ({info.get('error-desc')})")
@@ -120,11 +127,26 @@ api.cmd("migrate", uri=uri)
 check(wait_migration(api)["status"] == "completed", "a paused guest migrates")
 check(src.wait(timeout=20) == 0, "source exits after the handover")
 check_no_verify_failures(src.lines, "source")
+src_last = progress_lines(src.lines)[-1]
 check(api_dst.cmd("query-status")["status"] == "paused", "it arrives paused")
-time.sleep(1.5)
-check(not any(l.startswith("progress") for l in dst.lines), "and does not run until cont")
+# A running guest prints a progress line every 500 ms of its time. Look
+# PAUSED_LOOKS times, one interval apart: the status must read paused and the
+# console must stay silent at every look (a guest that ran for even one
+# interval would have printed).
+PROGRESS_S, PAUSED_LOOKS = 0.5, 6
+for look in range(PAUSED_LOOKS):
+    out = dst.collect(PROGRESS_S)
+    status = api_dst.cmd("query-status")["status"]
+    if status != "paused" or progress_lines(dst.lines):
+        fail(f"look {look + 1}: the guest ran before cont: status {status}, console {out[-3:]}")
+check(True, f"it does not run until cont: paused and silent over {PAUSED_LOOKS} progress intervals")
 api_dst.cmd("cont")
-dst.wait_line(r"progress vcpu=0 .* errors=0", timeout=10)
+first = dst.wait_line(r"progress vcpu=0 t=\d+ writes=(\d+) sweeps=\d+ errors=0", timeout=10)
+second = dst.wait_line(r"progress vcpu=0 t=\d+ writes=(\d+) sweeps=\d+ errors=0", timeout=10,
+                       start=dst.lines.index(first.string) + 1)
+check(int(second.group(1)) > int(first.group(1)) > src_last[2],
+      f"cont: its counters advance again (writes {src_last[2]} at the source -> "
+      f"{first.group(1)} -> {second.group(1)})")
 check(api_dst.cmd("query-status")["status"] == "running", "cont: it runs, memory still verified")
 api_dst.cmd("quit")
 check(dst.wait(timeout=20) == 0, "destination quits cleanly")

@@ -3,7 +3,11 @@
 Tests run from meson with VMM (the vmm binary), VMM_SOURCE_ROOT,
 VMM_BUILD_ROOT and, when built, TESTGUEST in the environment. A test that
 cannot run here calls skip(reason): exit code 77, which meson reports as
-SKIP, never as a pass.
+SKIP, never as a pass. A dependency that scripts/setup.sh installs for the
+tests (QEMU, the Debian kernel, iproute2) goes through require_installed():
+a skip when a person runs one test by hand, a failure under scripts/test.sh,
+which sets VMM_TEST_STRICT=1 (what is missing there is a broken set-up, not
+a reason to report fewer tests).
 """
 import os
 import re
@@ -23,9 +27,23 @@ SHARED = os.path.normpath(os.path.join(SOURCE_ROOT, "..", "shared"))
 HOSTS_DIR = os.path.join(SHARED, "cpuid-hosts")
 
 
+STRICT = os.environ.get("VMM_TEST_STRICT") == "1"
+
+
 def skip(reason):
     print(f"SKIP: {reason}")
     sys.exit(77)
+
+
+def require_installed(present, what, package):
+    """`what` comes from the Debian package `package`, which scripts/setup.sh
+    --for-tests installs: missing, it skips by hand and fails under strict."""
+    if present:
+        return
+    why = f"{what} is missing (Debian package {package}; scripts/setup.sh --for-tests installs it)"
+    if STRICT:
+        fail(why + "; VMM_TEST_STRICT=1 (scripts/test.sh) makes a missing test dependency a failure")
+    skip(why)
 
 
 def fail(msg):
@@ -117,6 +135,15 @@ class Guest:
                 fail(f"{self.name}: exited ({self.proc.returncode}) before a line matching "
                      f"{pattern!r}; last lines:\n" + "\n".join(self.lines[-15:])
                      + f"\nstderr: {self.stderr}")
+
+    def collect(self, seconds):
+        """Reads console output for `seconds` of wall time; returns the new lines."""
+        first = len(self.lines)
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self._pump(left) is None:
+                break
+        return self.lines[first:]
 
     def wait(self, timeout=30):
         deadline = time.monotonic() + timeout
@@ -252,13 +279,21 @@ def progress_lines(lines):
     return out
 
 
-def check_no_verify_failures(lines, who):
+def check_no_verify_failures(lines, who, vcpus=1):
+    """The guest's own verification passed on these console lines: no
+    VERIFY-FAIL, no progress line with errors, and progress lines from each
+    of the first `vcpus` vCPUs (no progress at all proves nothing)."""
     bad = [l for l in lines if "VERIFY-FAIL" in l]
     if bad:
         fail(f"{who}: guest memory verification failed:\n" + "\n".join(bad[:5]))
-    errs = [p for p in progress_lines(lines) if p[4] != 0]
+    progress = progress_lines(lines)
+    errs = [p for p in progress if p[4] != 0]
     if errs:
         fail(f"{who}: progress lines report errors: {errs[:3]}")
+    missing = [v for v in range(vcpus) if not any(p[0] == v for p in progress)]
+    if missing:
+        fail(f"{who}: no progress line from vCPU(s) {missing}: the guest's verification "
+             f"never reported, so nothing was verified; last lines:\n" + "\n".join(lines[-10:]))
 
 
 def guest_args(cmdline, memory="256M", cpus=1, extra=()):

@@ -139,8 +139,4 @@ unsigned guest_cpu_phys_bits(const struct guest_cpu *g);
 uint64_t guest_cpu_xcr0(const struct guest_cpu *g);
 void guest_cpu_free(struct guest_cpu *g);
 
-/* `vmm cpu-model ...`: argv[0] is "cpu-model". Returns the process exit code
- * (0 ok, 1 a negative answer: not runnable / no baseline, 2 an error). */
-int cpumodel_cli(int argc, char **argv);
-
 #endif

@@ -4,7 +4,7 @@
 
 #include "api/api.h"
 #include "config.h"
-#include "cpumodels/cpumodel.h"
+#include "vmm/cpu_model/cli.h"
 #include "vmm/vmm.h"
 
 static int print_version(int argc, char **argv)

@@ -29,8 +29,9 @@ void vmm_usage(FILE *out)
 		"  --incoming URI         tcp:HOST:PORT | unix:PATH | file:PATH: wait for a migration\n"
 		"  --print-config         print the resolved configuration and exit\n"
 		"  --dump-cpuid PATH      write the CPUID table KVM holds for each vCPU (KVM_GET_CPUID2)\n"
-		"  --host-cpu-profile F   act as the host profile F describes (`vmm cpu-model\n"
-		"                         host-profile` or a CPUID dump), intersected with this KVM\n"
+		"  --host-cpu-profile F   check CPU models as the host F describes would: a host profile\n"
+		"                         (vmm cpu-model host-profile) or a CPUID dump, intersected with\n"
+		"                         this machine's KVM\n"
 		"  --help, --version\n");
 }
 

@@ -76,7 +76,9 @@ int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 	if (cfg->incoming)
 		printf("incoming         = %s\n", cfg->incoming);
 	if (spec.host_cpu_profile[0])
-		printf("host-cpu-profile = %s\n", spec.host_cpu_profile);
+		printf("host-cpu-profile = %s (CPU models checked as on that host, intersected with "
+		       "this KVM)\n",
+		       spec.host_cpu_profile);
 	printf("# machine type properties (guest ABI of %s)\n", spec.machine.name);
 	machine_dump(&spec.machine, stdout);
 	return 0;

@@ -1,6 +1,6 @@
 /* tests/cpumodels/cli_main.c: `cpumodel-cli ARGS` runs `vmm cpu-model ARGS`
  * without the rest of the VMM, for the script tests. */
-#include "cpumodels/cpumodel.h"
+#include "vmm/cpu_model/cli.h"
 
 int main(int argc, char **argv)
 {

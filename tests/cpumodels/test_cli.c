@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "vmm/cpu_model/cli.h"
 
 struct run {
 	int rc;

@@ -82,18 +82,10 @@ static int round_trip(const struct cpuid_table *in, uint32_t apic_id, struct cpu
 		snprintf(why, len, "VM set-up: %s", strerror(errno));
 		goto out;
 	}
-	c->nent = in->n;
-	for (unsigned i = 0; i < in->n; i++) {
-		const struct cpuid_leaf *l = &in->leaves[i];
-		c->entries[i] = (struct kvm_cpuid_entry2){
-		    .function = l->leaf,
-		    .index = l->subleaf,
-		    .flags = l->subleaf_significant ? KVM_CPUID_FLAG_SIGNIFCANT_INDEX : 0,
-		    .eax = l->eax,
-		    .ebx = l->ebx,
-		    .ecx = l->ecx,
-		    .edx = l->edx,
-		};
+	struct vmm_error err;
+	if (cpuid_table_to_kvm(in, c, CPUID_TABLE_MAX, &err) < 0) {
+		snprintf(why, len, "%.200s", err.msg);
+		goto out;
 	}
 	if (ioctl(vcpu, KVM_SET_CPUID2, c) < 0) {
 		snprintf(why, len, "KVM_SET_CPUID2: %s", strerror(errno));
@@ -105,15 +97,9 @@ static int round_trip(const struct cpuid_table *in, uint32_t apic_id, struct cpu
 		snprintf(why, len, "KVM_GET_CPUID2: %s", strerror(errno));
 		goto out;
 	}
-	memset(out, 0, sizeof(*out));
-	for (unsigned i = 0; i < c->nent; i++) {
-		const struct kvm_cpuid_entry2 *e = &c->entries[i];
-		if (cpuid_table_set(out, e->function, e->index, e->eax, e->ebx, e->ecx, e->edx))
-			goto out;
-		/* the flag as KVM holds it */
-		struct cpuid_leaf *l =
-		    (struct cpuid_leaf *)cpuid_table_find(out, e->function, e->index);
-		l->subleaf_significant = e->flags & KVM_CPUID_FLAG_SIGNIFCANT_INDEX;
+	if (cpuid_table_from_kvm(c, out, &err) < 0) {
+		snprintf(why, len, "%.200s", err.msg);
+		goto out;
 	}
 	rc = 0;
 out:

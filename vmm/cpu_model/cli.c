@@ -1,5 +1,5 @@
 /*
- * cpumodels/cli.c: `vmm cpu-model SUBCOMMAND [options] ...`: options, the
+ * vmm/cpu_model/cli.c: `vmm cpu-model SUBCOMMAND [options] ...`: options, the
  * subcommand table, loading the database and the host.
  */
 #include <errno.h>
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpumodels/engine.h"
+#include "vmm/cpu_model/cli.h"
 
 enum host_need { NO_HOST, ONE_HOST, HOST_LIST };
 

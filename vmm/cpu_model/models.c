@@ -1,5 +1,5 @@
 /*
- * cpumodels/cli_models.c: `vmm cpu-model list|check|show|features|expand`:
+ * vmm/cpu_model/models.c: `vmm cpu-model list|check|show|features|expand`:
  * questions about models against one host.
  */
 #include <inttypes.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cpumodels/engine.h"
+#include "vmm/cpu_model/cli.h"
 
 static void host_line(struct cpumodel_cli *c)
 {

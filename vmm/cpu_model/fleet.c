@@ -1,5 +1,5 @@
 /*
- * cpumodels/cli_fleet.c: `vmm cpu-model host-profile|labels`: what a fleet
+ * vmm/cpu_model/fleet.c: `vmm cpu-model host-profile|labels`: what a fleet
  * operator and a scheduler need from each host. host-profile writes this
  * host as a guest would get it, for collecting one per host and asking
  * `baseline *.profile`; labels prints Kubernetes node labels in the shape
@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "cpumodels/engine.h"
+#include "vmm/cpu_model/cli.h"
 
 #define LABEL_MODEL    "cpu-model.node.kubevirt.io/"
 #define LABEL_FEATURE  "cpu-feature.node.kubevirt.io/"

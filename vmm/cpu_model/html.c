@@ -1,5 +1,5 @@
 /*
- * cpumodels/cli_html.c: the compatibility matrix as one self-contained HTML
+ * vmm/cpu_model/html.c: the compatibility matrix as one self-contained HTML
  * page (no scripts, no external files): green = runnable, red shades = the
  * number of missing features; hovering a cell lists them.
  */
@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cpumodels/engine.h"
+#include "vmm/cpu_model/cli.h"
 
 static void esc(FILE *f, const char *s)
 {

@@ -1,5 +1,5 @@
 /*
- * cpumodels/cli_ops.c: `vmm cpu-model compare|baseline|matrix`: questions
+ * vmm/cpu_model/ops.c: `vmm cpu-model compare|baseline|matrix`: questions
  * across several models or hosts.
  */
 #include <json-c/json.h>
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "cpumodels/engine.h"
+#include "vmm/cpu_model/cli.h"
 
 /* One side of a comparison: a model spec or a host profile file. */
 struct side {

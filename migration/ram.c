@@ -173,6 +173,11 @@ int mig_dirty_log_start(struct mig_dirty_log *d, struct vm *vm, struct vmm_error
 		return vmm_error_prefix(err, "enabling dirty logging");
 	}
 	d->enabled = true;
+	/* virtio: forget device writes from before; the first pass reads after this */
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		guest_memory_take_dirty(&vm->mem, i, d->bitmaps[i], d->words[i]);
+		memset(d->bitmaps[i], 0, d->words[i] * sizeof(unsigned long));
+	}
 	return 0;
 }
 
@@ -185,6 +190,8 @@ int64_t mig_dirty_log_sync(struct mig_dirty_log *d, struct vmm_error *err)
 		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 			return vmm_error_set(err, -errno, "KVM_GET_DIRTY_LOG slot %u: %s", log.slot,
 					     strerror(errno));
+		/* virtio: pages the VMM wrote, which KVM's log cannot see */
+		guest_memory_take_dirty(&d->vm->mem, i, d->bitmaps[i], d->words[i]);
 		for (size_t w = 0; w < d->words[i]; w++)
 			dirty += __builtin_popcountl(d->bitmaps[i][w]);
 	}

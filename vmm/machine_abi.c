@@ -7,6 +7,8 @@
  * across the 32-bit hole). The ABI tests compare it with checked-in files.
  */
 #include "vmm/machine_abi.h"
+#include "vmm/devices/devices.h"
+#include "vmm/virtio/virtio.h"
 #include "vmm/x86/x86.h"
 
 #include <errno.h>
@@ -50,6 +52,18 @@ static int dump_devices(const struct machine *m, FILE *out, struct vmm_error *er
 			(unsigned long long)(rg->base + rg->len - 1), rg->dev->name,
 			rg->dev->type->name);
 	}
+	/* virtio-mmio slots, as the devices the command line adds get them */
+	uint64_t base;
+	unsigned irq;
+	for (unsigned i = 0; r == 0 && virtio_slot(&vm, i, &base, &irq, NULL) == 0; i++)
+		fprintf(out, "mmio 0x%08llx-0x%08llx virtio-mmio slot %u irq %u\n",
+			(unsigned long long)base, (unsigned long long)(base + VIRTIO_MMIO_SIZE - 1), i,
+			irq);
+	static const struct device_type *const virtio_types[] = {&device_virtio_blk,
+								  &device_virtio_rng};
+	for (size_t i = 0; r == 0 && machine_has_device(m, "virtio-mmio") && i < 2; i++)
+		fprintf(out, "state (%s, per --disk/--rng) version %u\n", virtio_types[i]->name,
+			virtio_types[i]->state->version);
 	for (unsigned i = 0; r == 0 && i < vm.ndevices; i++) {
 		const struct state_desc *sd = vm.devices[i].type->state;
 		if (sd)

@@ -36,6 +36,14 @@
 
 enum serial_backend { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 
+/* --disk path=FILE[,readonly=on][,serial=ID] (vmm/virtio/slots.c parses it) */
+#define VMM_MAX_DISKS 8
+struct vmm_disk_config {
+	const char *path;
+	const char *serial; /* at most 20 bytes (virtio-blk's ID), "" if none */
+	bool readonly;
+};
+
 struct vmm_config {
 	const char *kernel;
 	const char *initrd;
@@ -51,6 +59,9 @@ struct vmm_config {
 	const char *api_socket;
 	const char *incoming;
 	bool print_config;
+	struct vmm_disk_config disks[VMM_MAX_DISKS]; /* virtio-blk, in slot order */
+	unsigned ndisks;
+	bool rng; /* --rng: virtio-rng */
 };
 
 #define VMM_MAX_CPUS 254	     /* most vCPUs any machine type may allow */
@@ -62,6 +73,8 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 void vmm_usage(FILE *out);
 /* "512M", "4G", "1024" (MiB) -> bytes. */
 int parse_size(const char *s, uint64_t *out, struct vmm_error *err);
+/* --disk's value into cfg->disks (vmm/virtio/slots.c). */
+int vmm_parse_disk(const char *arg, struct vmm_config *cfg, struct vmm_error *err);
 
 /* ---- guest memory (memory.c) ---- */
 
@@ -73,6 +86,9 @@ struct mem_region {
 	uint64_t offset; /* offset in the memfd */
 	uint8_t *hva;	 /* host mapping of this region */
 	uint32_t slot;	 /* KVM memory slot */
+	/* Pages the VMM itself wrote (virtio devices): KVM's dirty log does not
+	 * see those writes, so migration merges this bitmap in (memory_dirty.c). */
+	_Atomic(unsigned long) *vmm_dirty;
 };
 
 struct guest_memory {
@@ -94,6 +110,12 @@ void guest_memory_destroy(struct guest_memory *mem);
 /* The one checked accessor for guest-physical memory: a host pointer for
  * [gpa, gpa+len) if it lies inside one RAM region, else NULL. */
 void *guest_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+/* Device writes to guest RAM (memory_dirty.c): mark [gpa, gpa+len) dirty
+ * after writing it; migration takes the marks with guest_memory_take_dirty()
+ * (ORs region i's marks into `bitmap` and clears them). */
+void guest_memory_mark_dirty(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+void guest_memory_take_dirty(const struct guest_memory *mem, unsigned region, unsigned long *bitmap,
+			     size_t words);
 
 /* ---- I/O buses (io_bus.c) ---- */
 
@@ -168,6 +190,18 @@ struct device_type {
 	const struct state_desc *state;
 	void *(*state_ptr)(struct device *dev);
 	int (*post_load)(struct device *dev, struct vmm_error *err);
+	/* Migration hooks, NULL when there is nothing to do (device_hooks.c
+	 * calls them for every device). At the source: quiesce once the vCPUs
+	 * are paused and before any state is saved (finish requests in flight,
+	 * flush); handover right before Go (give up what only the owner of the
+	 * guest may hold, e.g. an image's write lock); unquiesce when the guest
+	 * resumes here after all (take it back, process queues again). At the
+	 * destination: activate right before the vCPUs first run (at Go, or at
+	 * the end of a snapshot restore). */
+	int (*quiesce)(struct device *dev, struct vmm_error *err);
+	void (*handover)(struct device *dev);
+	int (*unquiesce)(struct device *dev, struct vmm_error *err);
+	int (*activate)(struct device *dev, struct vmm_error *err);
 };
 
 struct device {
@@ -176,11 +210,27 @@ struct device {
 	struct vm *vm;
 	pthread_mutex_t lock;
 	void *state; /* owned by the device file */
+	/* Devices the command line adds (virtio): which --disk etc. and which slot. */
+	const void *config;
+	unsigned slot;
 };
 
 /* The table of device types (devices/devices.c). */
 const struct device_type *device_type_find(const char *name);
 struct device *vm_find_device(struct vm *vm, const char *name);
+/* The migration hooks over every device of the VM (device_hooks.c);
+ * unquiesce and activate go on past a failing device and return the first
+ * error. */
+int vm_devices_quiesce(struct vm *vm, struct vmm_error *err);
+void vm_devices_handover(struct vm *vm);
+int vm_devices_unquiesce(struct vm *vm, struct vmm_error *err);
+int vm_devices_activate(struct vm *vm, struct vmm_error *err);
+/* The devices the command line adds on the machine type's virtio-mmio
+ * slots (--disk, --rng): part of vm_create() (vmm/virtio/slots.c). */
+int vm_create_virtio_devices(struct vm *vm, struct vmm_error *err);
+/* " virtio_mmio.device=SIZE@ADDR:IRQ" for each of them, for the kernel
+ * command line; returns the length written (0 without virtio devices). */
+int vm_virtio_cmdline(const struct vm *vm, char *buf, size_t size);
 
 /* ---- vCPUs (vcpu.c) ---- */
 

@@ -341,7 +341,13 @@ static void blk_queue_notify(struct virtio_mmio *t, unsigned q)
 	unsigned submitted = 0;
 	uint16_t used_before = vq->s->used_idx;
 	int r = 0;
-	for (unsigned i = 0; i < b->nreq; i++) {
+	bool full = false;
+again:
+	for (unsigned i = 0;; i++) {
+		if (i == b->nreq) {
+			full = true; /* cannot happen: no more chains than entries; retried on completion */
+			break;
+		}
 		struct blk_req *req = &b->req[i];
 		if (req->busy)
 			continue;
@@ -362,11 +368,16 @@ static void blk_queue_notify(struct virtio_mmio *t, unsigned q)
 		req->status_gpa = req->c.gpa[last] + req->c.iov[last].iov_len - 1;
 		submitted += start(b, req, i);
 	}
+	if (r < 0) {
+		virtio_mmio_set_needs_reset(t, err.msg);
+	} else {
+		virtq_set_notify(vq, true);
+		/* the driver may have added a chain before it could see avail_event */
+		if (!full && virtq_has_avail(vq))
+			goto again;
+	}
 	if (submitted)
 		io_uring_submit(&b->ring);
-	if (r < 0)
-		virtio_mmio_set_needs_reset(t, err.msg);
-	virtq_set_notify(vq, true);
 	if (vq->s->used_idx != used_before)
 		virtio_mmio_notify_used(t, q);
 }
@@ -380,6 +391,8 @@ static void on_complete(void *ctx)
 	reap(b, false);
 	if (b->t.vq[0].s->used_idx != used_before)
 		virtio_mmio_notify_used(&b->t, 0);
+	if (virtio_mmio_running(&b->t) && b->t.s->q[0].ready && virtq_has_avail(&b->t.vq[0]))
+		blk_queue_notify(&b->t, 0); /* chains left when every request slot was taken */
 	pthread_mutex_unlock(&b->t.dev->lock);
 }
 

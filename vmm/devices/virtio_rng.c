@@ -48,6 +48,7 @@ static void rng_queue_notify(struct virtio_mmio *t, unsigned q)
 	struct vmm_error err = {0};
 	bool used = false;
 	int r;
+again:
 	while ((r = virtq_pop(vq, c, &err)) > 0) {
 		uint32_t written = 0;
 		for (unsigned i = c->n_out; i < c->nseg && written < RNG_MAX_PER_CHAIN; i++) {
@@ -63,9 +64,13 @@ static void rng_queue_notify(struct virtio_mmio *t, unsigned q)
 		virtq_push(vq, c->head, written);
 		used = true;
 	}
-	if (r < 0)
+	if (r < 0) {
 		virtio_mmio_set_needs_reset(t, err.msg);
-	virtq_set_notify(vq, true);
+	} else {
+		virtq_set_notify(vq, true);
+		if (virtq_has_avail(vq)) /* added before the driver could see avail_event */
+			goto again;
+	}
 	if (used)
 		virtio_mmio_notify_used(t, q);
 }

@@ -66,7 +66,7 @@ refusals = [
     (["--cpu-model", "x86-64-v1,-sse2"], r"CPUID mismatch.*sse2"),
     (["--memory", "512M"], r"RAM size mismatch: stream 256 MiB, this side 512 MiB"),
     (["--cpus", "2"], r"vCPU count mismatch: stream 1, this side 2"),
-    (["--machine", "microvm-1.0"], r"machine type mismatch: stream microvm-1\.1, command line microvm-1\.0"),
+    (["--machine", "microvm-1.0"], r"machine type mismatch: stream microvm-1\.\d+, command line microvm-1\.0"),
 ]
 import re
 for extra, pattern in refusals:
@@ -99,7 +99,7 @@ broken = {
 expect = {
     "truncated": r"ends before the end record",
     "garbled": r"checksum|malformed|zstd|refused",
-    "newer-major": r"stream format 99\.0 is newer than this vmm reads",
+    "newer-major": r"stream format 99\.\d+ is newer than this vmm reads",
     "not-a-stream": r"not a vmm migration stream",
 }
 for name, blob in broken.items():

@@ -65,6 +65,7 @@ def main():
     ap.add_argument("--size", type=int, default=256, help="MiB of disk the guest uses")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     a = ap.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="blk-bench-", dir="/var/tmp") as d:
@@ -72,7 +73,7 @@ def main():
             image = os.path.join(d, f"{name}.img")
             with open(image, "wb") as f:
                 f.truncate(a.size << 20)
-            for mode in MODES:
+            for mode in a.modes.split(","):
                 runs = [measure(runner, image, mode, a.size, a.seconds) for _ in range(a.repeat)]
                 results[(name, mode)] = {
                     k: statistics.median(r[k] for r in runs) for k in ("mbps", "iops")}
@@ -81,7 +82,7 @@ def main():
         return
     print(f"{'mode':10} {'vmm MB/s':>10} {'QEMU MB/s':>10} {'vmm IOPS':>10} {'QEMU IOPS':>10} "
           f"{'ratio':>7}")
-    for mode in MODES:
+    for mode in a.modes.split(","):
         v, q = results[("vmm", mode)], results[("qemu", mode)]
         print(f"{mode:10} {v['mbps']:10.1f} {q['mbps']:10.1f} {v['iops']:10.0f} {q['iops']:10.0f} "
               f"{v['mbps'] / q['mbps']:7.2f}")

@@ -640,6 +640,48 @@ static void test_old_machines_refuse(void **state)
 				     "first version with them is microvm-1.2)");
 }
 
+/* The migration protocol of the image lock (STREAM.md), with two VMs in
+ * one process: OFD locks belong to open file descriptions, so they
+ * conflict here as between two vmm processes. */
+static void test_lock_protocol(void **state)
+{
+	(void)state;
+	static struct vm dst;
+	struct vmm_config dcfg = cfg;
+	struct vmm_error err = {0};
+	dcfg.incoming = "tcp:127.0.0.1:1"; /* opens the images, takes no lock */
+	dcfg.rng = false;
+	vm_init(&dst);
+	dst.cfg = &dcfg;
+	assert_int_equal(machine_resolve("microvm-1.2", &dst.machine, &err), 0);
+	assert_int_equal(guest_memory_create(&dst.mem, RAM, &dst.machine, &err), 0);
+	assert_int_equal(vm_create_virtio_devices(&dst, &err), 0);
+	/* the source still owns the image: the destination cannot take it */
+	assert_int_equal(vm_devices_activate(&dst, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "locked by another process"));
+	/* a third vmm starting normally is refused too */
+	static struct vm third;
+	struct vmm_config tcfg = cfg;
+	tcfg.rng = false;
+	vm_init(&third);
+	third.cfg = &tcfg;
+	assert_int_equal(machine_resolve("microvm-1.2", &third.machine, &err), 0);
+	assert_int_equal(guest_memory_create(&third.mem, RAM, &third.machine, &err), 0);
+	assert_int_equal(vm_create_virtio_devices(&third, &err), -EBUSY);
+	vm_destroy_devices(&third);
+	guest_memory_destroy(&third.mem);
+	/* quiesce, then hand over: now the destination takes it at "Go" */
+	assert_int_equal(vm_devices_quiesce(&vm, &err), 0);
+	vm_devices_handover(&vm);
+	assert_int_equal(vm_devices_activate(&dst, &err), 0);
+	/* and the source cannot take the guest back */
+	assert_int_equal(vm_devices_unquiesce(&vm, &err), -EBUSY);
+	/* once the destination is gone, it can (a failed migration, resumed here) */
+	vm_destroy_devices(&dst);
+	guest_memory_destroy(&dst.mem);
+	assert_int_equal(vm_devices_unquiesce(&vm, &err), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -664,6 +706,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_blk_malformed_chains, dev_setup, dev_teardown),
 		cmocka_unit_test_setup_teardown(test_rng, dev_setup, dev_teardown),
 		cmocka_unit_test_setup_teardown(test_features_refused, dev_setup, dev_teardown),
+		cmocka_unit_test_setup_teardown(test_lock_protocol, dev_setup, dev_teardown),
 		cmocka_unit_test(test_disk_options),
 		cmocka_unit_test(test_old_machines_refuse),
 	};

@@ -485,6 +485,65 @@ static void test_blk_write_read(void **state)
 	assert_false(rd(SLOT0, VMMIO_STATUS) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
 }
 
+/* Requests of adjacent sectors made available together go out as one
+ * transfer (merged) and each completes with its own status and data. */
+static void test_blk_merged_requests(void **state)
+{
+	(void)state;
+	assert_false(driver_init(SLOT0, 16, DESC) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	/* four writes: sectors 8-9, 10-11, 12-13 (adjacent), then 40-41 */
+	static const uint64_t sectors[] = {8, 10, 12, 40};
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t hdr = BUF + 0x100 * i, data = BUF + 0x1000 + 0x400 * i;
+		uint32_t h[4] = {1, 0, (uint32_t)sectors[i], 0};
+		memcpy(g(hdr), h, 16);
+		memset(g(data), 0x10 + i, 1024);
+		*g(hdr + 0x80) = 0xee;
+		desc(DESC, (uint16_t)(3 * i), hdr, 16, VIRTQ_DESC_F_NEXT, (uint16_t)(3 * i + 1));
+		desc(DESC, (uint16_t)(3 * i + 1), data, 1024, VIRTQ_DESC_F_NEXT, (uint16_t)(3 * i + 2));
+		desc(DESC, (uint16_t)(3 * i + 2), hdr + 0x80, 1, VIRTQ_DESC_F_WRITE, 0);
+		uint16_t head = (uint16_t)(3 * i);
+		memcpy(g(AVAIL + 4 + 2 * i), &head, 2);
+	}
+	uint16_t idx = 4;
+	memcpy(g(AVAIL + 2), &idx, 2); /* all four at once */
+	assert_true(kick_wait(SLOT0, 4));
+	for (unsigned i = 0; i < 4; i++)
+		assert_int_equal(*g(BUF + 0x100 * i + 0x80), 0);
+	uint8_t disk[42 * 512];
+	int fd = open(image, O_RDONLY);
+	assert_int_equal(pread(fd, disk, sizeof(disk), 0), (ssize_t)sizeof(disk));
+	close(fd);
+	assert_int_equal(disk[7 * 512], 0xaa);
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(disk[sectors[i] * 512], 0x10 + i);
+		assert_int_equal(disk[sectors[i] * 512 + 1023], 0x10 + i);
+	}
+	assert_int_equal(disk[14 * 512], 0xaa);
+	/* and read them back in one batch: each buffer gets its own sectors */
+	for (unsigned i = 0; i < 4; i++) {
+		uint64_t hdr = BUF + 0x100 * i, data = BUF + 0x1000 + 0x400 * i;
+		uint32_t h[4] = {0, 0, (uint32_t)sectors[i], 0};
+		memcpy(g(hdr), h, 16);
+		memset(g(data), 0, 1024);
+		desc(DESC, (uint16_t)(3 * i + 1), data, 1024, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
+		     (uint16_t)(3 * i + 2));
+		uint16_t head = (uint16_t)(3 * i);
+		memcpy(g(AVAIL + 4 + 2 * (4 + i)), &head, 2);
+	}
+	idx = 8;
+	memcpy(g(AVAIL + 2), &idx, 2);
+	assert_true(kick_wait(SLOT0, 8));
+	for (unsigned i = 0; i < 4; i++) {
+		assert_int_equal(*g(BUF + 0x100 * i + 0x80), 0);
+		assert_int_equal(*g(BUF + 0x1000 + 0x400 * i), 0x10 + i);
+		assert_int_equal(*g(BUF + 0x1000 + 0x400 * i + 1023), 0x10 + i);
+		uint32_t len;
+		memcpy(&len, g(USED + 8 + 8 * (4 + i)), 4);
+		assert_int_equal(len, 1025);
+	}
+}
+
 static void test_blk_readonly_write_fails(void **state)
 {
 	(void)state;
@@ -700,6 +759,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_device_ids, dev_setup, dev_teardown),
 		cmocka_unit_test_setup_teardown(test_blk_write_read, dev_setup, dev_teardown),
+		cmocka_unit_test_setup_teardown(test_blk_merged_requests, dev_setup, dev_teardown),
 		cmocka_unit_test_setup_teardown(test_blk_readonly_write_fails, dev_setup, dev_teardown),
 		cmocka_unit_test_setup_teardown(test_blk_bad_queue_size_and_rings, dev_setup,
 						dev_teardown),

@@ -35,6 +35,7 @@
 
 #define SECTOR 512ull
 #define BLK_ASYNC_MIN (128u << 10)
+#define BLK_MERGE_MAX (4u << 20) /* largest merged transfer */
 
 /* Request types and statuses (5.2.6) */
 enum { BLK_T_IN = 0, BLK_T_OUT = 1, BLK_T_FLUSH = 4, BLK_T_GET_ID = 8, BLK_T_DISCARD = 11 };
@@ -77,6 +78,12 @@ struct blk_req {
 	uint64_t status_gpa;
 	uint32_t type;
 	bool busy;
+	uint64_t sector;
+	/* A group: reads (or writes) of adjacent sectors taken in one batch go
+	 * out as one transfer, as QEMU's virtio-blk merges them. The leader
+	 * holds all members' segments in data[]; members are chained by next. */
+	uint64_t total; /* leader: bytes of the whole group */
+	int next, tail; /* next member (-1: none); leader: the last member */
 };
 
 struct blk {
@@ -93,6 +100,8 @@ struct blk {
 	int ring_efd;
 	struct blk_req *req;
 	unsigned nreq, inflight;
+	int group;	 /* leader of the group being built, -1 */
+	unsigned queued; /* SQEs prepared, not yet submitted */
 	bool dropping; /* a reset: completions are not returned to the driver */
 };
 
@@ -210,8 +219,60 @@ static struct io_uring_sqe *sqe(struct blk *b)
 	return e;
 }
 
-/* Starts one request. Returns true when it went to io_uring. */
-static bool start(struct blk *b, struct blk_req *r, unsigned idx)
+/* Sends the group being built as one read or write. */
+static void close_group(struct blk *b)
+{
+	if (b->group < 0)
+		return;
+	unsigned idx = (unsigned)b->group;
+	struct blk_req *l = &b->req[idx];
+	b->group = -1;
+	struct io_uring_sqe *e = sqe(b);
+	if (!e) { /* cannot happen: the ring holds twice the queue */
+		for (int i = (int)idx, nx; i >= 0; i = nx) {
+			nx = b->req[i].next;
+			finish(b, &b->req[i], BLK_S_IOERR, 0);
+		}
+		return;
+	}
+	if (l->type == BLK_T_OUT)
+		io_uring_prep_writev(e, b->fd, l->data, l->ndata, l->sector * SECTOR);
+	else
+		io_uring_prep_readv(e, b->fd, l->data, l->ndata, l->sector * SECTOR);
+	/* Large transfers go straight to io_uring's workers: their copies then
+	 * run in parallel instead of one after the other inside io_uring_submit
+	 * on this thread. Small ones stay inline: cheaper. */
+	if (l->total >= BLK_ASYNC_MIN)
+		io_uring_sqe_set_flags(e, IOSQE_ASYNC);
+	io_uring_sqe_set_data64(e, idx);
+	b->inflight++;
+	b->queued++;
+}
+
+/* Joins the group being built when r continues it, else starts a new one. */
+static void add_to_group(struct blk *b, struct blk_req *r, unsigned idx)
+{
+	r->next = -1;
+	r->total = r->len;
+	if (b->group >= 0) {
+		struct blk_req *l = &b->req[b->group];
+		if (l->type == r->type && l->sector + l->total / SECTOR == r->sector &&
+		    l->ndata + r->ndata <= VIRTQ_MAX_SEGS && l->total + r->len <= BLK_MERGE_MAX) {
+			memcpy(&l->data[l->ndata], r->data, r->ndata * sizeof(r->data[0]));
+			l->ndata += r->ndata;
+			l->total += r->len;
+			b->req[l->tail].next = (int)idx;
+			l->tail = (int)idx;
+			return;
+		}
+		close_group(b);
+	}
+	b->group = (int)idx;
+	r->tail = (int)idx;
+}
+
+/* Starts one request: finished at once, added to a group, or queued. */
+static void start(struct blk *b, struct blk_req *r, unsigned idx)
 {
 	struct virtq_chain *c = &r->c;
 	struct {
@@ -230,35 +291,24 @@ static bool start(struct blk *b, struct blk_req *r, unsigned idx)
 		r->len = out ? out_data : in_data;
 		if (out && b->disk->readonly) {
 			finish(b, r, BLK_S_IOERR, 0); /* 5.2.6.2: writes to a read-only disk fail */
-			return false;
+			return;
 		}
 		if (r->len % SECTOR || !in_range(b, hdr.sector, r->len) || r->len == 0) {
 			finish(b, r, BLK_S_IOERR, 0);
-			return false;
+			return;
 		}
 		r->ndata = out ? iov_slice(c->iov, c->n_out, sizeof(hdr), r->len, r->data)
 			       : iov_slice(c->iov + c->n_out, c->nseg - c->n_out, 0, r->len, r->data);
-		if (!(e = sqe(b))) {
-			finish(b, r, BLK_S_IOERR, 0);
-			return false;
-		}
-		if (out)
-			io_uring_prep_writev(e, b->fd, r->data, r->ndata, hdr.sector * SECTOR);
-		else
-			io_uring_prep_readv(e, b->fd, r->data, r->ndata, hdr.sector * SECTOR);
-		/* Large transfers go straight to io_uring's workers: their copies then
-		 * run in parallel instead of one after the other inside
-		 * io_uring_submit on this thread (bench/blk-bench.py seqread: 0.4x
-		 * of QEMU inline, about 0.9x so). Small ones stay inline: cheaper. */
-		if (r->len >= BLK_ASYNC_MIN)
-			io_uring_sqe_set_flags(e, IOSQE_ASYNC);
-		break;
+		r->sector = hdr.sector;
+		add_to_group(b, r, idx);
+		return;
 	}
 	case BLK_T_FLUSH:
 		r->len = 0;
+		close_group(b); /* in the order taken */
 		if (b->disk->readonly || !(e = sqe(b))) {
 			finish(b, r, BLK_S_OK, 0); /* nothing of ours to write back */
-			return false;
+			return;
 		}
 		io_uring_prep_fsync(e, b->fd, IORING_FSYNC_DATASYNC);
 		break;
@@ -268,7 +318,7 @@ static bool start(struct blk *b, struct blk_req *r, unsigned idx)
 		size_t n = iov_from_buf(c->iov + c->n_out, c->nseg - c->n_out, 0, id,
 					in_data < BLK_ID_BYTES ? in_data : BLK_ID_BYTES);
 		finish(b, r, BLK_S_OK, n);
-		return false;
+		return;
 	}
 	case BLK_T_DISCARD: {
 		struct {
@@ -277,14 +327,15 @@ static bool start(struct blk *b, struct blk_req *r, unsigned idx)
 		} seg;
 		if (b->disk->readonly || out_data != sizeof(seg)) { /* max_discard_seg is 1 */
 			finish(b, r, b->disk->readonly ? BLK_S_IOERR : BLK_S_UNSUPP, 0);
-			return false;
+			return;
 		}
 		iov_to_buf(c->iov, c->n_out, sizeof(hdr), &seg, sizeof(seg));
 		r->len = (uint64_t)seg.num * SECTOR;
+		close_group(b);
 		if ((seg.flags & ~DISCARD_UNMAP) || !in_range(b, seg.sector, r->len) ||
 		    !(e = sqe(b))) {
 			finish(b, r, seg.flags & ~DISCARD_UNMAP ? BLK_S_UNSUPP : BLK_S_IOERR, 0);
-			return false;
+			return;
 		}
 		io_uring_prep_fallocate(e, b->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
 					seg.sector * SECTOR, r->len);
@@ -292,11 +343,13 @@ static bool start(struct blk *b, struct blk_req *r, unsigned idx)
 	}
 	default:
 		finish(b, r, BLK_S_UNSUPP, 0);
-		return false;
+		return;
 	}
 	io_uring_sqe_set_data64(e, idx);
+	r->total = r->len;
+	r->next = -1;
 	b->inflight++;
-	return true;
+	b->queued++;
 }
 
 static void complete(struct blk *b, struct io_uring_cqe *cqe)
@@ -313,11 +366,15 @@ static void complete(struct blk *b, struct io_uring_cqe *cqe)
 	else if (r->type == BLK_T_FLUSH)
 		ok = res == 0;
 	else
-		ok = res >= 0 && (uint64_t)res == r->len; /* short transfers only past the end */
+		ok = res >= 0 && (uint64_t)res == r->total; /* short transfers only past the end */
 	if (!ok)
 		fprintf(stderr, "vmm: %s: request type %u: %s\n", b->name, r->type,
 			res < 0 ? strerror(-res) : "short transfer");
-	finish(b, r, ok ? BLK_S_OK : BLK_S_IOERR, ok && r->type == BLK_T_IN ? r->len : 0);
+	for (int i = (int)idx, nx; i >= 0; i = nx) { /* the leader, then its group */
+		struct blk_req *m = &b->req[i];
+		nx = m->next;
+		finish(b, m, ok ? BLK_S_OK : BLK_S_IOERR, ok && m->type == BLK_T_IN ? m->len : 0);
+	}
 }
 
 /* Reaps every completion there is; with `wait`, until nothing is in flight. */
@@ -345,7 +402,6 @@ static void blk_queue_notify(struct virtio_mmio *t, unsigned q)
 	struct blk *b = (struct blk *)t;
 	struct virtq *vq = &t->vq[q];
 	struct vmm_error err = {0};
-	unsigned submitted = 0;
 	uint16_t used_before = vq->s->used_idx;
 	int r = 0;
 	bool full = false;
@@ -373,8 +429,12 @@ again:
 		unsigned last = req->c.nseg - 1;
 		req->status = (uint8_t *)req->c.iov[last].iov_base + req->c.iov[last].iov_len - 1;
 		req->status_gpa = req->c.gpa[last] + req->c.iov[last].iov_len - 1;
-		submitted += start(b, req, i);
+		start(b, req, i);
 	}
+	close_group(b);
+	if (b->queued)
+		io_uring_submit(&b->ring); /* start them before looking again */
+	b->queued = 0;
 	if (r < 0) {
 		virtio_mmio_set_needs_reset(t, err.msg);
 	} else {
@@ -383,8 +443,6 @@ again:
 		if (!full && virtq_has_avail(vq))
 			goto again;
 	}
-	if (submitted)
-		io_uring_submit(&b->ring);
 	if (vq->s->used_idx != used_before)
 		virtio_mmio_notify_used(t, q);
 }
@@ -556,6 +614,7 @@ static int blk_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 	b->fd = b->ring_efd = -1;
 	b->disk = disk;
 	b->name = dev->name;
+	b->group = -1;
 	b->nreq = qsize;
 	if (!(b->req = calloc(qsize, sizeof(*b->req))))
 		return vmm_error_set(err, -ENOMEM, "%s: out of memory", dev->name);

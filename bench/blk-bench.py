@@ -8,7 +8,7 @@ on a raw image in /var/tmp (host page cache, as both default to): the guest
 keeps 8 requests in flight through one queue, 1 MiB sequential or 4 KiB
 random, and prints operations and bytes over its own clock. Modes run in
 the order seqwrite (which also fills the image), seqread, randwrite,
-randread, each in a fresh VM. QEMU runs as
+randread, each in a fresh VM, vmm and QEMU alternating. QEMU runs as
 `qemu-system-x86_64 -M microvm,acpi=off -global virtio-mmio.force-legacy=false
  -drive file=IMG,format=raw,if=none -device virtio-blk-device` (its defaults:
 cache=writeback, aio=threads). The median of --repeat runs is reported.
@@ -68,15 +68,21 @@ def main():
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
     a = ap.parse_args()
     results = {}
+    sides = (("vmm", run_vmm), ("qemu", run_qemu))
     with tempfile.TemporaryDirectory(prefix="blk-bench-", dir="/var/tmp") as d:
-        for name, runner in (("vmm", run_vmm), ("qemu", run_qemu)):
-            image = os.path.join(d, f"{name}.img")
-            with open(image, "wb") as f:
+        images = {}
+        for name, _ in sides:
+            images[name] = os.path.join(d, f"{name}.img")
+            with open(images[name], "wb") as f:
                 f.truncate(a.size << 20)
-            for mode in a.modes.split(","):
-                runs = [measure(runner, image, mode, a.size, a.seconds) for _ in range(a.repeat)]
+        for mode in a.modes.split(","):
+            runs = {name: [] for name, _ in sides}
+            for _ in range(a.repeat):  # alternate, so both see the same background load
+                for name, runner in sides:
+                    runs[name].append(measure(runner, images[name], mode, a.size, a.seconds))
+            for name, _ in sides:
                 results[(name, mode)] = {
-                    k: statistics.median(r[k] for r in runs) for k in ("mbps", "iops")}
+                    k: statistics.median(r[k] for r in runs[name]) for k in ("mbps", "iops")}
     if a.json:
         print(json.dumps({f"{n}/{m}": v for (n, m), v in results.items()}))
         return

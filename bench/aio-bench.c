@@ -19,10 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define QD 8
+#define QD	  8
 #define FILE_SIZE (256ull << 20)
-#define SECONDS 2
-#define WORKERS 4
+#define SECONDS	  2
+#define WORKERS	  4
 
 static double now(void)
 {
@@ -69,9 +69,11 @@ static double bench_uring(int fd, int write, int seq, size_t bs, char *bufs)
 		if (now() < end) {
 			struct io_uring_sqe *e = io_uring_get_sqe(&ring);
 			if (write)
-				io_uring_prep_write(e, fd, bufs + i * bs, bs, next_off(seq, bs, &pos));
+				io_uring_prep_write(e, fd, bufs + i * bs, bs,
+						    next_off(seq, bs, &pos));
 			else
-				io_uring_prep_read(e, fd, bufs + i * bs, bs, next_off(seq, bs, &pos));
+				io_uring_prep_read(e, fd, bufs + i * bs, bs,
+						   next_off(seq, bs, &pos));
 			io_uring_sqe_set_data64(e, i);
 			io_uring_submit(&ring);
 			inflight++;
@@ -172,8 +174,10 @@ int main(int argc, char **argv)
 		const char *name;
 		int write, seq;
 		size_t bs;
-	} modes[] = {{"randwrite 4K", 1, 0, 4096}, {"randread 4K", 0, 0, 4096},
-		     {"seqwrite 1M", 1, 1, 1 << 20}, {"seqread 1M", 0, 1, 1 << 20}};
+	} modes[] = {{"randwrite 4K", 1, 0, 4096},
+		     {"randread 4K", 0, 0, 4096},
+		     {"seqwrite 1M", 1, 1, 1 << 20},
+		     {"seqread 1M", 0, 1, 1 << 20}};
 	printf("%-14s %12s %12s\n", "mode (QD 8)", "io_uring MB/s", "threads MB/s");
 	for (unsigned m = 0; m < 4; m++)
 		printf("%-14s %12.0f %12.0f\n", modes[m].name,

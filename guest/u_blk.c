@@ -25,18 +25,18 @@
 #define BENCH_SEQ_BS  (1u << 20)
 #define BENCH_RAND_BS 4096u
 
-#define VIRTIO_ID_BLOCK	     2
-#define F_INDIRECT	     28
-#define F_EVENT_IDX	     29
-#define DESC_F_NEXT	     1
-#define DESC_F_WRITE	     2
-#define DESC_F_INDIRECT	     4
-#define T_IN		     0
-#define T_OUT		     1
-#define T_FLUSH		     4
-#define T_GET_ID	     8
-#define GOLD		     0x9e3779b97f4a7c15ull
-#define SALT		     0x632be59bd9b4e019ull
+#define VIRTIO_ID_BLOCK 2
+#define F_INDIRECT	28
+#define F_EVENT_IDX	29
+#define DESC_F_NEXT	1
+#define DESC_F_WRITE	2
+#define DESC_F_INDIRECT 4
+#define T_IN		0
+#define T_OUT		1
+#define T_FLUSH		4
+#define T_GET_ID	8
+#define GOLD		0x9e3779b97f4a7c15ull
+#define SALT		0x632be59bd9b4e019ull
 
 enum { L_IDLE, L_READ1, L_WRITE, L_READ2, L_FLUSH };
 
@@ -86,7 +86,8 @@ static uint64_t check_block(const uint64_t *w, uint64_t b, uint64_t g)
 	}
 	if (bad && fails++ < MAX_FAILS)
 		u_printf("BLK-VERIFY-FAIL block=%lu expected-gen=%lu got-block=%lu got-gen=%lu "
-			 "bad-words=%lu\n", b, g, w[0], w[1], bad);
+			 "bad-words=%lu\n",
+			 b, g, w[0], w[1], bad);
 	return bad;
 }
 
@@ -136,8 +137,9 @@ static uint32_t complete_one(void)
 	}
 	status = *(volatile uint8_t *)(uintptr_t)(lanes[id].page + 64);
 	if (status != 0) {
-		u_printf("testguest: blk: request failed with status %u (lane %u chunk %lu state %u)\n",
-			 status, id, lanes[id].chunk, lanes[id].state);
+		u_printf(
+		    "testguest: blk: request failed with status %u (lane %u chunk %lu state %u)\n",
+		    status, id, lanes[id].chunk, lanes[id].state);
 		u_exit(EXIT_VERIFY);
 	}
 	return id;
@@ -152,7 +154,8 @@ static bool blk_open(void)
 	if (!vdev_open(&d, VIRTIO_ID_BLOCK, (1ull << F_INDIRECT) | (1ull << F_EVENT_IDX), 256))
 		return false;
 	if (!((d.features >> F_INDIRECT) & 1) || d.q.num < LANES) {
-		u_printf("testguest: blk: the device lacks INDIRECT_DESC or a queue of %u\n", LANES);
+		u_printf("testguest: blk: the device lacks INDIRECT_DESC or a queue of %u\n",
+			 LANES);
 		return false;
 	}
 	capacity = vdev_config32(&d, 0) | (uint64_t)vdev_config32(&d, 4) << 32;
@@ -191,7 +194,8 @@ static void start_lane(uint32_t l)
 	n = chunk_blocks(c);
 	if (gen[c]) {
 		ln->state = L_READ1;
-		submit(l, T_IN, c * CHUNK_BLOCKS * (BLOCK / SECTOR), ln->buf, (uint32_t)(n * BLOCK));
+		submit(l, T_IN, c * CHUNK_BLOCKS * (BLOCK / SECTOR), ln->buf,
+		       (uint32_t)(n * BLOCK));
 		return;
 	}
 	for (i = 0; i < n; i++)
@@ -223,8 +227,8 @@ static void advance(uint32_t l)
 			u_exit(EXIT_VERIFY);
 		reads += n;
 		for (i = 0; i < n; i++)
-			fill_block((uint64_t *)(uintptr_t)(ln->buf + i * BLOCK), c * CHUNK_BLOCKS + i,
-				   gen[c] + 1);
+			fill_block((uint64_t *)(uintptr_t)(ln->buf + i * BLOCK),
+				   c * CHUNK_BLOCKS + i, gen[c] + 1);
 		ln->state = L_WRITE;
 		submit(l, T_OUT, sector, ln->buf, (uint32_t)(n * BLOCK));
 		return;
@@ -315,7 +319,8 @@ uint64_t blk_run(void)
 		complete_one();
 		errors += verify_chunk(&lanes[0], gen[c]);
 	}
-	u_printf("blk-final writes=%lu reads=%lu laps=%lu errors=%lu\n", writes, reads, laps, errors);
+	u_printf("blk-final writes=%lu reads=%lu laps=%lu errors=%lu\n", writes, reads, laps,
+		 errors);
 	return errors;
 }
 
@@ -339,7 +344,8 @@ void blkbench_run(void)
 	for (l = 0; l < LANES; l++) {
 		lanes[l].buf = mem_alloc(bs);
 		if (!lanes[l].buf || !units) {
-			u_printf("testguest: blkbench: blk=%lu too small or no memory\n", u_cfg.blk);
+			u_printf("testguest: blkbench: blk=%lu too small or no memory\n",
+				 u_cfg.blk);
 			u_exit(EXIT_USAGE);
 		}
 		for (i = 0; i < bs / 8; i++) /* real data: a sparse image must allocate */

@@ -6,9 +6,9 @@
  */
 #include "user.h"
 
-#define CHUNK 4096
+#define CHUNK		  4096
 #define VIRTIO_ID_ENTROPY 4
-#define DESC_F_WRITE 2
+#define DESC_F_WRITE	  2
 
 static uint32_t bits(uint8_t v)
 {
@@ -38,8 +38,8 @@ bool rng_run(void)
 		while (!vq_take_used(&d.q, &id, &len))
 			;
 		if (id != 0 || len == 0 || len > want) {
-			u_printf("testguest: rng: device returned id %u len %u for %u bytes\n", id, len,
-				 want);
+			u_printf("testguest: rng: device returned id %u len %u for %u bytes\n", id,
+				 len, want);
 			return false;
 		}
 		for (i = 0; i < len; i++) {

@@ -106,8 +106,8 @@ bool vdev_open(struct vdev *d, uint32_t id, uint64_t want, uint16_t qmax)
 		return false;
 	}
 	if (rd(d, R_VERSION) != 2) {
-		u_printf("testguest: virtio device at 0x%lx: version %u, need 2 (modern)\n", d->base,
-			 rd(d, R_VERSION));
+		u_printf("testguest: virtio device at 0x%lx: version %u, need 2 (modern)\n",
+			 d->base, rd(d, R_VERSION));
 		return false;
 	}
 	wr(d, R_STATUS, 0);
@@ -130,8 +130,8 @@ bool vdev_open(struct vdev *d, uint32_t id, uint64_t want, uint16_t qmax)
 	wr(d, R_DRIVER_FEATURES, (uint32_t)(d->features >> 32));
 	wr(d, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
 	if (!(rd(d, R_STATUS) & S_FEATURES_OK) || !setup_queue(d, qmax)) {
-		u_printf("testguest: virtio device at 0x%lx: set-up refused (status 0x%x)\n", d->base,
-			 rd(d, R_STATUS));
+		u_printf("testguest: virtio device at 0x%lx: set-up refused (status 0x%x)\n",
+			 d->base, rd(d, R_STATUS));
 		return false;
 	}
 	wr(d, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);

@@ -10,7 +10,7 @@
 #include "vmm/vmm.h"
 
 #define PAGE_SHIFT 12
-#define WORD_BITS (8 * sizeof(unsigned long))
+#define WORD_BITS  (8 * sizeof(unsigned long))
 
 void guest_memory_mark_dirty(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
 {
@@ -26,8 +26,8 @@ void guest_memory_mark_dirty(const struct guest_memory *mem, uint64_t gpa, uint6
 			end = rg->size;
 		uint64_t last = (end - 1) >> PAGE_SHIFT;
 		for (uint64_t p = first; p <= last; p++)
-			atomic_fetch_or_explicit(&rg->vmm_dirty[p / WORD_BITS], 1ul << (p % WORD_BITS),
-						 memory_order_release);
+			atomic_fetch_or_explicit(&rg->vmm_dirty[p / WORD_BITS],
+						 1ul << (p % WORD_BITS), memory_order_release);
 		return;
 	}
 }

@@ -69,6 +69,12 @@ int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 	printf("kernel           = %s\n", cfg->kernel ? cfg->kernel : "(none)");
 	printf("initrd           = %s\n", cfg->initrd ? cfg->initrd : "(none)");
 	printf("cmdline          = \"%s\"\n", cfg->cmdline);
+	for (unsigned i = 0; i < cfg->ndisks; i++) /* virtio: slots in this order */
+		printf("disk%u            = %s (virtio-blk%s%s%s)\n", i, cfg->disks[i].path,
+		       cfg->disks[i].readonly ? ", read-only" : "",
+		       cfg->disks[i].serial[0] ? ", serial " : "", cfg->disks[i].serial);
+	if (cfg->rng)
+		printf("rng0             = virtio-rng (getrandom)\n");
 	if (cfg->incoming)
 		printf("incoming         = %s\n", cfg->incoming);
 	if (cfg->host_cpu_profile)

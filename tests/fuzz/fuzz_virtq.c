@@ -39,19 +39,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct guest_memory mem = {.fd = -1, .size = RAM_SIZE, .base = ram, .nregions = 1};
 	mem.regions[0] = (struct mem_region){.gpa = 0, .size = RAM_SIZE, .hva = ram};
 	struct virtq_state s = {
-		.num = (uint16_t)(1u << (data[0] % 10)), /* 1..512, some above num_max */
-		.desc = (uint64_t)data[2] << 8,
-		.avail = (uint64_t)data[3] << 8 | (data[5] & 1),
-		.used = (uint64_t)data[4] << 8,
-		.last_avail_idx = (uint16_t)(data[6] | data[7] << 8),
-		.used_idx = (uint16_t)(data[6] | data[7] << 8),
+	    .num = (uint16_t)(1u << (data[0] % 10)), /* 1..512, some above num_max */
+	    .desc = (uint64_t)data[2] << 8,
+	    .avail = (uint64_t)data[3] << 8 | (data[5] & 1),
+	    .used = (uint64_t)data[4] << 8,
+	    .last_avail_idx = (uint16_t)(data[6] | data[7] << 8),
+	    .used_idx = (uint16_t)(data[6] | data[7] << 8),
 	};
 	struct virtq vq = {
-		.s = &s,
-		.mem = &mem,
-		.num_max = 256,
-		.indirect = data[1] & 1,
-		.event_idx = data[1] & 2,
+	    .s = &s,
+	    .mem = &mem,
+	    .num_max = 256,
+	    .indirect = data[1] & 1,
+	    .event_idx = data[1] & 2,
 	};
 	if (virtq_setup(&vq, NULL) < 0)
 		return 0;

@@ -26,12 +26,12 @@
 #include "vmm/devices/devices.h"
 #include "vmm/virtio/virtio.h"
 
-#define RAM (16u << 20)
-#define DESC 0x10000
+#define RAM   (16u << 20)
+#define DESC  0x10000
 #define AVAIL 0x11000
-#define USED 0x12000
-#define BUF 0x20000
-#define QNUM 8
+#define USED  0x12000
+#define BUF   0x20000
+#define QNUM  8
 
 static struct guest_memory mem;
 static struct virtq_state qs;
@@ -123,7 +123,7 @@ static void expect_broken(int code, const char *what)
 	assert_int_equal(pop(&err), code);
 	assert_true(vq.broken);
 	assert_non_null(strstr(err.msg, what));
-	assert_int_equal(qs.last_avail_idx, 0); /* nothing taken */
+	assert_int_equal(qs.last_avail_idx, 0);				/* nothing taken */
 	assert_memory_equal(used_before, g(USED), sizeof(used_before)); /* nothing written */
 	assert_int_equal(pop(NULL), 0); /* a broken queue stays quiet */
 }
@@ -258,19 +258,21 @@ static void test_setup_checks(void **state)
 		uint64_t desc, avail, used;
 		const char *what;
 	} bad[] = {
-		{0, DESC, AVAIL, USED, "power of 2"},
-		{6, DESC, AVAIL, USED, "power of 2"},
-		{512, DESC, AVAIL, USED, "power of 2"}, /* above num_max */
-		{8, DESC + 8, AVAIL, USED, "misaligned"},
-		{8, DESC, AVAIL + 1, USED, "misaligned"},
-		{8, DESC, AVAIL, USED + 2, "misaligned"},
-		{8, RAM - 64, AVAIL, USED, "outside guest RAM"},
-		{8, DESC, 0xfeb00000, USED, "outside guest RAM"},
-		{8, DESC, AVAIL, (1ull << 40), "outside guest RAM"},
+	    {0, DESC, AVAIL, USED, "power of 2"},
+	    {6, DESC, AVAIL, USED, "power of 2"},
+	    {512, DESC, AVAIL, USED, "power of 2"}, /* above num_max */
+	    {8, DESC + 8, AVAIL, USED, "misaligned"},
+	    {8, DESC, AVAIL + 1, USED, "misaligned"},
+	    {8, DESC, AVAIL, USED + 2, "misaligned"},
+	    {8, RAM - 64, AVAIL, USED, "outside guest RAM"},
+	    {8, DESC, 0xfeb00000, USED, "outside guest RAM"},
+	    {8, DESC, AVAIL, (1ull << 40), "outside guest RAM"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		qs = (struct virtq_state){.desc = bad[i].desc, .avail = bad[i].avail,
-					  .used = bad[i].used, .num = bad[i].num};
+		qs = (struct virtq_state){.desc = bad[i].desc,
+					  .avail = bad[i].avail,
+					  .used = bad[i].used,
+					  .num = bad[i].num};
 		assert_true(virtq_setup(&vq, &err) < 0);
 		assert_non_null(strstr(err.msg, bad[i].what));
 		assert_null(vq.avail);
@@ -375,8 +377,8 @@ static uint32_t driver_init(uint64_t base, uint32_t num, uint64_t desc_gpa)
 	wr(base, VMMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
 	wr(base, VMMIO_DRIVER_FEATURES_SEL, 1);
 	wr(base, VMMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-	wr(base, VMMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				       VIRTIO_STATUS_FEATURES_OK);
+	wr(base, VMMIO_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 	wr(base, VMMIO_QUEUE_SEL, 0);
 	wr(base, VMMIO_QUEUE_NUM, num);
 	wr(base, VMMIO_QUEUE_DESC_LOW, (uint32_t)desc_gpa);
@@ -384,8 +386,9 @@ static uint32_t driver_init(uint64_t base, uint32_t num, uint64_t desc_gpa)
 	wr(base, VMMIO_QUEUE_DRIVER_LOW, AVAIL);
 	wr(base, VMMIO_QUEUE_DEVICE_LOW, USED);
 	wr(base, VMMIO_QUEUE_READY, 1);
-	wr(base, VMMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-				       VIRTIO_STATUS_FEATURES_OK | VIRTIO_STATUS_DRIVER_OK);
+	wr(base, VMMIO_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK |
+	       VIRTIO_STATUS_DRIVER_OK);
 	return rd(base, VMMIO_STATUS);
 }
 
@@ -476,9 +479,11 @@ static void test_blk_write_read(void **state)
 		uint64_t sector;
 		uint32_t len;
 		uint8_t status;
-	} bad[] = {{0, 2047, 1024, 1}, {1, UINT64_MAX / 512, 512, 1}, {0, 0, 100, 1}, {77, 0, 512, 2}};
+	} bad[] = {
+	    {0, 2047, 1024, 1}, {1, UINT64_MAX / 512, 512, 1}, {0, 0, 100, 1}, {77, 0, 512, 2}};
 	for (unsigned i = 0; i < 4; i++) {
-		blk_req(bad[i].type, bad[i].sector, bad[i].len, (uint16_t)(3 + i), (uint16_t)(4 + i));
+		blk_req(bad[i].type, bad[i].sector, bad[i].len, (uint16_t)(3 + i),
+			(uint16_t)(4 + i));
 		assert_true(kick_wait(SLOT0, (uint16_t)(4 + i)));
 		assert_int_equal(*g(BUF + 0x100), bad[i].status);
 	}
@@ -500,7 +505,8 @@ static void test_blk_merged_requests(void **state)
 		memset(g(data), 0x10 + i, 1024);
 		*g(hdr + 0x80) = 0xee;
 		desc(DESC, (uint16_t)(3 * i), hdr, 16, VIRTQ_DESC_F_NEXT, (uint16_t)(3 * i + 1));
-		desc(DESC, (uint16_t)(3 * i + 1), data, 1024, VIRTQ_DESC_F_NEXT, (uint16_t)(3 * i + 2));
+		desc(DESC, (uint16_t)(3 * i + 1), data, 1024, VIRTQ_DESC_F_NEXT,
+		     (uint16_t)(3 * i + 2));
 		desc(DESC, (uint16_t)(3 * i + 2), hdr + 0x80, 1, VIRTQ_DESC_F_WRITE, 0);
 		uint16_t head = (uint16_t)(3 * i);
 		memcpy(g(AVAIL + 4 + 2 * i), &head, 2);
@@ -526,8 +532,8 @@ static void test_blk_merged_requests(void **state)
 		uint32_t h[4] = {0, 0, (uint32_t)sectors[i], 0};
 		memcpy(g(hdr), h, 16);
 		memset(g(data), 0, 1024);
-		desc(DESC, (uint16_t)(3 * i + 1), data, 1024, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-		     (uint16_t)(3 * i + 2));
+		desc(DESC, (uint16_t)(3 * i + 1), data, 1024,
+		     VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, (uint16_t)(3 * i + 2));
 		uint16_t head = (uint16_t)(3 * i);
 		memcpy(g(AVAIL + 4 + 2 * (4 + i)), &head, 2);
 	}
@@ -594,8 +600,8 @@ static void test_blk_malformed_chains(void **state)
 			break;
 		case 2: /* huge length */
 			blk_req(0, 0, 512, 0, 1);
-			desc(DESC, 1, BUF + 0x1000, 0xfffff000u, VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE,
-			     2);
+			desc(DESC, 1, BUF + 0x1000, 0xfffff000u,
+			     VIRTQ_DESC_F_NEXT | VIRTQ_DESC_F_WRITE, 2);
 			break;
 		case 3: /* more available than the queue size */
 			blk_req(0, 0, 512, 0, 9);
@@ -647,14 +653,14 @@ static void test_features_refused(void **state)
 	wr(SLOT0, VMMIO_DRIVER_FEATURES, 1u << 5); /* RO: not offered on a writable disk */
 	wr(SLOT0, VMMIO_DRIVER_FEATURES_SEL, 1);
 	wr(SLOT0, VMMIO_DRIVER_FEATURES, 1);
-	wr(SLOT0, VMMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-					VIRTIO_STATUS_FEATURES_OK);
+	wr(SLOT0, VMMIO_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 	assert_false(rd(SLOT0, VMMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK);
 	/* without VERSION_1 (a legacy driver) */
 	wr(SLOT0, VMMIO_STATUS, 0);
 	wr(SLOT0, VMMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER);
-	wr(SLOT0, VMMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-					VIRTIO_STATUS_FEATURES_OK);
+	wr(SLOT0, VMMIO_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 	assert_false(rd(SLOT0, VMMIO_STATUS) & VIRTIO_STATUS_FEATURES_OK);
 }
 
@@ -671,13 +677,13 @@ static void test_disk_options(void **state)
 	static const struct {
 		const char *arg, *msg;
 	} bad[] = {
-		{"readonly=on", "no path"},
-		{"path=/x,readonly=yes", "expected on or off"},
-		{"path=/x,serial=123456789012345678901", "longer than"},
-		{"path=/x,serial=a b", "printable"},
-		{"path=/x,cache=none", "unknown key"},
-		{"path=/x,junk", "not KEY=VALUE"},
-		{"path=", "empty path"},
+	    {"readonly=on", "no path"},
+	    {"path=/x,readonly=yes", "expected on or off"},
+	    {"path=/x,serial=123456789012345678901", "longer than"},
+	    {"path=/x,serial=a b", "printable"},
+	    {"path=/x,cache=none", "unknown key"},
+	    {"path=/x,junk", "not KEY=VALUE"},
+	    {"path=", "empty path"},
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		assert_true(vmm_parse_disk(bad[i].arg, &c, &err) < 0);
@@ -695,8 +701,9 @@ static void test_old_machines_refuse(void **state)
 	old.cfg = &c;
 	assert_int_equal(machine_resolve("microvm-1.1", &old.machine, &err), 0);
 	assert_int_equal(vm_create_virtio_devices(&old, &err), -ENODEV);
-	assert_string_equal(err.msg, "--rng: machine type microvm-1.1 has no virtio-mmio slots (the "
-				     "first version with them is microvm-1.2)");
+	assert_string_equal(err.msg,
+			    "--rng: machine type microvm-1.1 has no virtio-mmio slots (the "
+			    "first version with them is microvm-1.2)");
 }
 
 /* The migration protocol of the image lock (STREAM.md), with two VMs in
@@ -744,31 +751,31 @@ static void test_lock_protocol(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_valid_chain, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_loop, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_self_loop_indirect, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_outside_ram, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_huge_length, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_avail_beyond_queue_size, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_head_beyond_queue_size, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_next_beyond_queue_size, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_readable_after_writable, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_indirect_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_too_many_segments, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_setup_checks, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_device_ids, dev_setup, dev_teardown),
-		cmocka_unit_test_setup_teardown(test_blk_write_read, dev_setup, dev_teardown),
-		cmocka_unit_test_setup_teardown(test_blk_merged_requests, dev_setup, dev_teardown),
-		cmocka_unit_test_setup_teardown(test_blk_readonly_write_fails, dev_setup, dev_teardown),
-		cmocka_unit_test_setup_teardown(test_blk_bad_queue_size_and_rings, dev_setup,
-						dev_teardown),
-		cmocka_unit_test_setup_teardown(test_blk_malformed_chains, dev_setup, dev_teardown),
-		cmocka_unit_test_setup_teardown(test_rng, dev_setup, dev_teardown),
-		cmocka_unit_test_setup_teardown(test_features_refused, dev_setup, dev_teardown),
-		cmocka_unit_test_setup_teardown(test_lock_protocol, dev_setup, dev_teardown),
-		cmocka_unit_test(test_disk_options),
-		cmocka_unit_test(test_old_machines_refuse),
+	    cmocka_unit_test_setup_teardown(test_valid_chain, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_loop, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_self_loop_indirect, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_outside_ram, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_huge_length, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_avail_beyond_queue_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_head_beyond_queue_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_next_beyond_queue_size, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_readable_after_writable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_indirect_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_too_many_segments, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_setup_checks, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_event_idx, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_device_ids, dev_setup, dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_blk_write_read, dev_setup, dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_blk_merged_requests, dev_setup, dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_blk_readonly_write_fails, dev_setup, dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_blk_bad_queue_size_and_rings, dev_setup,
+					    dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_blk_malformed_chains, dev_setup, dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_rng, dev_setup, dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_features_refused, dev_setup, dev_teardown),
+	    cmocka_unit_test_setup_teardown(test_lock_protocol, dev_setup, dev_teardown),
+	    cmocka_unit_test(test_disk_options),
+	    cmocka_unit_test(test_old_machines_refuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

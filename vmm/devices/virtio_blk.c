@@ -33,7 +33,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define SECTOR 512ull
+#define SECTOR	      512ull
 #define BLK_ASYNC_MIN (128u << 10)
 #define BLK_MERGE_MAX (4u << 20) /* largest merged transfer */
 
@@ -73,8 +73,8 @@ struct blk_req {
 	struct virtq_chain c;
 	struct iovec data[VIRTQ_MAX_SEGS]; /* the data part of the chain */
 	unsigned ndata;
-	uint64_t len;	   /* bytes of data */
-	uint8_t *status;   /* last byte of the chain */
+	uint64_t len;	 /* bytes of data */
+	uint8_t *status; /* last byte of the chain */
 	uint64_t status_gpa;
 	uint32_t type;
 	bool busy;
@@ -102,7 +102,7 @@ struct blk {
 	unsigned nreq, inflight;
 	int group;	 /* leader of the group being built, -1 */
 	unsigned queued; /* SQEs prepared, not yet submitted */
-	bool dropping; /* a reset: completions are not returned to the driver */
+	bool dropping;	 /* a reset: completions are not returned to the driver */
 };
 
 /* ---- the image and its lock ---- */
@@ -113,11 +113,12 @@ static int image_lock(struct blk *b, struct vmm_error *err)
 	if (fcntl(b->fd, F_OFD_SETLK, &fl) < 0) {
 		int e = errno;
 		if (e == EAGAIN || e == EACCES)
-			return vmm_error_set(err, -EBUSY,
-					     "--disk %s: the image is locked by another process (another "
-					     "vmm %s it): refusing to use it %s",
-					     b->disk->path, b->disk->readonly ? "writes" : "uses",
-					     b->disk->readonly ? "while it is written" : "as a second writer");
+			return vmm_error_set(
+			    err, -EBUSY,
+			    "--disk %s: the image is locked by another process (another "
+			    "vmm %s it): refusing to use it %s",
+			    b->disk->path, b->disk->readonly ? "writes" : "uses",
+			    b->disk->readonly ? "while it is written" : "as a second writer");
 		return vmm_error_set(err, -e, "--disk %s: cannot lock the image: %s", b->disk->path,
 				     strerror(e));
 	}
@@ -154,9 +155,11 @@ static int image_open(struct blk *b, struct vmm_error *err)
 				     path);
 	}
 	if (b->size == 0 || b->size % SECTOR)
-		return vmm_error_set(err, -EINVAL,
-				     "--disk %s: %llu bytes: a raw image must be a non-empty multiple "
-				     "of 512 bytes", path, (unsigned long long)b->size);
+		return vmm_error_set(
+		    err, -EINVAL,
+		    "--disk %s: %llu bytes: a raw image must be a non-empty multiple "
+		    "of 512 bytes",
+		    path, (unsigned long long)b->size);
 	return 0;
 }
 
@@ -297,8 +300,9 @@ static void start(struct blk *b, struct blk_req *r, unsigned idx)
 			finish(b, r, BLK_S_IOERR, 0);
 			return;
 		}
-		r->ndata = out ? iov_slice(c->iov, c->n_out, sizeof(hdr), r->len, r->data)
-			       : iov_slice(c->iov + c->n_out, c->nseg - c->n_out, 0, r->len, r->data);
+		r->ndata =
+		    out ? iov_slice(c->iov, c->n_out, sizeof(hdr), r->len, r->data)
+			: iov_slice(c->iov + c->n_out, c->nseg - c->n_out, 0, r->len, r->data);
 		r->sector = hdr.sector;
 		add_to_group(b, r, idx);
 		return;
@@ -362,7 +366,8 @@ static void complete(struct blk *b, struct io_uring_cqe *cqe)
 	int res = cqe->res;
 	bool ok;
 	if (r->type == BLK_T_DISCARD)
-		ok = res == 0 || res == -EOPNOTSUPP; /* a hint: a file system without holes is fine */
+		ok = res == 0 ||
+		     res == -EOPNOTSUPP; /* a hint: a file system without holes is fine */
 	else if (r->type == BLK_T_FLUSH)
 		ok = res == 0;
 	else
@@ -408,7 +413,8 @@ static void blk_queue_notify(struct virtio_mmio *t, unsigned q)
 again:
 	for (unsigned i = 0;; i++) {
 		if (i == b->nreq) {
-			full = true; /* cannot happen: no more chains than entries; retried on completion */
+			full = true; /* cannot happen: no more chains than entries; retried on
+					completion */
 			break;
 		}
 		struct blk_req *req = &b->req[i];
@@ -487,18 +493,18 @@ static void blk_config_read(struct virtio_mmio *t, uint64_t off, uint8_t *data, 
 }
 
 static const struct virtio_dev_ops blk_ops = {
-	.device_id = VIRTIO_ID_BLOCK,
-	.config_read = blk_config_read,
-	.queue_notify = blk_queue_notify,
-	.reset = blk_reset,
+    .device_id = VIRTIO_ID_BLOCK,
+    .config_read = blk_config_read,
+    .queue_notify = blk_queue_notify,
+    .reset = blk_reset,
 };
 
 /* ---- migration ---- */
 
 static const struct state_field blk_fields[] = {
-	VIRTIO_MMIO_STATE_FIELDS(struct blk_state, t),
-	VIRTQ_STATE_FIELDS(struct blk_state, t, 0),
-	STATE_FIELD(struct blk_state, capacity, STATE_U64),
+    VIRTIO_MMIO_STATE_FIELDS(struct blk_state, t),
+    VIRTQ_STATE_FIELDS(struct blk_state, t, 0),
+    STATE_FIELD(struct blk_state, capacity, STATE_U64),
 };
 static const struct state_desc blk_state_desc = STATE_DESC(1, 1, blk_fields);
 
@@ -627,13 +633,13 @@ static int blk_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 	if (!disk->readonly)
 		features &= ~(1ull << BLK_F_RO);
 	b->cfg = (struct blk_config){
-		.capacity = b->size / SECTOR,
-		.seg_max = (uint32_t)seg_max,
-		.blk_size = (uint32_t)blk_size,
-		.num_queues = 1,
-		.max_discard_sectors = (uint32_t)max_discard,
-		.max_discard_seg = 1,
-		.discard_sector_alignment = (uint32_t)discard_align,
+	    .capacity = b->size / SECTOR,
+	    .seg_max = (uint32_t)seg_max,
+	    .blk_size = (uint32_t)blk_size,
+	    .num_queues = 1,
+	    .max_discard_sectors = (uint32_t)max_discard,
+	    .max_discard_seg = 1,
+	    .discard_sector_alignment = (uint32_t)discard_align,
 	};
 	b->s.capacity = b->cfg.capacity;
 	if ((r = io_uring_queue_init(2u * qsize, &b->ring, 0)) < 0)
@@ -653,14 +659,14 @@ static int blk_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 }
 
 const struct device_type device_virtio_blk = {
-	.name = "virtio-blk",
-	.create = blk_create,
-	.destroy = blk_destroy,
-	.state = &blk_state_desc,
-	.state_ptr = blk_state_ptr,
-	.post_load = blk_post_load,
-	.quiesce = blk_quiesce,
-	.handover = blk_handover,
-	.unquiesce = blk_activate,
-	.activate = blk_activate,
+    .name = "virtio-blk",
+    .create = blk_create,
+    .destroy = blk_destroy,
+    .state = &blk_state_desc,
+    .state_ptr = blk_state_ptr,
+    .post_load = blk_post_load,
+    .quiesce = blk_quiesce,
+    .handover = blk_handover,
+    .unquiesce = blk_activate,
+    .activate = blk_activate,
 };

@@ -76,13 +76,13 @@ again:
 }
 
 static const struct virtio_dev_ops rng_ops = {
-	.device_id = VIRTIO_ID_ENTROPY,
-	.queue_notify = rng_queue_notify,
+    .device_id = VIRTIO_ID_ENTROPY,
+    .queue_notify = rng_queue_notify,
 };
 
 static const struct state_field rng_fields[] = {
-	VIRTIO_MMIO_STATE_FIELDS(struct rng_state, t),
-	VIRTQ_STATE_FIELDS(struct rng_state, t, 0),
+    VIRTIO_MMIO_STATE_FIELDS(struct rng_state, t),
+    VIRTQ_STATE_FIELDS(struct rng_state, t, 0),
 };
 static const struct state_desc rng_state_desc = STATE_DESC(1, 1, rng_fields);
 
@@ -143,13 +143,13 @@ static int rng_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 }
 
 const struct device_type device_virtio_rng = {
-	.name = "virtio-rng",
-	.create = rng_create,
-	.destroy = rng_destroy,
-	.state = &rng_state_desc,
-	.state_ptr = rng_state_ptr,
-	.post_load = rng_post_load,
-	.quiesce = rng_quiesce,
-	.unquiesce = rng_resume,
-	.activate = rng_resume,
+    .name = "virtio-rng",
+    .create = rng_create,
+    .destroy = rng_destroy,
+    .state = &rng_state_desc,
+    .state_ptr = rng_state_ptr,
+    .post_load = rng_post_load,
+    .quiesce = rng_quiesce,
+    .unquiesce = rng_resume,
+    .activate = rng_resume,
 };

@@ -122,8 +122,8 @@ static void set_status(struct virtio_mmio *t, uint32_t v)
 		/* Accept only what we offered, and only the modern interface. */
 		uint64_t extra = s->driver_features & ~s->device_features;
 		if (extra || !virtio_mmio_has(t, VIRTIO_F_VERSION_1)) {
-			fprintf(stderr, "vmm: %s: driver features 0x%llx refused (%s)\n", t->dev->name,
-				(unsigned long long)s->driver_features,
+			fprintf(stderr, "vmm: %s: driver features 0x%llx refused (%s)\n",
+				t->dev->name, (unsigned long long)s->driver_features,
 				extra ? "not offered" : "no VIRTIO_F_VERSION_1");
 			v &= ~VIRTIO_STATUS_FEATURES_OK;
 		}
@@ -316,8 +316,9 @@ int virtio_mmio_init(struct virtio_mmio *t, struct device *dev, struct virtio_mm
 	t->paused = vm->cfg && vm->cfg->incoming; /* an incoming guest runs only from Go */
 	if (nqueues == 0 || nqueues > VIRTIO_MAX_QUEUES || queue_max == 0 ||
 	    queue_max > VIRTQ_MAX_SIZE || (queue_max & (queue_max - 1)))
-		return vmm_error_set(err, -EINVAL, "%s: %u queues of up to %u entries: not supported",
-				     dev->name, nqueues, queue_max);
+		return vmm_error_set(err, -EINVAL,
+				     "%s: %u queues of up to %u entries: not supported", dev->name,
+				     nqueues, queue_max);
 	int r = virtio_slot(vm, slot, &t->base, &t->irq, err);
 	if (r < 0)
 		return vmm_error_prefix(err, "%s", dev->name);
@@ -329,7 +330,8 @@ int virtio_mmio_init(struct virtio_mmio *t, struct device *dev, struct virtio_mm
 		t->kick[q] = (struct virtio_kick){t, q};
 		t->notify_fd[q] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 		if (t->notify_fd[q] < 0)
-			return vmm_error_set(err, -errno, "%s: eventfd: %s", dev->name, strerror(errno));
+			return vmm_error_set(err, -errno, "%s: eventfd: %s", dev->name,
+					     strerror(errno));
 	}
 	if ((r = iothread_init(&t->io, dev->name, err)) < 0)
 		return r;
@@ -341,11 +343,11 @@ int virtio_mmio_init(struct virtio_mmio *t, struct device *dev, struct virtio_mm
 					     t->irq, strerror(errno));
 		for (unsigned q = 0; q < nqueues; q++) {
 			struct kvm_ioeventfd io = {
-				.datamatch = q,
-				.addr = t->base + VMMIO_QUEUE_NOTIFY,
-				.len = 4,
-				.fd = t->notify_fd[q],
-				.flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+			    .datamatch = q,
+			    .addr = t->base + VMMIO_QUEUE_NOTIFY,
+			    .len = 4,
+			    .fd = t->notify_fd[q],
+			    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
 			};
 			/* Without it QueueNotify still works, through an MMIO exit. */
 			t->ioeventfd[q] = ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) == 0;
@@ -373,11 +375,11 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		if (t->ioeventfd[q] && vm_fd >= 0) {
 			struct kvm_ioeventfd io = {
-				.datamatch = q,
-				.addr = t->base + VMMIO_QUEUE_NOTIFY,
-				.len = 4,
-				.fd = t->notify_fd[q],
-				.flags = KVM_IOEVENTFD_FLAG_DATAMATCH | KVM_IOEVENTFD_FLAG_DEASSIGN,
+			    .datamatch = q,
+			    .addr = t->base + VMMIO_QUEUE_NOTIFY,
+			    .len = 4,
+			    .fd = t->notify_fd[q],
+			    .flags = KVM_IOEVENTFD_FLAG_DATAMATCH | KVM_IOEVENTFD_FLAG_DEASSIGN,
 			};
 			ioctl(vm_fd, KVM_IOEVENTFD, &io);
 		}
@@ -388,7 +390,8 @@ void virtio_mmio_destroy(struct virtio_mmio *t)
 	}
 	if (t->irq_fd >= 0) {
 		if (vm_fd >= 0) {
-			struct kvm_irqfd irqfd = {.fd = (uint32_t)t->irq_fd, .gsi = t->irq,
+			struct kvm_irqfd irqfd = {.fd = (uint32_t)t->irq_fd,
+						  .gsi = t->irq,
 						  .flags = KVM_IRQFD_FLAG_DEASSIGN};
 			ioctl(vm_fd, KVM_IRQFD, &irqfd);
 		}
@@ -404,19 +407,20 @@ int virtio_mmio_post_load(struct virtio_mmio *t, struct vmm_error *err)
 	const char *name = t->dev->name;
 	if (s->base != t->base)
 		return vmm_error_set(err, -EINVAL, "%s: at 0x%llx in the stream, at 0x%llx here",
-				     name, (unsigned long long)s->base, (unsigned long long)t->base);
+				     name, (unsigned long long)s->base,
+				     (unsigned long long)t->base);
 	if (s->device_features != t->offered)
-		return vmm_error_set(err, -EINVAL,
-				     "%s: the guest saw features 0x%llx, this device offers 0x%llx",
-				     name, (unsigned long long)s->device_features,
-				     (unsigned long long)t->offered);
+		return vmm_error_set(
+		    err, -EINVAL, "%s: the guest saw features 0x%llx, this device offers 0x%llx",
+		    name, (unsigned long long)s->device_features, (unsigned long long)t->offered);
 	if (s->driver_features & ~s->device_features)
 		return vmm_error_set(err, -EINVAL, "%s: driver features 0x%llx were never offered",
 				     name, (unsigned long long)s->driver_features);
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES; q++) {
 		if (q >= t->nqueues) {
 			if (s->q[q].ready)
-				return vmm_error_set(err, -EINVAL, "%s: queue %u does not exist", name, q);
+				return vmm_error_set(err, -EINVAL, "%s: queue %u does not exist",
+						     name, q);
 			continue;
 		}
 		derive_queue(t, q);

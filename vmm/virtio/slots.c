@@ -35,23 +35,26 @@ static int disk_opt(const char *key, const char *val, struct vmm_disk_config *d,
 		d->path = val;
 	} else if (strcmp(key, "readonly") == 0) {
 		if (strcmp(val, "on") != 0 && strcmp(val, "off") != 0)
-			return vmm_error_set(err, -EINVAL, "--disk: readonly=%s: expected on or off",
-					     val);
+			return vmm_error_set(err, -EINVAL,
+					     "--disk: readonly=%s: expected on or off", val);
 		d->readonly = strcmp(val, "on") == 0;
 	} else if (strcmp(key, "serial") == 0) {
 		if (strlen(val) > 20)
 			return vmm_error_set(err, -EINVAL,
-					     "--disk: serial=%s: longer than virtio-blk's 20 bytes", val);
+					     "--disk: serial=%s: longer than virtio-blk's 20 bytes",
+					     val);
 		for (const char *p = val; *p; p++)
 			if (!isgraph((unsigned char)*p))
-				return vmm_error_set(err, -EINVAL,
-						     "--disk: serial=%s: only printable characters, no "
-						     "spaces", val);
+				return vmm_error_set(
+				    err, -EINVAL,
+				    "--disk: serial=%s: only printable characters, no "
+				    "spaces",
+				    val);
 		d->serial = val;
 	} else {
-		return vmm_error_set(err, -EINVAL,
-				     "--disk: unknown key \"%s\" (path=FILE[,readonly=on][,serial=ID])",
-				     key);
+		return vmm_error_set(
+		    err, -EINVAL,
+		    "--disk: unknown key \"%s\" (path=FILE[,readonly=on][,serial=ID])", key);
 	}
 	return 0;
 }
@@ -95,7 +98,8 @@ static const char *first_version_with_slots(void)
 	const struct machine_version *v = machine_versions(&n);
 	static struct machine m; /* 4 KiB: off the stack */
 	for (unsigned i = 0; i < n; i++)
-		if (machine_resolve(v[i].name, &m, NULL) == 0 && machine_has_device(&m, "virtio-mmio"))
+		if (machine_resolve(v[i].name, &m, NULL) == 0 &&
+		    machine_has_device(&m, "virtio-mmio"))
 			return v[i].name;
 	return "(none)";
 }
@@ -135,7 +139,8 @@ int virtio_slot(const struct vm *vm, unsigned i, uint64_t *base, unsigned *irq,
 	if (!machine_has_device(m, "virtio-mmio"))
 		return vmm_error_set(err, -ENODEV,
 				     "machine type %s has no virtio-mmio slots (the first version "
-				     "with them is %s)", m->name, first_version_with_slots());
+				     "with them is %s)",
+				     m->name, first_version_with_slots());
 	uint64_t b, size, nslots;
 	unsigned irqs[MAX_SLOTS], nirqs;
 	int r;
@@ -149,8 +154,8 @@ int virtio_slot(const struct vm *vm, unsigned i, uint64_t *base, unsigned *irq,
 				     m->name, (unsigned long long)nslots, nirqs);
 	if (i >= nslots)
 		return vmm_error_set(err, -ENOSPC,
-				     "machine type %s has %llu virtio-mmio slots, all taken", m->name,
-				     (unsigned long long)nslots);
+				     "machine type %s has %llu virtio-mmio slots, all taken",
+				     m->name, (unsigned long long)nslots);
 	*base = b + i * size;
 	*irq = irqs[i];
 	return 0;
@@ -165,8 +170,8 @@ int virtio_type_props(const struct vm *vm, const char *type, uint64_t *features,
 	    (r = machine_get_u64(&vm->machine, type, "queue-size", &qs, err)) < 0)
 		return r;
 	if (qs == 0 || qs > VIRTQ_MAX_SIZE || (qs & (qs - 1)))
-		return vmm_error_set(err, -EINVAL, "machine %s: %s.queue-size %llu", vm->machine.name,
-				     type, (unsigned long long)qs);
+		return vmm_error_set(err, -EINVAL, "machine %s: %s.queue-size %llu",
+				     vm->machine.name, type, (unsigned long long)qs);
 	*queue_size = (uint16_t)qs;
 	return 0;
 }
@@ -195,7 +200,7 @@ static const void *no_config(const struct vmm_config *cfg, unsigned i)
 }
 
 static const char *const disk_names[VMM_MAX_DISKS] = {"disk0", "disk1", "disk2", "disk3",
-						       "disk4", "disk5", "disk6", "disk7"};
+						      "disk4", "disk5", "disk6", "disk7"};
 static const char *const rng_names[] = {"rng0"};
 
 static const struct virtio_frontend {
@@ -205,8 +210,8 @@ static const struct virtio_frontend {
 	const void *(*config)(const struct vmm_config *cfg, unsigned i);
 	const char *const *names;
 } frontends[] = {
-	{"--disk", &device_virtio_blk, disk_count, disk_config, disk_names},
-	{"--rng", &device_virtio_rng, rng_count, no_config, rng_names},
+    {"--disk", &device_virtio_blk, disk_count, disk_config, disk_names},
+    {"--rng", &device_virtio_rng, rng_count, no_config, rng_names},
 };
 #define NFRONTENDS (sizeof(frontends) / sizeof(frontends[0]))
 
@@ -230,7 +235,8 @@ int vm_create_virtio_devices(struct vm *vm, struct vmm_error *err)
 			if (r < 0)
 				return vmm_error_prefix(err, "%s", fe->option);
 			if (vm->ndevices == sizeof(vm->devices) / sizeof(vm->devices[0]))
-				return vmm_error_set(err, -ENOSPC, "%s: too many devices", fe->option);
+				return vmm_error_set(err, -ENOSPC, "%s: too many devices",
+						     fe->option);
 			struct device *dev = &vm->devices[vm->ndevices++];
 			dev->type = fe->type;
 			dev->name = fe->names[i];
@@ -256,9 +262,9 @@ int vm_virtio_cmdline(const struct vm *vm, char *buf, size_t size)
 		unsigned irq;
 		if (!is_virtio(dev) || virtio_slot(vm, dev->slot, &base, &irq, NULL) < 0)
 			continue;
-		int k = snprintf(buf + n, size > n ? size - n : 0,
-				 " virtio_mmio.device=%u@0x%llx:%u", VIRTIO_MMIO_SIZE,
-				 (unsigned long long)base, irq);
+		int k =
+		    snprintf(buf + n, size > n ? size - n : 0, " virtio_mmio.device=%u@0x%llx:%u",
+			     VIRTIO_MMIO_SIZE, (unsigned long long)base, irq);
 		if (k < 0 || n + (size_t)k >= size)
 			return -E2BIG;
 		n += (size_t)k;

@@ -14,7 +14,7 @@
  *     migrated: its fields are declared with VIRTIO_MMIO_STATE_FIELDS).
  *   - iothread.c: one epoll thread per device; handlers run there.
  *   - slots.c: --disk/--rng parsing, slot assignment, kernel command-line
- *     words, and the migration hooks over all devices.
+ *     words. (The migration hooks of all devices: vmm/device_hooks.c.)
  *
  * Locking: everything guest-visible of a device (registers, queues,
  * requests in flight) is guarded by dev->lock. MMIO handlers already run
@@ -34,7 +34,7 @@
 
 #define VIRTIO_MMIO_MAGIC   0x74726976 /* "virt" */
 #define VIRTIO_MMIO_VERSION 2	       /* modern only: no legacy (version 1) registers */
-#define VIRTIO_MMIO_VENDOR  0x554d4551 /* "QEMU": what Linux and QEMU's guests expect to see */
+#define VIRTIO_MMIO_VENDOR  0x554d4551 /* "QEMU": drivers ignore it; the value most report */
 #define VIRTIO_MMIO_SIZE    0x200      /* registers 0x000-0x0ff, config space 0x100-0x1ff */
 #define VIRTIO_MMIO_CONFIG  0x100
 
@@ -82,9 +82,9 @@ enum virtio_mmio_reg {
 #define VIRTIO_ID_BLOCK	  2
 #define VIRTIO_ID_ENTROPY 4
 
-#define VIRTQ_DESC_F_NEXT     1
-#define VIRTQ_DESC_F_WRITE    2
-#define VIRTQ_DESC_F_INDIRECT 4
+#define VIRTQ_DESC_F_NEXT	   1
+#define VIRTQ_DESC_F_WRITE	   2
+#define VIRTQ_DESC_F_INDIRECT	   4
 #define VIRTQ_AVAIL_F_NO_INTERRUPT 1
 #define VIRTQ_USED_F_NO_NOTIFY	   1
 
@@ -117,9 +117,9 @@ struct virtq {
 	struct virtq_state *s;
 	const struct guest_memory *mem;
 	uint16_t num_max;
-	bool event_idx;	    /* VIRTIO_F_EVENT_IDX negotiated */
-	bool indirect;	    /* VIRTIO_F_INDIRECT_DESC negotiated */
-	bool broken;	    /* the guest broke the rules: no more processing until reset */
+	bool event_idx; /* VIRTIO_F_EVENT_IDX negotiated */
+	bool indirect;	/* VIRTIO_F_INDIRECT_DESC negotiated */
+	bool broken;	/* the guest broke the rules: no more processing until reset */
 	volatile struct virtq_desc *desc;
 	volatile uint16_t *avail; /* flags, idx, ring[num], used_event */
 	volatile uint8_t *used;	  /* flags, idx, {id, len}[num], avail_event */
@@ -225,12 +225,12 @@ struct virtio_mmio {
 	unsigned nqueues;
 	uint16_t queue_max;
 	unsigned irq;
-	int irq_fd;			     /* eventfd registered with KVM_IRQFD, -1 without KVM */
-	int notify_fd[VIRTIO_MAX_QUEUES];    /* eventfds registered with KVM_IOEVENTFD */
-	bool ioeventfd[VIRTIO_MAX_QUEUES];   /* KVM took it (else QueueNotify exits to us) */
+	int irq_fd;			   /* eventfd registered with KVM_IRQFD, -1 without KVM */
+	int notify_fd[VIRTIO_MAX_QUEUES];  /* eventfds registered with KVM_IOEVENTFD */
+	bool ioeventfd[VIRTIO_MAX_QUEUES]; /* KVM took it (else QueueNotify exits to us) */
 	struct virtq vq[VIRTIO_MAX_QUEUES];
 	struct iothread io;
-	bool paused; /* quiesced for migration, or not yet activated (incoming) */
+	bool paused;	  /* quiesced for migration, or not yet activated (incoming) */
 	uint64_t base;	  /* this slot's address (the state's copy is checked on load) */
 	uint64_t offered; /* feature bits this instance offers */
 	bool reported;	  /* a guest error was logged since the last reset */
@@ -273,27 +273,26 @@ void virtio_mark_dirty(struct virtio_mmio *t, uint64_t gpa, uint64_t len);
 /* The transport's migrated fields, for a device state struct `type` whose
  * member `m` is the struct virtio_mmio_state (queues 0..nq-1 listed by the
  * VIRTQ_STATE_FIELDS rows that follow). */
-#define VIRTIO_MMIO_STATE_FIELDS(type, m)                                                      \
-	STATE_FIELD(type, m.device_features, STATE_U64),                                       \
-		STATE_FIELD(type, m.driver_features, STATE_U64),                               \
-		STATE_FIELD(type, m.status, STATE_U32),                                        \
-		STATE_FIELD(type, m.device_features_sel, STATE_U32),                           \
-		STATE_FIELD(type, m.driver_features_sel, STATE_U32),                           \
-		STATE_FIELD(type, m.queue_sel, STATE_U32),                                     \
-		STATE_FIELD(type, m.interrupt_status, STATE_U32),                              \
-		STATE_FIELD(type, m.config_generation, STATE_U32),                             \
-		STATE_FIELD(type, m.base, STATE_U64)
-#define VIRTQ_STATE_FIELDS(type, m, i)                                                         \
-	STATE_FIELD(type, m.q[i].desc, STATE_U64), STATE_FIELD(type, m.q[i].avail, STATE_U64),  \
-		STATE_FIELD(type, m.q[i].used, STATE_U64),                                     \
-		STATE_FIELD(type, m.q[i].num, STATE_U16),                                      \
-		STATE_FIELD(type, m.q[i].last_avail_idx, STATE_U16),                           \
-		STATE_FIELD(type, m.q[i].used_idx, STATE_U16),                                 \
-		STATE_FIELD(type, m.q[i].signalled_used, STATE_U16),                           \
-		STATE_FIELD(type, m.q[i].signalled_valid, STATE_BOOL),                         \
-		STATE_FIELD(type, m.q[i].ready, STATE_BOOL)
+#define VIRTIO_MMIO_STATE_FIELDS(type, m)                                                          \
+	STATE_FIELD(type, m.device_features, STATE_U64),                                           \
+	    STATE_FIELD(type, m.driver_features, STATE_U64),                                       \
+	    STATE_FIELD(type, m.status, STATE_U32),                                                \
+	    STATE_FIELD(type, m.device_features_sel, STATE_U32),                                   \
+	    STATE_FIELD(type, m.driver_features_sel, STATE_U32),                                   \
+	    STATE_FIELD(type, m.queue_sel, STATE_U32),                                             \
+	    STATE_FIELD(type, m.interrupt_status, STATE_U32),                                      \
+	    STATE_FIELD(type, m.config_generation, STATE_U32),                                     \
+	    STATE_FIELD(type, m.base, STATE_U64)
+#define VIRTQ_STATE_FIELDS(type, m, i)                                                             \
+	STATE_FIELD(type, m.q[i].desc, STATE_U64), STATE_FIELD(type, m.q[i].avail, STATE_U64),     \
+	    STATE_FIELD(type, m.q[i].used, STATE_U64), STATE_FIELD(type, m.q[i].num, STATE_U16),   \
+	    STATE_FIELD(type, m.q[i].last_avail_idx, STATE_U16),                                   \
+	    STATE_FIELD(type, m.q[i].used_idx, STATE_U16),                                         \
+	    STATE_FIELD(type, m.q[i].signalled_used, STATE_U16),                                   \
+	    STATE_FIELD(type, m.q[i].signalled_valid, STATE_BOOL),                                 \
+	    STATE_FIELD(type, m.q[i].ready, STATE_BOOL)
 
-/* ---- slots, the command line and migration hooks (slots.c) ---- */
+/* ---- slots and the command line (slots.c) ---- */
 
 /* The machine type's virtio-mmio slot `i`: address and IRQ. -ENODEV with a
  * message naming the first machine version that has slots when this one

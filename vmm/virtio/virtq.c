@@ -62,17 +62,23 @@ int virtq_setup(struct virtq *vq, struct vmm_error *err)
 		return vmm_error_set(err, -EINVAL, "queue size %u: not a power of 2 in 1..%u", n,
 				     vq->num_max);
 	if ((s->desc & 15) || (s->avail & 1) || (s->used & 3))
-		return vmm_error_set(err, -EINVAL,
-				     "ring addresses desc 0x%llx avail 0x%llx used 0x%llx misaligned",
-				     (unsigned long long)s->desc, (unsigned long long)s->avail,
-				     (unsigned long long)s->used);
+		return vmm_error_set(
+		    err, -EINVAL, "ring addresses desc 0x%llx avail 0x%llx used 0x%llx misaligned",
+		    (unsigned long long)s->desc, (unsigned long long)s->avail,
+		    (unsigned long long)s->used);
 	void *d = guest_ptr(vq->mem, s->desc, desc_bytes(n));
 	void *a = guest_ptr(vq->mem, s->avail, avail_bytes(n));
 	void *u = guest_ptr(vq->mem, s->used, used_bytes(n));
 	if (!d || !a || !u)
-		return vmm_error_set(err, -EFAULT, "%s ring at 0x%llx (queue size %u) is outside guest RAM",
-				     !d ? "descriptor" : !a ? "available" : "used",
-				     (unsigned long long)(!d ? s->desc : !a ? s->avail : s->used), n);
+		return vmm_error_set(err, -EFAULT,
+				     "%s ring at 0x%llx (queue size %u) is outside guest RAM",
+				     !d	  ? "descriptor"
+				     : !a ? "available"
+					  : "used",
+				     (unsigned long long)(!d   ? s->desc
+							  : !a ? s->avail
+							       : s->used),
+				     n);
 	vq->desc = d;
 	vq->avail = a;
 	vq->used = u;
@@ -81,7 +87,7 @@ int virtq_setup(struct virtq *vq, struct vmm_error *err)
 }
 
 static int broken(struct virtq *vq, struct vmm_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+    __attribute__((format(printf, 4, 5)));
 
 static int broken(struct virtq *vq, struct vmm_error *err, int code, const char *fmt, ...)
 {
@@ -119,9 +125,10 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct vmm_error *err)
 	if (pending == 0)
 		return 0;
 	if (pending > s->num)
-		return broken(vq, err, -EPROTO,
-			      "available index %u is %u entries ahead of the device's %u (queue size %u)",
-			      avail_idx, pending, s->last_avail_idx, s->num);
+		return broken(
+		    vq, err, -EPROTO,
+		    "available index %u is %u entries ahead of the device's %u (queue size %u)",
+		    avail_idx, pending, s->last_avail_idx, s->num);
 	atomic_thread_fence(memory_order_acquire); /* ring entries after the index */
 	uint16_t head = rd16(&vq->avail[2 + s->last_avail_idx % s->num]);
 	if (head >= s->num)
@@ -138,8 +145,10 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct vmm_error *err)
 		read_desc(table, i, &d);
 		if (d.flags & VIRTQ_DESC_F_INDIRECT) {
 			if (!vq->indirect)
-				return broken(vq, err, -EPROTO, "indirect descriptor %u without "
-					      "VIRTIO_F_INDIRECT_DESC", i);
+				return broken(vq, err, -EPROTO,
+					      "indirect descriptor %u without "
+					      "VIRTIO_F_INDIRECT_DESC",
+					      i);
 			if (indirect || seen)
 				return broken(vq, err, -EPROTO, "indirect descriptor %u %s", i,
 					      indirect ? "inside an indirect table"
@@ -148,9 +157,11 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct vmm_error *err)
 				return broken(vq, err, -EPROTO,
 					      "indirect descriptor %u also has NEXT", i);
 			if (d.len == 0 || d.len % 16 || d.len / 16 > VIRTQ_MAX_SEGS)
-				return broken(vq, err, -EPROTO,
-					      "indirect table of %u bytes (must be 16..%u, a multiple "
-					      "of 16)", d.len, 16 * VIRTQ_MAX_SEGS);
+				return broken(
+				    vq, err, -EPROTO,
+				    "indirect table of %u bytes (must be 16..%u, a multiple "
+				    "of 16)",
+				    d.len, 16 * VIRTQ_MAX_SEGS);
 			table = guest_ptr(vq->mem, d.addr, d.len);
 			if (!table)
 				return broken(vq, err, -EFAULT,
@@ -163,22 +174,25 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct vmm_error *err)
 		}
 		if (++seen > tsize)
 			return broken(vq, err, -ELOOP,
-				      "chain from head %u is longer than its table (%u): a loop", head,
-				      tsize);
+				      "chain from head %u is longer than its table (%u): a loop",
+				      head, tsize);
 		if (c->nseg == VIRTQ_MAX_SEGS)
-			return broken(vq, err, -E2BIG, "chain from head %u has more than %u segments",
-				      head, VIRTQ_MAX_SEGS);
+			return broken(vq, err, -E2BIG,
+				      "chain from head %u has more than %u segments", head,
+				      VIRTQ_MAX_SEGS);
 		bool write = d.flags & VIRTQ_DESC_F_WRITE;
 		if (!write && c->nseg > c->n_out)
 			return broken(vq, err, -EPROTO,
 				      "chain from head %u: a device-readable segment after a "
-				      "device-writable one", head);
+				      "device-writable one",
+				      head);
 		if (d.len) {
 			void *p = guest_ptr(vq->mem, d.addr, d.len);
 			if (!p)
-				return broken(vq, err, -EFAULT,
-					      "chain from head %u: buffer 0x%llx+%u outside guest RAM",
-					      head, (unsigned long long)d.addr, d.len);
+				return broken(
+				    vq, err, -EFAULT,
+				    "chain from head %u: buffer 0x%llx+%u outside guest RAM", head,
+				    (unsigned long long)d.addr, d.len);
 			c->iov[c->nseg] = (struct iovec){p, d.len};
 			c->gpa[c->nseg] = d.addr;
 			c->nseg++;
@@ -190,8 +204,8 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct vmm_error *err)
 		if (!(d.flags & VIRTQ_DESC_F_NEXT))
 			break;
 		if (d.next >= tsize)
-			return broken(vq, err, -EPROTO, "chain from head %u: next %u beyond %u", head,
-				      d.next, tsize);
+			return broken(vq, err, -EPROTO, "chain from head %u: next %u beyond %u",
+				      head, d.next, tsize);
 		i = d.next;
 	}
 	s->last_avail_idx++;
@@ -225,7 +239,8 @@ bool virtq_need_interrupt(struct virtq *vq)
 		uint16_t event = rd16(&vq->avail[2 + s->num]);
 		uint16_t new_idx = s->used_idx, old = s->signalled_used;
 		/* virtio 1.x 2.7.10: interrupt when used_event lies in [old, new) */
-		need = !s->signalled_valid || (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
+		need = !s->signalled_valid ||
+		       (uint16_t)(new_idx - event - 1) < (uint16_t)(new_idx - old);
 	} else {
 		need = !(rd16(&vq->avail[0]) & VIRTQ_AVAIL_F_NO_INTERRUPT);
 	}

@@ -23,6 +23,8 @@ enum {
 	R_QUEUE_NUM = 0x038,
 	R_QUEUE_READY = 0x044,
 	R_QUEUE_NOTIFY = 0x050,
+	R_INTERRUPT_STATUS = 0x060,
+	R_INTERRUPT_ACK = 0x064,
 	R_STATUS = 0x070,
 	R_QUEUE_DESC = 0x080,
 	R_QUEUE_DRIVER = 0x090,
@@ -49,6 +51,19 @@ static void wr(const struct vdev *d, uint32_t reg, uint32_t v)
 uint32_t vdev_status(struct vdev *d)
 {
 	return rd(d, R_STATUS);
+}
+
+bool vdev_use_irq(struct vdev *d)
+{
+	if (u_syscall(SYS_IRQ_ROUTE, u_sys.ioapic, d->irq, VEC_DEVICE) != 0)
+		return false;
+	d->q.want_irq = true;
+	return true;
+}
+
+void vdev_ack_irq(struct vdev *d)
+{
+	wr(d, R_INTERRUPT_ACK, rd(d, R_INTERRUPT_STATUS));
 }
 
 uint32_t vdev_config32(struct vdev *d, uint32_t off)
@@ -180,7 +195,9 @@ bool vq_take_used(struct vq *q, uint32_t *id, uint32_t *len)
 	*id = *(volatile uint32_t *)e;
 	*len = *(volatile uint32_t *)(e + 4);
 	q->used_seen++;
-	if (q->event_idx) /* interrupts: we poll, so ask for none (used_event far behind) */
-		*(volatile uint16_t *)(q->avail + 4 + 2u * q->num) = (uint16_t)(q->used_seen - 1);
+	/* EVENT_IDX: an interrupt for the next buffer, or (polling) none: used_event behind */
+	if (q->event_idx)
+		*(volatile uint16_t *)(q->avail + 4 + 2u * q->num) =
+			(uint16_t)(q->want_irq ? q->used_seen : q->used_seen - 1);
 	return true;
 }

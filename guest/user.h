@@ -106,6 +106,7 @@ struct vq {
 	uint16_t avail_idx; /* next avail index we publish */
 	uint16_t used_seen; /* used entries consumed */
 	bool event_idx;
+	bool want_irq; /* ask for an interrupt per used buffer (else none) */
 };
 struct vdev {
 	uint64_t base;
@@ -122,6 +123,9 @@ void vq_publish(struct vdev *d, uint16_t head); /* make available and notify */
 bool vq_take_used(struct vq *q, uint32_t *id, uint32_t *len);
 uint32_t vdev_status(struct vdev *d);
 uint32_t vdev_config32(struct vdev *d, uint32_t off);
+/* Routes the device's IOAPIC pin to VEC_DEVICE and asks for interrupts. */
+bool vdev_use_irq(struct vdev *d);
+void vdev_ack_irq(struct vdev *d);
 
 /* u_blk.c, u_rng.c */
 uint64_t blk_run(void);	  /* returns errors */

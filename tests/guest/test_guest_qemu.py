@@ -302,7 +302,7 @@ def case_virtio(guest, _):
                  "-device", "virtio-rng-device,rng=r0"]
         r = Run(guest, "blk=2M rng=16K runtime=2 progress=500", smp="1",
                 machine="microvm,pit=on,pic=on,rtc=on,acpi=off", extra=extra)
-        r.expect(r"rng bytes=16384 chi2=\d+ ones-permille=\d+ random=yes", 1)
+        r.expect(r"rng bytes=16384 chi2=\d+ ones-permille=\d+ random=yes irqs=[1-9]\d*", 1)
         r.expect(r'blk disk0 capacity=16777216 serial="qemu-disk-0" base=0x[0-9a-f]+ irq=\d+', 1)
         r.expect(r"blk t=\d+ writes=\d+ reads=\d+ laps=[1-9]\d* errors=0")
         fin = r.expect(r"blk-final writes=(\d+) reads=\d+ laps=\d+ errors=0", 1)

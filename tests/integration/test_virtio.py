@@ -104,8 +104,10 @@ try:
     src = Guest(args + ["--api-socket", os.path.join(d, "src.sock")], name="source",
                 prefix=src_prefix)
     procs.append(src)
-    src.wait_line(r"rng bytes=65536 .* random=yes", timeout=30)
+    m = src.wait_line(r"rng bytes=65536 .* random=yes irqs=(\d+)", timeout=30)
     check(True, "the guest read 64 KiB from virtio-rng and they look random")
+    check(int(m.group(1)) >= 1, f"the device's interrupts reach the guest (irqfd -> I/O APIC): "
+          f"{m.group(1)} taken")
     m = src.wait_line(r'blk disk0 capacity=(\d+) serial="([^"]*)"', timeout=30)
     check(int(m.group(1)) == 64 << 20 and m.group(2) == "vmmtest-0",
           "the guest sees the disk's size and serial (GET_ID)")

@@ -12,7 +12,9 @@ randread, each in a fresh VM, vmm and QEMU alternating. QEMU runs as
 `qemu-system-x86_64 -M microvm,acpi=off -global virtio-mmio.force-legacy=false
  -drive file=IMG,format=raw,if=none -device virtio-blk-device` (its defaults:
 cache=writeback, aio=threads). The median of --repeat runs is reported.
-Not a test: prints a table and the vmm/QEMU ratios.
+Not a test: prints a table and the vmm/QEMU ratios. --qemu-ram memfd gives
+QEMU guest RAM like vmm's (a memfd, 4 KiB pages: this host has shmem huge
+pages off), which isolates the device from the cost of copying into RAM.
 """
 import argparse
 import json
@@ -36,6 +38,9 @@ def run_vmm(image, cmdline, timeout):
                           capture_output=True, text=True, timeout=timeout)
 
 
+QEMU_RAM = []  # --qemu-ram memfd: guest RAM in a memfd, as vmm keeps it
+
+
 def run_qemu(image, cmdline, timeout):
     return subprocess.run(
         ["qemu-system-x86_64", "-enable-kvm", "-cpu", "host,-arch-capabilities",
@@ -45,7 +50,7 @@ def run_qemu(image, cmdline, timeout):
          "-global", "virtio-mmio.force-legacy=false",
          "-drive", f"id=d0,file={image},format=raw,if=none",
          "-device", "virtio-blk-device,drive=d0",
-         "-kernel", GUEST, "-append", cmdline],
+         "-kernel", GUEST, "-append", cmdline] + QEMU_RAM,
         capture_output=True, text=True, timeout=timeout)
 
 
@@ -66,7 +71,13 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated subset")
+    ap.add_argument("--qemu-ram", choices=["anon", "memfd"], default="anon",
+                    help="QEMU's guest RAM: its default (anonymous memory, transparent huge "
+                         "pages) or a memfd without huge pages, like vmm's")
     a = ap.parse_args()
+    if a.qemu_ram == "memfd":
+        QEMU_RAM.extend(["-object", "memory-backend-memfd,id=mem,size=512M,share=on",
+                         "-machine", "memory-backend=mem"])
     results = {}
     sides = (("vmm", run_vmm), ("qemu", run_qemu))
     with tempfile.TemporaryDirectory(prefix="blk-bench-", dir="/var/tmp") as d:

@@ -61,7 +61,10 @@ transport = sys.argv[2] if len(sys.argv) > 2 else "tcp"
 d = tmpdir()
 image = os.path.join(d, "disk.img")
 make_image(image, 64 << 20)
-disk = ["--disk", f"path={image},serial=vmmtest-0", "--rng"]
+ro_image = os.path.join(d, "ro.img")  # a second, read-only disk: shared locks, two header rows
+make_image(ro_image, 1 << 20)
+disk = ["--disk", f"path={image},serial=vmmtest-0", "--disk", f"path={ro_image},readonly=on",
+        "--rng"]
 args = guest_args("blk=8M rng=64K runtime=14 progress=500", memory="256M", extra=disk)
 
 ns = []  # network namespaces made here (two-hosts)
@@ -114,10 +117,15 @@ try:
     src.wait_line(r"blk t=\d+ writes=\d+ reads=\d+ laps=[1-9]", timeout=30)
     check(True, "the guest writes and re-verifies its disk")
 
-    # One writer per image.
+    # One writer per image; readers share.
     second = run(guest_args("exit=0", extra=["--disk", f"path={image}"]), timeout=30)
     check(second.returncode == 1 and "locked by another process" in second.stderr,
           f"a second vmm on the writable image is refused: {second.stderr.strip().splitlines()[-1]}")
+    reader = run(guest_args("exit=0", extra=["--disk", f"path={ro_image},readonly=on"]), timeout=30)
+    check(reader.returncode == 0, "a second reader of the read-only image is let in")
+    writer = run(guest_args("exit=0", extra=["--disk", f"path={ro_image}"]), timeout=30)
+    check(writer.returncode == 1 and "locked by another process" in writer.stderr,
+          "a writer of the image the guest reads is refused")
 
     # A destination whose image differs in size is refused; the source goes on.
     other = os.path.join(d, "other.img")

@@ -3,6 +3,8 @@
 usage: test_virtio.py migrate tcp|unix     one machine, two vmm processes
        test_virtio.py two-hosts            source and destination in two network
                                            namespaces (shared storage: one image path)
+       test_virtio.py snapshot             migrate to a file; the paused source keeps
+                                           the image lock, a restore waits for it
 
 The test guest writes and re-verifies the first 8 MiB of its disk all the
 time (blk=8M: every 4 KiB block holds its number, its generation and a
@@ -76,8 +78,40 @@ def ip(*a, check_rc=True):
         raise RuntimeError(f"ip {' '.join(a)}: {p.stderr.strip()}")
 
 
+def snapshot():
+    """A snapshot keeps the disk's lock at the (paused) source: a restore is
+    refused while the source lives, then continues the guest after it quit."""
+    src = Guest(args + ["--api-socket", os.path.join(d, "src.sock")], name="source")
+    procs.append(src)
+    src.wait_line(r"blk t=\d+ writes=\d+ reads=\d+ laps=[1-9]", timeout=30)
+    api = Api(os.path.join(d, "src.sock"))
+    snap = os.path.join(d, "guest.snap")
+    api.cmd("migrate", uri=f"file:{snap}")
+    info = wait_migration(api)
+    check(info["status"] == "completed", "snapshot written while the guest wrote its disk")
+    early = run(args + ["--incoming", f"file:{snap}"], timeout=30)
+    check(early.returncode == 1 and "locked by another process" in early.stderr,
+          "a restore while the paused source still holds the image is refused")
+    api.cmd("quit")
+    check(src.wait(timeout=20) == 0, "the source quits")
+    last = blk_progress(src.lines)[-1]
+    restored = Guest(args + ["--incoming", f"file:{snap}"], name="restored")
+    procs.append(restored)
+    m = restored.wait_line(r"blk t=\d+ writes=(\d+) reads=\d+ laps=\d+ errors=0", timeout=30)
+    check(int(m.group(1)) >= last[1], "the restored guest continues writing its disk")
+    rc = restored.wait(timeout=60)
+    no_blk_failures(restored.lines, "restored")
+    check(rc == 0 and any(l.startswith("blk-final") and "errors=0" in l for l in restored.lines),
+          "the restored guest's final read-back passes")
+    lo, hi = check_image(image, DISK_BYTES)
+    check(True, f"the image holds every block, generations {lo}..{hi}")
+
+
 procs = []
 try:
+    if mode == "snapshot":
+        snapshot()
+        sys.exit(0)
     src_prefix = dst_prefix = None
     if mode == "two-hosts":
         if os.geteuid() != 0 or not shutil.which("ip"):

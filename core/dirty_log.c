@@ -1,5 +1,6 @@
 /*
- * core/dirty_log.c: KVM's dirty-page log over all RAM slots. Plain
+ * core/dirty_log.c: KVM's dirty-page log over all RAM slots, merged with the
+ * pages the VMM's own devices wrote (memory_dirty.c). Plain
  * KVM_GET_DIRTY_LOG (fetch and re-protect in one ioctl): at the guest sizes
  * measured (bench/dirty-log-cost.c) manual protection saves microseconds
  * per sync and is not worth its chunked clears.
@@ -34,6 +35,11 @@ int vm_dirty_log_start(struct vm_dirty_log *d, struct vm *vm, struct vmm_error *
 		return vmm_error_prefix(err, "enabling dirty logging");
 	}
 	d->enabled = true;
+	/* Device writes from before are forgotten: the first pass reads after this. */
+	for (unsigned i = 0; i < vm->mem.nregions; i++) {
+		guest_memory_take_dirty(&vm->mem, i, d->bitmaps[i], d->words[i]);
+		memset(d->bitmaps[i], 0, d->words[i] * sizeof(unsigned long));
+	}
 	return 0;
 }
 
@@ -46,6 +52,8 @@ int64_t vm_dirty_log_sync(struct vm_dirty_log *d, struct vmm_error *err)
 		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
 			return vmm_error_set(err, -errno, "KVM_GET_DIRTY_LOG slot %u: %s", log.slot,
 					     strerror(errno));
+		/* Pages the VMM itself wrote (virtio devices): KVM's log cannot see them. */
+		guest_memory_take_dirty(&d->vm->mem, i, d->bitmaps[i], d->words[i]);
 		for (size_t w = 0; w < d->words[i]; w++)
 			dirty += __builtin_popcountl(d->bitmaps[i][w]);
 	}

@@ -7,6 +7,8 @@
  * and across the 32-bit hole). The ABI tests compare it with checked-in
  * files, so a field added without a state version bump is caught.
  */
+#include "core/devices/devices.h"
+#include "core/virtio/virtio.h"
 #include "core/vm.h"
 #include "core/x86/x86.h"
 
@@ -41,6 +43,19 @@ static int dump_e820(const struct machine *m, uint64_t ram, FILE *out, struct vm
 	return n < 0 ? n : 0;
 }
 
+/* A device's migratable state: its version and every field, so a field
+ * added without a version bump changes the frozen dump. */
+static void dump_state(FILE *out, const char *name, const struct device_type *type)
+{
+	const struct state_desc *sd = type->state;
+	fprintf(out, "state %s (%s) version %u (loads %u..%u)\n", name, type->name, sd->version,
+		sd->min_version, sd->version);
+	for (unsigned f = 0; f < sd->nfields; f++)
+		fprintf(out, "state %s field %s %s %zu bytes since %u\n", name, sd->fields[f].name,
+			state_kind_names[sd->fields[f].kind], sd->fields[f].size,
+			sd->fields[f].since);
+}
+
 static int dump_devices(const struct machine *m, FILE *out, struct vmm_error *err)
 {
 	static struct vm vm;
@@ -54,16 +69,21 @@ static int dump_devices(const struct machine *m, FILE *out, struct vmm_error *er
 			(unsigned long long)(rg->base + rg->len - 1), rg->dev->name,
 			rg->dev->type->name);
 	}
+	/* virtio-mmio slots, as the devices the command line adds get them */
+	uint64_t base;
+	unsigned irq;
+	for (unsigned i = 0; r == 0 && virtio_slot(&vm, i, &base, &irq, NULL) == 0; i++)
+		fprintf(out, "mmio 0x%08llx-0x%08llx virtio-mmio slot %u irq %u\n",
+			(unsigned long long)base, (unsigned long long)(base + VIRTIO_MMIO_SIZE - 1), i,
+			irq);
+	static const struct device_type *const virtio_types[] = {&device_virtio_blk,
+								  &device_virtio_rng};
+	for (size_t i = 0; r == 0 && machine_has_device(m, "virtio-mmio") && i < 2; i++)
+		dump_state(out, virtio_types[i]->name, virtio_types[i]);
 	for (unsigned i = 0; r == 0 && i < vm.ndevices; i++) {
 		const struct state_desc *sd = vm.devices[i].type->state;
-		if (!sd)
-			continue;
-		fprintf(out, "state %s (%s) version %u (loads %u..%u)\n", vm.devices[i].name,
-			vm.devices[i].type->name, sd->version, sd->min_version, sd->version);
-		for (unsigned f = 0; f < sd->nfields; f++)
-			fprintf(out, "state %s field %s %s %zu bytes since %u\n", vm.devices[i].name,
-				sd->fields[f].name, state_kind_names[sd->fields[f].kind],
-				sd->fields[f].size, sd->fields[f].since);
+		if (sd)
+			dump_state(out, vm.devices[i].name, vm.devices[i].type);
 	}
 	vm_destroy_devices(&vm);
 	return r;

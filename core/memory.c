@@ -7,6 +7,7 @@
 #include "core/vm.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -69,6 +70,15 @@ int guest_memory_create(struct guest_memory *mem, uint64_t size, const struct ma
 						      .slot = 1};
 		mem->nregions = 2;
 	}
+	for (unsigned i = 0; i < mem->nregions; i++) {
+		size_t bits = 8 * sizeof(unsigned long), pages = mem->regions[i].size / page;
+		mem->regions[i].vmm_dirty = calloc((pages + bits - 1) / bits, sizeof(unsigned long));
+		if (!mem->regions[i].vmm_dirty) {
+			r = vmm_error_set(err, -ENOMEM, "guest RAM: out of memory for dirty bitmaps");
+			guest_memory_destroy(mem);
+			return r;
+		}
+	}
 	return 0;
 
 close_fd:
@@ -100,6 +110,10 @@ int guest_memory_register(struct guest_memory *mem, int vm_fd, uint32_t flags,
 
 void guest_memory_destroy(struct guest_memory *mem)
 {
+	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++) {
+		free((void *)mem->regions[i].vmm_dirty);
+		mem->regions[i].vmm_dirty = NULL;
+	}
 	if (mem->base)
 		munmap(mem->base, mem->size);
 	if (mem->fd >= 0)

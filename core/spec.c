@@ -78,6 +78,15 @@ static int resolve_cpu(const struct machine *m, const char *asked, struct vm_spe
 	return r;
 }
 
+/* The devices the command line adds, and the host-side incoming flag. */
+static void copy_devices(const struct vm_request *req, struct vm_spec *out)
+{
+	memcpy(out->disks, req->disks, sizeof(out->disks));
+	out->ndisks = req->ndisks;
+	out->rng = req->rng;
+	out->incoming = req->incoming;
+}
+
 int vm_spec_resolve(const struct vm_request *req, struct vm_spec *out, struct vmm_error *err)
 {
 	memset(out, 0, sizeof(*out));
@@ -124,6 +133,7 @@ int vm_spec_resolve(const struct vm_request *req, struct vm_spec *out, struct vm
 	if (req->serial_path && (r = copy_str(out->serial_path, sizeof(out->serial_path),
 					      req->serial_path, "--serial file:", err)) < 0)
 		return r;
+	copy_devices(req, out);
 	return 0;
 }
 
@@ -208,11 +218,21 @@ int vm_spec_adopt(const struct vm_request *req, const struct vm_spec *theirs, st
 	out->serial = req->serial;
 	snprintf(out->serial_path, sizeof(out->serial_path), "%s",
 		 req->serial_path ? req->serial_path : "");
+	/* The devices are this side's command line's: the stream's header
+	 * carries the disks' identities, checked once the VM is built. */
+	copy_devices(req, out);
 	return 0;
 }
 
 bool vm_spec_same_guest(const struct vm_spec *a, const struct vm_spec *b)
 {
+	if (a->ndisks != b->ndisks || a->rng != b->rng)
+		return false;
+	for (unsigned i = 0; i < a->ndisks; i++)
+		if (strcmp(a->disks[i].path, b->disks[i].path) != 0 ||
+		    strcmp(a->disks[i].serial, b->disks[i].serial) != 0 ||
+		    a->disks[i].readonly != b->disks[i].readonly)
+			return false;
 	return strcmp(a->machine.name, b->machine.name) == 0 &&
 	       strcmp(a->cpu_spec, b->cpu_spec) == 0 && a->mem_size == b->mem_size &&
 	       a->ncpus == b->ncpus;

@@ -282,6 +282,8 @@ int vm_create(struct vm *vm, const struct vm_spec *spec, struct vmm_error *err)
 		return r;
 	if ((r = vm_create_devices(vm, err)) < 0)
 		return r;
+	if ((r = vm_create_virtio_devices(vm, err)) < 0) /* --disk, --rng */
+		return r;
 	for (unsigned i = 0; i < vm->ncpus; i++)
 		if ((r = vcpu_create(vm, i, err)) < 0)
 			return r;

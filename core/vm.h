@@ -44,6 +44,15 @@ enum serial_backend { SERIAL_STDIO, SERIAL_FILE, SERIAL_NONE };
 #define VM_SPEC_STR_MAX 256
 #define VM_MAX_DEVICES 32
 
+/* A disk: --disk path=FILE[,readonly=on][,serial=ID] (virtio-blk). */
+#define VM_MAX_DISKS 8
+#define VM_DISK_SERIAL_MAX 20 /* virtio-blk's ID */
+struct vm_disk {
+	char path[VM_SPEC_STR_MAX];
+	char serial[VM_DISK_SERIAL_MAX + 1]; /* "" if none */
+	bool readonly;
+};
+
 /* What a person (the command line) asks for. NULL or 0 means "the machine
  * type's default". Nothing here is resolved yet. */
 struct vm_request {
@@ -54,7 +63,13 @@ struct vm_request {
 	const char *host_cpu_profile; /* act as the host this CPUID profile describes */
 	enum serial_backend serial;
 	const char *serial_path;
+	struct vm_disk disks[VM_MAX_DISKS]; /* virtio-blk, in slot order */
+	unsigned ndisks;
+	bool rng;      /* virtio-rng */
+	bool incoming; /* the VM receives a guest: devices wait for activation (Go) */
 };
+/* Adds --disk's value to the request (core/virtio/slots.c). */
+int vm_request_add_disk(struct vm_request *req, const char *arg, struct vmm_error *err);
 
 /* Where a resolved value came from, for --print-config and errors. */
 enum vm_spec_origin {
@@ -84,6 +99,13 @@ struct vm_spec {
 	char host_cpu_profile[VM_SPEC_STR_MAX]; /* "" = this host's KVM */
 	enum serial_backend serial;
 	char serial_path[VM_SPEC_STR_MAX];
+	/* Devices the command line adds on the machine type's virtio-mmio slots:
+	 * guest hardware (the stream names disks by size and serial), backed by
+	 * host paths. */
+	struct vm_disk disks[VM_MAX_DISKS];
+	unsigned ndisks;
+	bool rng;
+	bool incoming; /* host side: devices wait for activation (Go) */
 };
 
 /* Resolves a request: machine name/alias -> version; defaults from that
@@ -115,6 +137,9 @@ struct mem_region {
 	uint64_t offset; /* offset in the memfd */
 	uint8_t *hva;	 /* host mapping of this region */
 	uint32_t slot;	 /* KVM memory slot */
+	/* Pages the VMM itself wrote (virtio devices): KVM's dirty log does not
+	 * see those writes, so migration merges this bitmap in (memory_dirty.c). */
+	_Atomic(unsigned long) *vmm_dirty;
 };
 
 struct guest_memory {
@@ -136,6 +161,12 @@ void guest_memory_destroy(struct guest_memory *mem);
 /* The one checked accessor for guest-physical memory: a host pointer for
  * [gpa, gpa+len) if it lies inside one RAM region, else NULL. */
 void *guest_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+/* Device writes to guest RAM (memory_dirty.c): mark [gpa, gpa+len) dirty
+ * after writing it; the dirty log takes the marks with
+ * guest_memory_take_dirty() (ORs region i's marks into `bitmap`, clears them). */
+void guest_memory_mark_dirty(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+void guest_memory_take_dirty(const struct guest_memory *mem, unsigned region, unsigned long *bitmap,
+			     size_t words);
 
 /* ---- I/O buses (io_bus.c) ---- */
 
@@ -210,6 +241,18 @@ struct device_type {
 	const struct state_desc *state;
 	void *(*state_ptr)(struct device *dev);
 	int (*post_load)(struct device *dev, struct vmm_error *err);
+	/* Migration hooks, NULL when there is nothing to do (device_hooks.c
+	 * calls them for every device). At the source: quiesce once the vCPUs
+	 * are paused and before any state is saved (finish requests in flight,
+	 * flush); handover right before Go (give up what only the owner of the
+	 * guest may hold, e.g. an image's write lock); unquiesce when the guest
+	 * resumes here after all (take it back, process queues again). At the
+	 * destination: activate right before the vCPUs first run (at Go, or at
+	 * the end of a snapshot restore). */
+	int (*quiesce)(struct device *dev, struct vmm_error *err);
+	void (*handover)(struct device *dev);
+	int (*unquiesce)(struct device *dev, struct vmm_error *err);
+	int (*activate)(struct device *dev, struct vmm_error *err);
 };
 
 struct device {
@@ -218,11 +261,27 @@ struct device {
 	struct vm *vm;
 	pthread_mutex_t lock;
 	void *state; /* owned by the device file */
+	/* Devices the command line adds (virtio): which --disk etc. and which slot. */
+	const void *config;
+	unsigned slot;
 };
 
 /* The table of device types (devices/devices.c). */
 const struct device_type *device_type_find(const char *name);
 struct device *vm_find_device(struct vm *vm, const char *name);
+/* The migration hooks over every device of the VM (device_hooks.c);
+ * unquiesce and activate go on past a failing device and return the first
+ * error. */
+int vm_devices_quiesce(struct vm *vm, struct vmm_error *err);
+void vm_devices_handover(struct vm *vm);
+int vm_devices_unquiesce(struct vm *vm, struct vmm_error *err);
+int vm_devices_activate(struct vm *vm, struct vmm_error *err);
+/* The devices the command line adds on the machine type's virtio-mmio
+ * slots (--disk, --rng): part of vm_create() (core/virtio/slots.c). */
+int vm_create_virtio_devices(struct vm *vm, struct vmm_error *err);
+/* " virtio_mmio.device=SIZE@ADDR:IRQ" for each of them, for the kernel
+ * command line; returns the length written (0 without virtio devices). */
+int vm_virtio_cmdline(const struct vm *vm, char *buf, size_t size);
 
 /* ---- vCPUs (vcpu.c) ---- */
 

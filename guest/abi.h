@@ -29,6 +29,7 @@ enum {
 			    again with another pin: re-route (the old pin is masked) */
 	SYS_START_CPUS,	 /* (const u32 *apic_ids, u32 n): INIT/SIPI/SIPI; ids[0] is the BSP.
 			    Returns a bitmap (bit i) of the CPUs that reached CPL3 entry. */
+	SYS_IRQ_ROUTE,	 /* (u64 ioapic_paddr, u32 pin, u32 vector): edge, active high, to the BSP */
 	SYS_COUNT
 };
 
@@ -58,5 +59,7 @@ extern struct bootinfo k_bootinfo;
 void user_main(uint32_t idx) __attribute__((noreturn));
 /* Timer ticks (HZ per second) since SYS_TIMER_START; written only by the BSP's handler. */
 extern volatile uint64_t k_ticks;
+/* Interrupts taken on VEC_DEVICE (k_isr.S); CPL3 reads it. */
+extern volatile uint64_t k_device_irqs;
 
 #endif

@@ -58,6 +58,7 @@
 #define VEC_TIMER      0x20	  /* PIT via IOAPIC, BSP only */
 #define VEC_TICK_IPI   0x21	  /* BSP's timer handler forwards each tick to the APs */
 #define VEC_PIC_BASE   0x30	  /* masked 8259s are remapped here, never expected */
+#define VEC_DEVICE     0x40	  /* virtio devices via the IOAPIC (SYS_IRQ_ROUTE), BSP only */
 #define VEC_SPURIOUS   0xff
 
 #define HZ 100

@@ -19,6 +19,8 @@ isr_table:
 	jmp timer_isr
 	.elseif vec == 6
 	jmp ud_entry			/* #UD: also the syscall trap */
+	.elseif vec == VEC_DEVICE
+	jmp device_isr
 	.elseif vec == VEC_SPURIOUS
 	iretq
 	.elseif vec >= 32
@@ -42,6 +44,15 @@ timer_isr:
 	incq k_ticks
 	movl $LAPIC_BASE, %eax
 	movl $(ICR_ALL_BUT_ME | VEC_TICK_IPI), LAPIC_ICR_LO(%rax)
+	movl $0, LAPIC_EOI(%rax)
+	popq %rax
+	iretq
+
+/* A device interrupt (virtio): count it, EOI. The CPL3 driver reads the count. */
+device_isr:
+	pushq %rax
+	lock incq k_device_irqs
+	movl $LAPIC_BASE, %eax
 	movl $0, LAPIC_EOI(%rax)
 	popq %rax
 	iretq

@@ -23,6 +23,8 @@ uint64_t k_syscall(uint64_t nr, uint64_t a1, uint64_t a2, uint64_t a3)
 		return 0;
 	case SYS_TIMER_START:
 		return (uint64_t)(int64_t)k_timer_start(a1, (uint32_t)a2);
+	case SYS_IRQ_ROUTE:
+		return (uint64_t)(int64_t)k_irq_route(a1, (uint32_t)a2, (uint32_t)a3);
 	case SYS_START_CPUS:
 		return k_start_cpus((const uint32_t *)(uintptr_t)a1, (uint32_t)a2);
 	}

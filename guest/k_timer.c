@@ -51,6 +51,18 @@ int k_timer_start(uint64_t ioapic, uint32_t pin)
 	return 0;
 }
 
+volatile uint64_t k_device_irqs;
+
+int k_irq_route(uint64_t ioapic, uint32_t pin, uint32_t vector)
+{
+	if (ioapic >= (1ull << 32) || (ioapic & 0xfff) || vector < 0x20 || vector > 0xfe ||
+	    pin > ((ioapic_read(ioapic, 1) >> 16) & 0xff) || pin == routed_pin)
+		return -1;
+	ioapic_write(ioapic, IOREDTBL + 2 * pin + 1, k_bootinfo.bsp_apic_id << 24);
+	ioapic_write(ioapic, IOREDTBL + 2 * pin, vector);
+	return 0;
+}
+
 void k_wait_tick(uint64_t tick)
 {
 	while (k_ticks < tick)

@@ -52,6 +52,7 @@ bool k_halting(void); /* k_exit has begun: an NMI means "halt" */
 void k_pic_disable(void);
 int k_timer_start(uint64_t ioapic_paddr, uint32_t pin);
 void k_wait_tick(uint64_t tick);
+int k_irq_route(uint64_t ioapic, uint32_t pin, uint32_t vector);
 
 /* k_smp.c */
 uint64_t k_start_cpus(const uint32_t *apic_ids, uint32_t n);

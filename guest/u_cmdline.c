@@ -1,7 +1,7 @@
 /*
  * u_cmdline.c: the command line, space-separated key=value words:
  *   cpuid  cpuid-interval=SECONDS  dirty=SIZE  rate=SIZE  runtime=SECONDS  exit=N
- *   progress=MS
+ *   progress=MS  blk=SIZE  rng=N  blkbench=MODE  virtio_mmio.device=SIZE@ADDR:IRQ
  * plus the hidden self-tests selftest-corrupt and selftest-acpi. SIZE is a
  * decimal number with an optional K, M or G suffix (powers of 1024).
  */
@@ -67,6 +67,68 @@ static bool streq(const char *a, const char *b)
 	return *a == *b;
 }
 
+/* SIZE@ADDR:IRQ[:ID] as Linux's virtio_mmio.device= takes it (SIZE and
+ * ADDR in decimal or 0x hex, SIZE with an optional K/M/G). */
+static bool parse_num(const char **s, uint64_t *out)
+{
+	uint64_t v = 0, base = 10;
+	const char *p = *s;
+
+	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+		base = 16;
+		p += 2;
+	}
+	for (;; p++) {
+		uint64_t d;
+		if (*p >= '0' && *p <= '9')
+			d = (uint64_t)(*p - '0');
+		else if (base == 16 && *p >= 'a' && *p <= 'f')
+			d = (uint64_t)(*p - 'a' + 10);
+		else if (base == 16 && *p >= 'A' && *p <= 'F')
+			d = (uint64_t)(*p - 'A' + 10);
+		else
+			break;
+		if (v > (~0ull - d) / base)
+			return false;
+		v = v * base + d;
+	}
+	if (p == *s)
+		return false;
+	if (*p == 'K' || *p == 'k')
+		v <<= 10, p++;
+	else if (*p == 'M' || *p == 'm')
+		v <<= 20, p++;
+	*s = p;
+	*out = v;
+	return true;
+}
+
+static bool virtio_word(const char *val)
+{
+	uint64_t size, base, irq;
+	const char *p = val;
+
+	if (!p || !parse_num(&p, &size) || *p++ != '@' || !parse_num(&p, &base) || *p++ != ':' ||
+	    !parse_num(&p, &irq) || (*p && *p != ':') || irq > 255)
+		return false;
+	if (u_cfg.nvirtio < sizeof(u_cfg.virtio) / sizeof(u_cfg.virtio[0]))
+		u_cfg.virtio[u_cfg.nvirtio++] = (struct virtio_word){base, size, (uint32_t)irq};
+	return true;
+}
+
+static bool blkbench_mode(const char *val)
+{
+	static const char *const names[] = {"seqwrite", "seqread", "randwrite", "randread"};
+	uint32_t i;
+
+	for (i = 0; val && i < 4; i++)
+		if (streq(val, names[i])) {
+			u_cfg.blkbench = BLKBENCH_SEQWRITE + i;
+			return true;
+		}
+	return false;
+}
+
 /* One word; false with a message in err on errors. */
 static bool option(const char *key, const char *val, char *err, size_t errsz)
 {
@@ -93,6 +155,14 @@ static bool option(const char *key, const char *val, char *err, size_t errsz)
 		ok = parse_uint(val, 86400, &u_cfg.cpuid_interval);
 	} else if (streq(key, "progress")) {
 		ok = parse_uint(val, 86400000, &u_cfg.progress);
+	} else if (streq(key, "virtio_mmio.device")) {
+		ok = virtio_word(val);
+	} else if (streq(key, "blk")) {
+		ok = parse_size(val, &u_cfg.blk) && u_cfg.blk % PAGE_SIZE == 0;
+	} else if (streq(key, "rng")) {
+		ok = parse_size(val, &u_cfg.rng) && u_cfg.rng <= (1u << 20);
+	} else if (streq(key, "blkbench")) {
+		ok = blkbench_mode(val);
 	} else if (streq(key, "selftest-corrupt") && !val) {
 		u_cfg.selftest_corrupt = true;
 	} else if (streq(key, "selftest-acpi") && !val) {

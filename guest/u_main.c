@@ -159,17 +159,23 @@ void user_main(uint32_t idx)
 		cpuid_report(idx);
 		u_barrier(&n_cpuid_done, u_sys.ncpus);
 	}
+	if (idx == 0 && u_cfg.rng && !rng_run())
+		u_exit(EXIT_VERIFY);
+	if (idx == 0 && u_cfg.blkbench) {
+		blkbench_run();
+		u_exit(0);
+	}
 	if (u_cfg.has_exit) {
 		if (idx == 0)
 			u_exit(u_cfg.exit_status);
 		idle_forever();
 	}
-	if (!u_cfg.has_dirty && !u_cfg.has_runtime) {
+	if (!u_cfg.has_dirty && !u_cfg.has_runtime && !u_cfg.blk) {
 		if (idx == 0)
 			heartbeat();
 		idle_forever();
 	}
-	errors = dirty_run(idx);
+	errors = idx == 0 && u_cfg.blk ? blk_run() : dirty_run(idx);
 	__atomic_fetch_add(&errors_total, errors, __ATOMIC_SEQ_CST);
 	u_barrier(&n_final, u_sys.ncpus);
 	if (idx == 0)

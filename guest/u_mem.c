@@ -101,3 +101,12 @@ no_room:
 	u_printf("testguest: dirty=%s: only %lu MiB free\n", u_cfg.dirty_arg, avail / MIB);
 	u_exit(EXIT_USAGE);
 }
+
+uint64_t mem_alloc(uint64_t bytes)
+{
+	bytes = (bytes + PAGE_SIZE - 1) & ~(uint64_t)(PAGE_SIZE - 1);
+	uint64_t a = alloc(bytes);
+	if (a)
+		memset((void *)(uintptr_t)a, 0, bytes);
+	return a;
+}

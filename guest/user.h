@@ -43,7 +43,18 @@ struct config {
 	bool selftest_corrupt; /* hidden: corrupt a page behind the writer's back */
 	bool selftest_acpi;    /* hidden: ignore the MP table, use the ACPI MADT */
 	const char *dirty_arg; /* the value as written, for messages */
+	/* virtio (u_virtio.c, u_blk.c, u_rng.c) */
+	uint64_t blk;		/* bytes of disk 0 to write and verify; 0 = none */
+	uint64_t rng;		/* bytes to read from the entropy device; 0 = none */
+	uint32_t blkbench;	/* BLKBENCH_*: measure instead of verify */
+	uint32_t nvirtio;	/* virtio_mmio.device= words seen */
+	struct virtio_word {
+		uint64_t base, size;
+		uint32_t irq;
+	} virtio[8];
 };
+
+enum { BLKBENCH_NONE, BLKBENCH_SEQWRITE, BLKBENCH_SEQREAD, BLKBENCH_RANDWRITE, BLKBENCH_RANDREAD };
 
 /* Per-vCPU slice of the dirty workload (u_mem.c plans, u_dirty.c uses). */
 struct slice {
@@ -84,6 +95,42 @@ bool parse_size(const char *s, uint64_t *out);
 /* u_mem.c */
 uint64_t mem_ram_bytes(void);
 void mem_plan(uint32_t ncpus); /* fill u_slice[], exit 2 if dirty= does not fit */
+
+/* page-aligned memory from what mem_plan() left free; 0 when none is left */
+uint64_t mem_alloc(uint64_t bytes);
+
+/* u_virtio.c: a polling virtio-mmio (version 2) driver, split queues */
+struct vq {
+	volatile uint8_t *desc, *avail, *used;
+	uint16_t num;
+	uint16_t avail_idx; /* next avail index we publish */
+	uint16_t used_seen; /* used entries consumed */
+	bool event_idx;
+	bool want_irq; /* ask for an interrupt per used buffer (else none) */
+};
+struct vdev {
+	uint64_t base;
+	uint32_t irq;
+	uint64_t features; /* negotiated */
+	struct vq q;
+};
+/* Finds the first device of `id` among the virtio_mmio.device= words and
+ * brings queue 0 up with at most `qmax` entries. false + message if none. */
+bool vdev_open(struct vdev *d, uint32_t id, uint64_t want_features, uint16_t qmax);
+void vq_set_desc(struct vq *q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
+		 uint16_t next);
+void vq_publish(struct vdev *d, uint16_t head); /* make available and notify */
+bool vq_take_used(struct vq *q, uint32_t *id, uint32_t *len);
+uint32_t vdev_status(struct vdev *d);
+uint32_t vdev_config32(struct vdev *d, uint32_t off);
+/* Routes the device's IOAPIC pin to VEC_DEVICE and asks for interrupts. */
+bool vdev_use_irq(struct vdev *d);
+void vdev_ack_irq(struct vdev *d);
+
+/* u_blk.c, u_rng.c */
+uint64_t blk_run(void);	  /* returns errors */
+void blkbench_run(void);
+bool rng_run(void);
 
 /* u_cpuid.c */
 void cpuid_report(uint32_t idx);

@@ -109,12 +109,41 @@ static const struct machine_prop microvm_1_1[] = {
 	{NULL, NULL, NULL},
 };
 
+/* 1.2: virtio-mmio (virtio 1.x, version 2 registers) for --disk and --rng.
+ * Eight 512-byte slots where QEMU's microvm puts them, each on an ISA IRQ
+ * that no other device of this machine uses (the MP table lists ISA IRQs,
+ * so Linux finds them without ACPI). Per device type: the feature bits it
+ * may offer (a read-only disk adds RO) and its queues' size. */
+static const struct machine_prop microvm_1_2[] = {
+	{"virtio-mmio", "type", "virtio-mmio"},
+	{"virtio-mmio", "base", "0xfeb00000"},
+	{"virtio-mmio", "size", "0x200"},
+	{"virtio-mmio", "slots", "8"},
+	{"virtio-mmio", "irqs", "5,6,7,9,10,11,14,15"},
+	/* VERSION_1 | EVENT_IDX | INDIRECT_DESC | DISCARD | FLUSH | BLK_SIZE | RO | SEG_MAX */
+	{"virtio-blk", "features", "0x130002264"},
+	{"virtio-blk", "queue-size", "256"},
+	{"virtio-blk", "seg-max", "254"},
+	{"virtio-blk", "blk-size", "512"},
+	{"virtio-blk", "max-discard-sectors", "0x400000"},
+	{"virtio-blk", "discard-sector-alignment", "8"},
+	/* VERSION_1 | EVENT_IDX | INDIRECT_DESC */
+	{"virtio-rng", "features", "0x130000000"},
+	{"virtio-rng", "queue-size", "64"},
+	/* Unversioned CPU model names: the models released since 1.0 */
+	{"cpu-models", "x86-64-v4-amd", "x86-64-v4-amd-v1"},
+	{NULL, NULL, NULL},
+};
+
 const struct machine_version machine_microvm_versions[] = {
 	{"microvm-1.0", NULL,
 	 "first release: PVH boot, COM1, CMOS RTC, i8042 reset, 0xcf9 reset, debug-exit, MP table",
 	 microvm_1_0},
 	{"microvm-1.1", "microvm-1.0",
 	 "adds COM2 (serial1, 0x2f8, IRQ 3); default RAM 256 MiB -> 512 MiB", microvm_1_1},
+	{"microvm-1.2", "microvm-1.1",
+	 "adds 8 virtio-mmio slots (0xfeb00000, IRQs 5-7,9-11,14,15) for --disk (virtio-blk) and "
+	 "--rng (virtio-rng)", microvm_1_2},
 };
 const unsigned machine_microvm_nversions =
 	sizeof(machine_microvm_versions) / sizeof(machine_microvm_versions[0]);

@@ -125,8 +125,9 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 
 static int start_guest(struct mig_dest *d, struct vmm_error *err)
 {
-	int r = vm_start(d->vm, err);
-	if (r < 0)
+	/* devices: the guest is ours now (e.g. take the image write locks) */
+	int r = vm_devices_activate(d->vm, err);
+	if (r < 0 || (r = vm_start(d->vm, err)) < 0)
 		return r;
 	d->state = D_RUNNING;
 	return 0;

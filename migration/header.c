@@ -6,6 +6,7 @@
  */
 #include "config.h"
 #include "migration/migration.h"
+#include "core/devices/devices.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -27,6 +28,8 @@ struct mig_header_buf {
 	Vmm__Migration__RamRegion *ramp[GUEST_MEM_MAX_REGIONS];
 	char host[256];
 	const char *caps[16];
+	Vmm__Migration__DiskInfo disk[VM_MAX_DISKS];
+	Vmm__Migration__DiskInfo *diskp[VM_MAX_DISKS];
 };
 
 void mig_header_buf_free(struct mig_header_buf *b)
@@ -38,6 +41,64 @@ void mig_header_buf_free(struct mig_header_buf *b)
 	free(b->entries);
 	free(b->entryp);
 	free(b);
+}
+
+/* Each virtio-blk disk's identity, so the destination refuses another
+ * image before the source stops the guest. */
+static void add_disks(struct vm *vm, struct mig_header_buf *b)
+{
+	Vmm__Migration__Header *h = &b->h;
+	for (unsigned i = 0; i < vm->ndevices && h->n_disks < VM_MAX_DISKS; i++) {
+		uint64_t size;
+		const char *serial;
+		bool ro;
+		if (!virtio_blk_identity(&vm->devices[i], &size, &serial, &ro))
+			continue;
+		Vmm__Migration__DiskInfo *di = &b->disk[h->n_disks];
+		vmm__migration__disk_info__init(di);
+		di->name = (char *)vm->devices[i].name;
+		di->size = size;
+		di->serial = (char *)serial;
+		di->readonly = ro;
+		b->diskp[h->n_disks++] = di;
+	}
+	h->disks = b->diskp;
+}
+
+/* The stream's disks against this VM's: same names, sizes, serials, modes. */
+static int check_disks(const Vmm__Migration__Header *h, struct vm *vm, struct vmm_error *err)
+{
+	unsigned mine = 0;
+	for (unsigned i = 0; i < vm->ndevices; i++) {
+		uint64_t size;
+		const char *serial;
+		bool ro;
+		if (!virtio_blk_identity(&vm->devices[i], &size, &serial, &ro))
+			continue;
+		mine++;
+		const Vmm__Migration__DiskInfo *di = NULL;
+		for (size_t j = 0; j < h->n_disks && !di; j++)
+			if (h->disks[j]->name && strcmp(h->disks[j]->name, vm->devices[i].name) == 0)
+				di = h->disks[j];
+		const char *name = vm->devices[i].name;
+		if (!di)
+			return vmm_error_set(err, -EINVAL, "disk mismatch: %s is not in the stream", name);
+		if (di->size != size)
+			return vmm_error_set(err, -EINVAL,
+					     "disk mismatch: %s has %llu bytes at the source, %llu here",
+					     name, (unsigned long long)di->size, (unsigned long long)size);
+		if (strcmp(di->serial ? di->serial : "", serial) != 0)
+			return vmm_error_set(err, -EINVAL,
+					     "disk mismatch: %s has serial \"%.20s\" at the source, "
+					     "\"%s\" here", name, di->serial ? di->serial : "", serial);
+		if (di->readonly != ro)
+			return vmm_error_set(err, -EINVAL, "disk mismatch: %s is %s at the source", name,
+					     di->readonly ? "read-only" : "writable");
+	}
+	if (h->n_disks != mine)
+		return vmm_error_set(err, -EINVAL, "disk mismatch: the stream has %zu disks, this VM %u",
+				     h->n_disks, mine);
+	return 0;
 }
 
 int mig_header_build(struct vm *vm, unsigned requires, struct mig_header_buf **out,
@@ -108,6 +169,7 @@ int mig_header_build(struct vm *vm, unsigned requires, struct mig_header_buf **o
 	}
 	h->n_cpuid = vm->ncpus;
 	h->cpuid = b->tablep;
+	add_disks(vm, b);
 	*out = b;
 	return 0;
 }
@@ -138,6 +200,9 @@ int mig_header_check_basic(const Vmm__Migration__Header *h, struct vmm_error *er
 		if (h->cpuid[i]->n_entries > CPUID_TABLE_MAX)
 			return vmm_error_set(err, -EBADMSG, "header: vCPU %zu has %zu CPUID entries",
 					     i, h->cpuid[i]->n_entries);
+	if (h->n_disks > VM_MAX_DISKS)
+		return vmm_error_set(err, -EBADMSG, "header: %zu disks (at most %d)", h->n_disks,
+				     VM_MAX_DISKS);
 	if (h->page_size != 4096)
 		return vmm_error_set(err, -EBADMSG, "header: page size %u", h->page_size);
 	if (h->n_ram == 0 || h->n_ram > GUEST_MEM_MAX_REGIONS || h->ram_size == 0 ||
@@ -190,6 +255,9 @@ int mig_header_check_vm(const Vmm__Migration__Header *h, struct vm *vm, struct v
 		    h->ram[i]->size != vm->mem.regions[i].size)
 			return vmm_error_set(err, -EINVAL, "RAM layout mismatch in region %zu", i);
 
+	int r = check_disks(h, vm, err);
+	if (r < 0)
+		return r;
 	static struct cpuid_table theirs; /* 6 KiB: keep it off the stack */
 	for (unsigned i = 0; i < vm->ncpus; i++) {
 		table_from_stream(h->cpuid[i], &theirs);

@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -334,6 +335,9 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	uint64_t stop_mono = mono_ns(), stop_real = now_ns(CLOCK_REALTIME);
 	vm_pause(s->vm);
 	s->paused_by_us = true;
+	/* devices: requests in flight finish, images flushed (before RAM and state go) */
+	if ((r = vm_devices_quiesce(s->vm, err)) < 0)
+		return r;
 
 	if ((r = mig_sections_save(s->vm, &s->w, MIG_SAVE_AT_STOP, err)) < 0)
 		return r;
@@ -376,6 +380,7 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	go.source_stop_unix_ns = stop_real;
 	go.paused = s->user_paused; /* the destination understands it: check_accepted() */
 	/* From here on the destination owns the guest: never resume it here. */
+	vm_devices_handover(s->vm); /* devices: e.g. image write locks, taken at Go there */
 	*handed_over = true;
 	s->keep_paused = true;
 	if ((r = mig_write_record(&s->w, MIG_REC_GO, &go.base, err)) < 0 ||
@@ -460,6 +465,9 @@ out:
 	pthread_mutex_unlock(&s->lock);
 	/* Nothing lost: before handover, the guest runs on here. */
 	if (s->paused_by_us && !s->keep_paused) {
+		struct vmm_error derr = {0}; /* devices: take back what quiesce/handover gave up */
+		if (vm_devices_unquiesce(s->vm, &derr) < 0)
+			fprintf(stderr, "vmm: resuming the guest's devices: %s\n", derr.msg);
 		vm_resume(s->vm);
 		s->paused_by_us = false;
 	}
@@ -511,9 +519,13 @@ void mig_source_set_params(struct mig_source *s, const struct mig_params *p)
 	pthread_mutex_unlock(&s->lock);
 }
 
-bool mig_source_release_pause(struct mig_source *s)
+bool mig_source_release_pause(struct mig_source *s, struct vmm_error *err)
 {
 	if (!mig_source_holds_pause(s))
+		return false;
+	/* devices: after a snapshot or a lost handover; refuses if the image
+	 * lock is gone (the destination may be running the guest) */
+	if (vm_devices_unquiesce(s->vm, err) < 0)
 		return false;
 	s->keep_paused = false;
 	s->paused_by_us = false;

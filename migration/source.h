@@ -66,8 +66,9 @@ void mig_source_cancel(struct mig_source *s);
 /* Changes the downtime limit and bandwidth cap of a running migration. */
 void mig_source_set_params(struct mig_source *s, const struct mig_params *p);
 /* `cont` after a snapshot (or a handover whose outcome is unknown): drops
- * the migration's pause reference. Returns whether it held one. */
-bool mig_source_release_pause(struct mig_source *s);
+ * the migration's pause reference. Returns whether it held one; false with
+ * err set when a device cannot take the guest back (an image lock taken). */
+bool mig_source_release_pause(struct mig_source *s, struct vmm_error *err);
 void mig_source_info(struct mig_source *s, struct mig_info *out);
 bool mig_source_finished(struct mig_source *s);
 /* True while the guest stays paused because of this migration (a file

@@ -68,8 +68,9 @@ static int cmd_cont(void *ctx, struct json_object *args, struct json_object **re
 		return r;
 	if (c->mig && !mig_source_finished(c->mig))
 		return vmm_error_set(err, -EBUSY, "a migration is running: cancel it first");
-	if (c->mig)
-		mig_source_release_pause(c->mig);
+	err->code = 0;
+	if (c->mig && !mig_source_release_pause(c->mig, err) && err->code < 0)
+		return err->code; /* a device cannot take the guest back (e.g. its image lock) */
 	if (c->user_paused) {
 		vm_resume(c->vm);
 		c->user_paused = false;

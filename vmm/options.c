@@ -27,6 +27,9 @@ void vmm_usage(FILE *out)
 		"  --serial BACKEND       stdio (default) | file:PATH | none\n"
 		"  --api-socket PATH      control socket (JSON, one object per line)\n"
 		"  --incoming URI         tcp:HOST:PORT | unix:PATH | file:PATH: wait for a migration\n"
+		"  --disk path=FILE[,readonly=on][,serial=ID]\n"
+		"                         virtio-blk on a raw image (repeatable; machine microvm-1.2+)\n"
+		"  --rng                  virtio-rng fed by the host's getrandom() (microvm-1.2+)\n"
 		"  --print-config         print the resolved configuration and exit\n"
 		"  --dump-cpuid PATH      write the CPUID table KVM holds for each vCPU (KVM_GET_CPUID2)\n"
 		"  --host-cpu-profile F   check CPU models as the host F describes would: a host profile\n"
@@ -132,6 +135,8 @@ enum {
 	OPT_API_SOCKET,
 	OPT_INCOMING,
 	OPT_PRINT_CONFIG,
+	OPT_DISK,
+	OPT_RNG,
 	OPT_HELP,
 };
 
@@ -149,6 +154,8 @@ static const struct option long_options[] = {
 	{"api-socket", required_argument, NULL, OPT_API_SOCKET},
 	{"incoming", required_argument, NULL, OPT_INCOMING},
 	{"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
+	{"disk", required_argument, NULL, OPT_DISK},
+	{"rng", no_argument, NULL, OPT_RNG},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0},
 };
@@ -204,9 +211,16 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 			break;
 		case OPT_INCOMING:
 			cfg->incoming = optarg;
+			cfg->vm.incoming = true;
 			break;
 		case OPT_PRINT_CONFIG:
 			cfg->print_config = true;
+			break;
+		case OPT_DISK:
+			r = vm_request_add_disk(&cfg->vm, optarg, err);
+			break;
+		case OPT_RNG:
+			cfg->vm.rng = true;
 			break;
 		case OPT_HELP:
 			vmm_usage(stdout);

@@ -73,6 +73,12 @@ int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 	printf("kernel           = %s\n", cfg->kernel ? cfg->kernel : "(none)");
 	printf("initrd           = %s\n", cfg->initrd ? cfg->initrd : "(none)");
 	printf("cmdline          = \"%s\"\n", cfg->cmdline);
+	for (unsigned i = 0; i < spec.ndisks; i++) /* virtio: slots in this order */
+		printf("disk%u            = %s (virtio-blk%s%s%s)\n", i, spec.disks[i].path,
+		       spec.disks[i].readonly ? ", read-only" : "",
+		       spec.disks[i].serial[0] ? ", serial " : "", spec.disks[i].serial);
+	if (spec.rng)
+		printf("rng0             = virtio-rng (getrandom)\n");
 	if (cfg->incoming)
 		printf("incoming         = %s\n", cfg->incoming);
 	if (spec.host_cpu_profile[0])

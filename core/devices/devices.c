@@ -11,12 +11,12 @@
 static const struct device_type platform_types[] = {
 	{.name = "ram"},	{.name = "pvh"},	{.name = "kvm-x86"},
 	{.name = "x86"},	{.name = "kvm-lapic"},	{.name = "kvm-ioapic"},
-	{.name = "kvm-i8259"},	{.name = "kvm-pit2"},
+	{.name = "kvm-i8259"},	{.name = "kvm-pit2"},	{.name = "virtio-mmio"},
 };
 
 static const struct device_type *const device_types[] = {
 	&device_uart_16550a, &device_cmos_rtc, &device_i8042, &device_reset_cf9,
-	&device_debug_exit,
+	&device_debug_exit, &device_virtio_blk, &device_virtio_rng,
 };
 
 const struct device_type *device_type_find(const char *name)

@@ -18,10 +18,16 @@ extern const struct device_type device_cmos_rtc;
 extern const struct device_type device_i8042;
 extern const struct device_type device_reset_cf9;
 extern const struct device_type device_debug_exit;
+extern const struct device_type device_virtio_blk;
+extern const struct device_type device_virtio_rng;
 
 /* Feeds host console input into a UART's receive FIFO (takes dev->lock).
  * Returns how many bytes were accepted (the FIFO may be full). */
 size_t uart_receive(struct device *dev, const uint8_t *buf, size_t len);
+
+/* A virtio-blk device's identity (for the migration header); false for
+ * other devices. */
+bool virtio_blk_identity(struct device *dev, uint64_t *size, const char **serial, bool *readonly);
 
 /* Reads an integer property of this device instance from the machine type. */
 int device_prop_u64(struct device *dev, const char *prop, uint64_t *out, struct vmm_error *err);

@@ -140,14 +140,19 @@ static int write_boot_data(struct vm *vm, const struct vm_boot *boot, const stru
 	    (r = machine_get_u64(&vm->spec.machine, "memory", "ebda-base", &ebda, err)) < 0)
 		return r;
 
-	size_t cmd_len = strlen(boot->cmdline);
-	if (cmd_len >= cmd_max)
-		return vmm_error_set(err, -E2BIG, "--cmdline: %zu bytes, machine %s allows %llu",
-				     cmd_len, vm->spec.machine.name, (unsigned long long)cmd_max - 1);
+	/* virtio: the devices' "virtio_mmio.device=" words follow the user's */
+	char words[1024];
+	int nwords = vm_virtio_cmdline(vm, words, sizeof(words));
+	size_t user_len = strlen(boot->cmdline), cmd_len = user_len + (size_t)(nwords > 0 ? nwords : 0);
+	if (nwords < 0 || cmd_len >= cmd_max)
+		return vmm_error_set(err, -E2BIG, "--cmdline: %zu bytes%s, machine %s allows %llu",
+				     cmd_len, nwords > 0 ? " with the virtio_mmio.device= words" : "",
+				     vm->spec.machine.name, (unsigned long long)cmd_max - 1);
 	char *cmd = guest_ptr(&vm->mem, cmd_addr, cmd_len + 1);
 	if (!cmd)
 		return vmm_error_set(err, -EINVAL, "boot.cmdline outside RAM");
-	memcpy(cmd, boot->cmdline, cmd_len + 1);
+	memcpy(cmd, boot->cmdline, user_len);
+	memcpy(cmd + user_len, words, cmd_len - user_len + 1);
 
 	struct e820_entry e820[E820_MAX];
 	int n = e820_build(vm, e820, E820_MAX, err);

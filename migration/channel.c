@@ -28,11 +28,11 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 		return vmm_error_set(err, -EMSGSIZE, "destination sent a %zu-byte %s record",
 				     rec->len, mig_record_name(rec->type));
 	if (rec->type == MIG_REC_ACCEPTED) { /* taken at once: never left pending */
-		Vmm__Migration__Accepted *a =
-			vmm__migration__accepted__unpack(NULL, rec->len, rec->payload);
-		if (!a)
-			return vmm_error_set(err, -EBADMSG, "destination sent a malformed accepted "
-					     "record");
+		Vmm__Migration__Accepted *a;
+		int r = mig_unpack_bytes(rec->type, &vmm__migration__accepted__descriptor,
+					 rec->payload, rec->len, (ProtobufCMessage **)&a, NULL, err);
+		if (r < 0)
+			return vmm_error_prefix(err, "the destination's answer");
 		mig_peer_from_accepted(a, &c->peer);
 		vmm__migration__accepted__free_unpacked(a, NULL);
 		c->accepted = true;
@@ -42,8 +42,10 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 	memcpy(c->rec_payload, rec->payload, rec->len);
 	c->rec_len = rec->len;
 	if (rec->type == MIG_REC_REFUSED) {
-		Vmm__Migration__Refused *ref =
-			vmm__migration__refused__unpack(NULL, rec->len, rec->payload);
+		Vmm__Migration__Refused *ref = NULL;
+		struct vmm_error ignored; /* a malformed reason is still a refusal */
+		mig_unpack_bytes(rec->type, &vmm__migration__refused__descriptor, rec->payload,
+				 rec->len, (ProtobufCMessage **)&ref, NULL, &ignored);
 		c->error = 0; /* the destination's reason beats "broken pipe" */
 		c->refused = true;
 		set_error(c, -ECONNREFUSED, "destination refused: %s",

@@ -382,8 +382,10 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	    (r = mig_channel_flush(&s->ch, err)) < 0 ||
 	    (r = wait_record(s, RESUMED_TIMEOUT_MS, MIG_REC_RESUMED, "resumed", err)) < 0)
 		return r;
-	Vmm__Migration__Resumed *res =
-		vmm__migration__resumed__unpack(NULL, s->ch.rec_len, s->ch.rec_payload);
+	Vmm__Migration__Resumed *res = NULL;
+	struct vmm_error ignored; /* only for the downtime figure: the handover is done */
+	mig_unpack_bytes(MIG_REC_RESUMED, &vmm__migration__resumed__descriptor, s->ch.rec_payload,
+			 s->ch.rec_len, (ProtobufCMessage **)&res, NULL, &ignored);
 	uint64_t now_mono = mono_ns();
 	pthread_mutex_lock(&s->lock);
 	s->info.downtime_source_ms = (now_mono - stop_mono) / 1000000;

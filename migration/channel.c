@@ -95,6 +95,7 @@ static int channel_status(struct mig_channel *c, struct vmm_error *err)
 }
 
 int mig_channel_open(struct mig_channel *c, const char *uri, const struct mig_cancel *cancel,
+		     const struct mig_tls_creds *tls, const char *tls_hostname,
 		     struct vmm_error *err)
 {
 	memset(c, 0, sizeof(*c));
@@ -116,6 +117,10 @@ int mig_channel_open(struct mig_channel *c, const char *uri, const struct mig_ca
 		r = mig_conn_connect(&c->conn, &u, MIG_CHANNEL_CONNECT_MS, cancel, err);
 	}
 	c->conn_open = c->conn.fd >= 0;
+	if (r == 0 && tls)
+		r = mig_tls_client_wrap(&c->conn, tls,
+					tls_hostname && *tls_hostname ? tls_hostname : u.host,
+					MIG_TLS_CLIENT_HANDSHAKE_MS, &c->tls, err);
 	return r;
 }
 

@@ -36,6 +36,7 @@ struct mig_source {
 	struct mig_info info;
 
 	struct mig_channel ch;
+	struct mig_tls_creds *tls; /* loaded at start: bad files fail `migrate` at once */
 	struct mig_writer w;
 	struct mig_ram_sender ram;
 	struct vm_dirty_log dirty;
@@ -410,7 +411,12 @@ static void *source_main(void *arg)
 	s->t_start_ns = mono_ns();
 	set_status(s, MIG_STATUS_SETUP);
 
-	if ((r = mig_channel_open(&s->ch, s->info.uri, &s->cancel_ev, &err)) < 0)
+	r = mig_channel_open(&s->ch, s->info.uri, &s->cancel_ev, s->tls, s->params.tls.hostname,
+			     &err);
+	pthread_mutex_lock(&s->lock);
+	s->info.tls = s->ch.tls;
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
 		goto out;
 	if ((r = mig_writer_init(&s->w, source_sink, s, &err)) < 0)
 		goto out;
@@ -443,6 +449,8 @@ out:
 	if (s->dirty.enabled || s->dirty.bitmaps[0])
 		vm_dirty_log_stop(&s->dirty);
 	mig_channel_close(&s->ch);
+	mig_tls_creds_free(s->tls);
+	s->tls = NULL;
 	mig_ram_sender_free(&s->ram);
 	mig_writer_free(&s->w);
 	pthread_mutex_lock(&s->lock);
@@ -486,6 +494,19 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 		free(s);
 		return r;
 	}
+	if (mig_tls_configured(&params->tls)) {
+		if (u.kind != MIG_TCP) {
+			mig_cancel_free(&s->cancel_ev);
+			free(s);
+			return vmm_error_set(err, -EINVAL, "migrate %s: TLS (tls-creds/tls-psk) is for "
+					     "tcp: migrations; clear them for unix: and file:", uri);
+		}
+		if ((r = mig_tls_creds_load(&params->tls, false, &s->tls, err)) < 0) {
+			mig_cancel_free(&s->cancel_ev);
+			free(s);
+			return r;
+		}
+	}
 	s->vm = vm;
 	s->params = *params;
 	s->user_paused = user_paused;
@@ -496,6 +517,7 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 	s->info.remaining = vm->mem.size; /* like QEMU: all of RAM is left at the start */
 	s->info.status = MIG_STATUS_SETUP;
 	if ((r = pthread_create(&s->thread, NULL, source_main, s)) != 0) {
+		mig_tls_creds_free(s->tls);
 		mig_cancel_free(&s->cancel_ev);
 		free(s);
 		return vmm_error_set(err, -r, "migration: cannot start its thread: %s", strerror(r));

@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 libuv1-dev libzstd-dev
-	libprotobuf-c-dev protobuf-c-compiler libcmocka-dev libjson-c-dev libxxhash-dev)
+	libprotobuf-c-dev protobuf-c-compiler libcmocka-dev libjson-c-dev libxxhash-dev
+	libgnutls28-dev)
 # For the tests: QEMU is the peer for cross-checks and benchmarks, the Debian
 # kernel is the real guest, iproute2 makes the two-host network namespaces.
-test_pkgs=(qemu-system-x86 linux-image-amd64 xz-utils iproute2)
+test_pkgs=(qemu-system-x86 linux-image-amd64 xz-utils iproute2 gnutls-bin clang libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--for-tests" ]]; then

@@ -435,7 +435,7 @@ static void test_client_limit_closes_the_idlest(void **state)
 	assert_json(conn_obj(fx, extra), "{\"return\":{}}");
 	/* The next newcomer closes the next idlest: cs[1] (cs[0] is mid-line). */
 	struct conn *extra2 = conn_open(fx);
-	conn_obj(fx, cs[1]);
+	json_object_put(conn_obj(fx, cs[1]));
 	conn_expect_eof(fx, cs[1]);
 	conn_send(fx, cs[0], "\"qmp_capabilities\"}\n");
 	assert_json(conn_obj(fx, cs[0]), "{\"return\":{}}");

@@ -382,8 +382,12 @@ static void publish(struct mig_dest *d, const char *dropped_why)
 	d->info.tls_required = d->tls != NULL;
 	if (dropped_why) {
 		d->info.dropped++;
-		snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.300s: %.500s",
-			 d->conn.peer, dropped_why);
+		if (strstr(dropped_why, d->conn.peer))
+			snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.800s",
+				 dropped_why);
+		else
+			snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.300s: %.500s",
+				 d->conn.peer, dropped_why);
 	}
 	pthread_mutex_unlock(&d->info_lock);
 }

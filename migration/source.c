@@ -11,8 +11,10 @@
 
 #define PAGE_SIZE 4096u
 /* A destination that does not answer the header within this long is not
- * going to: the guest keeps running here. */
-#define HANDSHAKE_TIMEOUT_MS 10000
+ * going to: the guest keeps running here. A listening destination serves
+ * one connection at a time and gives a stranger ahead of us up to 10 s
+ * (dest.c): 30 s leaves room for two of them. */
+#define HANDSHAKE_TIMEOUT_MS 30000
 #define RESUMED_TIMEOUT_MS 30000
 #define THROTTLE_PERIOD_US 20000
 #define MAX_SHRINK_PASSES 10 /* extra passes while the dirty set keeps halving */

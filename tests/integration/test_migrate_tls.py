@@ -12,7 +12,7 @@ import time
 
 import tlscerts
 from vmmtest import (Api, Guest, check, check_no_verify_failures, free_port, guest_args,
-                     progress_lines, require_kvm, skip, tmpdir, wait_migration)
+                     progress_lines, require_kvm, skip, tmpdir, wait_dropped, wait_migration)
 
 require_kvm()
 if not tlscerts.have_certtool():
@@ -63,12 +63,7 @@ def refused(extra, params, src_pattern, dst_pattern, what):
     desc = info.get("error-desc", "")
     check(info["status"] == "failed" and re.search(src_pattern, desc),
           f"{what}: the source says why: {desc}")
-    inc = None
-    for _ in range(100):  # the destination logs the drop right after closing
-        inc = dapi.cmd("query-migrate")["incoming"]
-        if inc["dropped-connections"] >= 1:
-            break
-        time.sleep(0.05)
+    inc = wait_dropped(dapi, 1)
     check(inc["dropped-connections"] == 1 and re.search(dst_pattern, inc.get("last-dropped", "")),
           f"{what}: the destination says why and waits on: {inc.get('last-dropped')}")
     check(dapi.cmd("query-status")["status"] == "inmigrate", f"{what}: nothing started there")

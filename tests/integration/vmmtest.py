@@ -285,3 +285,14 @@ def cpuid_report(lines, vcpu=0, mask_per_cpu=False):
                 a, b = 0, b & ~0xff
         out[(leaf, sub)] = (a, b, c, d)
     return out
+
+
+def wait_dropped(dapi, n, timeout=30):
+    """A listening destination's query-migrate "incoming" object once it has
+    dropped n connections (it logs a drop right after closing it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inc = dapi.cmd("query-migrate").get("incoming", {})
+        if inc.get("dropped-connections", 0) >= n or time.monotonic() > deadline:
+            return inc
+        time.sleep(0.05)

@@ -277,6 +277,10 @@ static int receive(struct mig_dest *d, struct vmm_error *err)
 					     "the source closed the connection before %s",
 					     d->seen_end ? "handing the guest over"
 							 : "the end of the stream");
+		if (n < 0 && n != -ECANCELED && n != -ETIMEDOUT && d->committed)
+			return vmm_error_prefix(err, "the connection to the source broke before %s",
+						d->seen_end ? "it handed the guest over"
+							    : "the end of the stream");
 		if (n < 0)
 			return (int)n;
 		if ((r = mig_reader_feed(&d->reader, d->buf, (size_t)n, err)) < 0)

@@ -22,9 +22,9 @@
 #include "migration/migration.h"
 
 #define AUTHZ_MAX_ENTRIES 256
-#define AUTHZ_LINE_MAX 1024
-#define PSK_FILE_MAX (64u << 10)
-#define SEEN_MAX 2048 /* raw bytes kept from a client handshake, for the error */
+#define AUTHZ_LINE_MAX	  1024
+#define PSK_FILE_MAX	  (64u << 10)
+#define SEEN_MAX	  2048 /* raw bytes kept from a client handshake, for the error */
 
 struct mig_tls_creds {
 	bool server, psk;
@@ -79,8 +79,8 @@ static int load_x509(struct mig_tls_creds *cr, const char *dir, struct vmm_error
 		return vmm_error_set(err, -ENOMEM, "TLS: %s", gnutls_strerror(r));
 	r = gnutls_certificate_set_x509_trust_file(cr->x509, ca, GNUTLS_X509_FMT_PEM);
 	if (r <= 0)
-		return vmm_error_set(err, -EINVAL, "TLS: %s: no CA certificate could be read (%s)", ca,
-				     r < 0 ? gnutls_strerror(r) : "empty");
+		return vmm_error_set(err, -EINVAL, "TLS: %s: no CA certificate could be read (%s)",
+				     ca, r < 0 ? gnutls_strerror(r) : "empty");
 	r = gnutls_certificate_set_x509_key_file(cr->x509, cert, key, GNUTLS_X509_FMT_PEM);
 	if (r < 0)
 		return vmm_error_set(err, -EINVAL, "TLS: %s with %s: %s", cert, key,
@@ -104,8 +104,8 @@ static int read_psk_line(const char *path, char *user, size_t ulen, char *hex, s
 		char *colon = strchr(line, ':');
 		size_t n = colon ? (size_t)(colon - line) : 0;
 		if (!colon || n == 0 || n >= ulen || strlen(colon + 1) >= hlen ||
-		    strlen(colon + 1) < 32 || strspn(colon + 1, "0123456789abcdefABCDEF") !=
-						      strlen(colon + 1)) {
+		    strlen(colon + 1) < 32 ||
+		    strspn(colon + 1, "0123456789abcdefABCDEF") != strlen(colon + 1)) {
 			r = vmm_error_set(err, -EINVAL,
 					  "TLS: %s: expected \"username:hexkey\" with a key of at "
 					  "least 16 bytes (32 hex digits)",
@@ -162,8 +162,8 @@ static int load_authz(struct mig_tls_creds *cr, const char *path, struct vmm_err
 		lineno++;
 		size_t n = strcspn(line, "\r\n");
 		if (n > AUTHZ_LINE_MAX) {
-			r = vmm_error_set(err, -EINVAL, "TLS authz %s:%u: longer than %d bytes", path,
-					  lineno, AUTHZ_LINE_MAX);
+			r = vmm_error_set(err, -EINVAL, "TLS authz %s:%u: longer than %d bytes",
+					  path, lineno, AUTHZ_LINE_MAX);
 			break;
 		}
 		line[n] = '\0';
@@ -193,7 +193,8 @@ int mig_tls_creds_load(const struct mig_tls_config *cfg, bool server, struct mig
 	if (!mig_tls_configured(cfg))
 		return vmm_error_set(err, -EINVAL, "TLS: neither tls-creds nor tls-psk given");
 	if (cfg->authz_file[0] && !cfg->creds_dir[0])
-		return vmm_error_set(err, -EINVAL, "TLS: tls-authz checks certificate names: it "
+		return vmm_error_set(err, -EINVAL,
+				     "TLS: tls-authz checks certificate names: it "
 				     "needs tls-creds");
 	struct mig_tls_creds *cr = calloc(1, sizeof(*cr));
 	if (!cr)
@@ -347,12 +348,12 @@ static const char *tls_error_detail(struct mig_conn *c)
 }
 
 static const struct mig_conn_ops tls_ops = {
-	.writev = tls_writev,
-	.read = tls_read,
-	.pending = tls_pending,
-	.shutdown_write = tls_shutdown_write,
-	.error_detail = tls_error_detail,
-	.close = tls_close,
+    .writev = tls_writev,
+    .read = tls_read,
+    .pending = tls_pending,
+    .shutdown_write = tls_shutdown_write,
+    .error_detail = tls_error_detail,
+    .close = tls_close,
 };
 
 /* ---- handshakes ---- */
@@ -381,8 +382,9 @@ static int drive_handshake(struct tls_conn *t, unsigned timeout_ms, int *sys)
 		if (now >= end)
 			return *sys = -ETIMEDOUT, 1;
 		short ev = gnutls_record_get_direction(t->s) ? POLLOUT : POLLIN;
-		struct pollfd p[2] = {{.fd = t->c->fd, .events = ev},
-				      {.fd = t->c->cancel ? t->c->cancel->fd : -1, .events = POLLIN}};
+		struct pollfd p[2] = {
+		    {.fd = t->c->fd, .events = ev},
+		    {.fd = t->c->cancel ? t->c->cancel->fd : -1, .events = POLLIN}};
 		int w = poll(p, t->c->cancel ? 2 : 1, (int)(end - now));
 		if (w < 0 && errno != EINTR)
 			return *sys = -errno, 1;
@@ -391,8 +393,7 @@ static int drive_handshake(struct tls_conn *t, unsigned timeout_ms, int *sys)
 	}
 }
 
-static void fill_info(struct tls_conn *t, const struct mig_tls_creds *cr,
-		      struct mig_tls_info *info)
+static void fill_info(struct tls_conn *t, const struct mig_tls_creds *cr, struct mig_tls_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	info->encrypted = true;
@@ -435,7 +436,8 @@ static int new_session(struct mig_conn *c, const struct mig_tls_creds *cr, unsig
 		goto fail;
 	if (cr->psk)
 		r = gnutls_credentials_set(t->s, GNUTLS_CRD_PSK,
-					   cr->server ? (void *)cr->psk_server : (void *)cr->psk_client);
+					   cr->server ? (void *)cr->psk_server
+						      : (void *)cr->psk_client);
 	else
 		r = gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, cr->x509);
 	if (r < 0)
@@ -485,12 +487,13 @@ static void explain_plaintext(struct tls_conn *t, char *buf, size_t len)
 	if (t->nseen < MIG_RECORD_HEADER_SIZE)
 		return;
 	const uint8_t *p = t->seen;
-	uint32_t rlen = (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-			(uint32_t)p[3] << 24;
+	uint32_t rlen =
+	    (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 	unsigned type = (unsigned)p[4] | (unsigned)p[5] << 8;
 	if (type != MIG_REC_REFUSED || rlen > t->nseen - MIG_RECORD_HEADER_SIZE) {
 		if (p[0] != 0x16 && p[0] != 0x15)
-			snprintf(buf, len, "; the destination answered with bytes that are not TLS");
+			snprintf(buf, len,
+				 "; the destination answered with bytes that are not TLS");
 		return;
 	}
 	Vmm__Migration__Refused *ref = NULL;
@@ -498,7 +501,8 @@ static void explain_plaintext(struct tls_conn *t, char *buf, size_t len)
 	if (mig_unpack_bytes(MIG_REC_REFUSED, &vmm__migration__refused__descriptor,
 			     p + MIG_RECORD_HEADER_SIZE, rlen, (ProtobufCMessage **)&ref, NULL,
 			     &ignored) == 0) {
-		snprintf(buf, len, "; the destination answered in plaintext (it does not use TLS): %s",
+		snprintf(buf, len,
+			 "; the destination answered in plaintext (it does not use TLS): %s",
 			 ref->reason ? ref->reason : "(no reason)");
 		protobuf_c_message_free_unpacked(&ref->base, NULL);
 	}
@@ -513,8 +517,8 @@ int mig_tls_client_wrap(struct mig_conn *c, const struct mig_tls_creds *cr, cons
 		return r;
 	t->keep_seen = true;
 	if (!cr->psk) {
-		bool ip = hostname && (strchr(hostname, ':') || strspn(hostname, "0123456789.") ==
-								     strlen(hostname));
+		bool ip = hostname && (strchr(hostname, ':') ||
+				       strspn(hostname, "0123456789.") == strlen(hostname));
 		if (hostname && *hostname && !ip)
 			gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, hostname, strlen(hostname));
 		gnutls_session_set_verify_cert(t->s, hostname && *hostname ? hostname : NULL, 0);
@@ -537,9 +541,10 @@ int mig_tls_client_wrap(struct mig_conn *c, const struct mig_tls_creds *cr, cons
 	else if (sys)
 		r = vmm_error_set(err, sys, "TLS handshake with %s: %s", c->peer, strerror(-sys));
 	else if (r == GNUTLS_E_FATAL_ALERT_RECEIVED)
-		r = vmm_error_set(err, -EACCES, "TLS handshake with %s: the destination refused it "
-				  "with the alert \"%s\"", c->peer,
-				  gnutls_alert_get_name(gnutls_alert_get(t->s)));
+		r = vmm_error_set(err, -EACCES,
+				  "TLS handshake with %s: the destination refused it "
+				  "with the alert \"%s\"",
+				  c->peer, gnutls_alert_get_name(gnutls_alert_get(t->s)));
 	else if (r == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
 		gnutls_datum_t out = {NULL, 0};
 		unsigned status = gnutls_session_get_verify_cert_status(t->s);
@@ -551,14 +556,13 @@ int mig_tls_client_wrap(struct mig_conn *c, const struct mig_tls_creds *cr, cons
 				  out.data ? (char *)out.data : "");
 		gnutls_free(out.data);
 	} else
-		r = vmm_error_set(err, -EPROTO, "TLS handshake with %s failed: %s%s", c->peer,
-				  gnutls_strerror(r),
-				  why[0] ? why
-					 : (r == GNUTLS_E_PREMATURE_TERMINATION ||
-					    r == GNUTLS_E_PULL_ERROR)
-						   ? " (the destination closed the connection: it "
-						     "refused our certificate or does not use TLS)"
-						   : "");
+		r = vmm_error_set(
+		    err, -EPROTO, "TLS handshake with %s failed: %s%s", c->peer, gnutls_strerror(r),
+		    why[0] ? why
+		    : (r == GNUTLS_E_PREMATURE_TERMINATION || r == GNUTLS_E_PULL_ERROR)
+			? " (the destination closed the connection: it "
+			  "refused our certificate or does not use TLS)"
+			: "");
 	gnutls_deinit(t->s);
 	free(t);
 	return r;
@@ -593,8 +597,8 @@ int mig_tls_server_wrap(struct mig_conn *c, const struct mig_tls_creds *cr, unsi
 		fill_info(t, cr, info);
 		if (!cr->psk && !authz_allows(cr, info->peer)) {
 			r = vmm_error_set(err, -EACCES,
-					  "TLS: client %s (%s) is not on the tls-authz list", c->peer,
-					  info->peer);
+					  "TLS: client %s (%s) is not on the tls-authz list",
+					  c->peer, info->peer);
 			gnutls_alert_send(t->s, GNUTLS_AL_FATAL, GNUTLS_A_ACCESS_DENIED);
 			goto fail;
 		}
@@ -602,8 +606,9 @@ int mig_tls_server_wrap(struct mig_conn *c, const struct mig_tls_creds *cr, unsi
 		return 0;
 	}
 	if (sys == -ETIMEDOUT)
-		r = vmm_error_set(err, -ETIMEDOUT, "TLS handshake with %s: not finished within %u s",
-				  c->peer, timeout_ms / 1000);
+		r = vmm_error_set(err, -ETIMEDOUT,
+				  "TLS handshake with %s: not finished within %u s", c->peer,
+				  timeout_ms / 1000);
 	else if (sys == -ECANCELED)
 		r = vmm_error_set(err, -ECANCELED, "TLS handshake with %s: cancelled", c->peer);
 	else if (sys)

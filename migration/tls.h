@@ -37,18 +37,18 @@
 
 /* TLS 1.3 only, AES-GCM only (hardware AES here and on every x86 host we
  * target), ECDHE key exchange; PSK set-ups add the PSK key exchanges. */
-#define MIG_TLS_PRIORITY_DEFAULT \
+#define MIG_TLS_PRIORITY_DEFAULT                                                                   \
 	"NORMAL:-VERS-ALL:+VERS-TLS1.3:-CIPHER-ALL:+AES-256-GCM:+AES-128-GCM"
 #define MIG_TLS_PRIORITY_PSK_ADD ":+ECDHE-PSK:+DHE-PSK:+PSK"
-#define MIG_TLS_HANDSHAKE_MS 10000
+#define MIG_TLS_HANDSHAKE_MS	 10000
 
 /* What an operator configures (strings empty when unset). */
 struct mig_tls_config {
-	char creds_dir[512]; /* x509 directory (QEMU's layout) */
-	char psk_file[512];  /* "username:hexkey" lines */
-	char hostname[256];  /* source: the name the destination's certificate must carry */
+	char creds_dir[512];  /* x509 directory (QEMU's layout) */
+	char psk_file[512];   /* "username:hexkey" lines */
+	char hostname[256];   /* source: the name the destination's certificate must carry */
 	char authz_file[512]; /* destination: allowed client DNs, one per line */
-	char priority[256];  /* GnuTLS priority string; empty: MIG_TLS_PRIORITY_DEFAULT */
+	char priority[256];   /* GnuTLS priority string; empty: MIG_TLS_PRIORITY_DEFAULT */
 };
 
 /* Whether cfg asks for TLS at all (creds or psk). */

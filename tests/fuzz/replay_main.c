@@ -75,7 +75,8 @@ int main(int argc, char **argv)
 			char path[4096];
 			snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
 			struct stat fst;
-			if (ents[j]->d_name[0] != '.' && stat(path, &fst) == 0 && S_ISREG(fst.st_mode)) {
+			if (ents[j]->d_name[0] != '.' && stat(path, &fst) == 0 &&
+			    S_ISREG(fst.st_mode)) {
 				if (run_file(path) < 0)
 					return 1;
 				files++;

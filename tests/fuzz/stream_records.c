@@ -67,19 +67,19 @@ static const struct {
 	const ProtobufCMessageDescriptor *desc;
 	int (*check)(const ProtobufCMessage *m);
 } kinds[] = {
-	{MIG_REC_HEADER, &vmm__migration__header__descriptor, check_header},
-	{MIG_REC_RAM, &vmm__migration__ram_batch__descriptor, NULL},
-	{MIG_REC_VCPU, &vmm__migration__vcpu_state__descriptor, load_vcpu},
-	{MIG_REC_IRQCHIP, &vmm__migration__irqchip_state__descriptor, load_irqchip},
-	{MIG_REC_PIT, &vmm__migration__pit_state__descriptor, load_pit},
-	{MIG_REC_CLOCK, &vmm__migration__clock_state__descriptor, load_clock},
-	{MIG_REC_DEVICE, &vmm__migration__device_state__descriptor, NULL},
-	{MIG_REC_END, &vmm__migration__end__descriptor, NULL},
-	{MIG_REC_READY, &vmm__migration__ready__descriptor, NULL},
-	{MIG_REC_REFUSED, &vmm__migration__refused__descriptor, NULL},
-	{MIG_REC_GO, &vmm__migration__go__descriptor, NULL},
-	{MIG_REC_RESUMED, &vmm__migration__resumed__descriptor, NULL},
-	{MIG_REC_ACCEPTED, &vmm__migration__accepted__descriptor, check_accepted},
+    {MIG_REC_HEADER, &vmm__migration__header__descriptor, check_header},
+    {MIG_REC_RAM, &vmm__migration__ram_batch__descriptor, NULL},
+    {MIG_REC_VCPU, &vmm__migration__vcpu_state__descriptor, load_vcpu},
+    {MIG_REC_IRQCHIP, &vmm__migration__irqchip_state__descriptor, load_irqchip},
+    {MIG_REC_PIT, &vmm__migration__pit_state__descriptor, load_pit},
+    {MIG_REC_CLOCK, &vmm__migration__clock_state__descriptor, load_clock},
+    {MIG_REC_DEVICE, &vmm__migration__device_state__descriptor, NULL},
+    {MIG_REC_END, &vmm__migration__end__descriptor, NULL},
+    {MIG_REC_READY, &vmm__migration__ready__descriptor, NULL},
+    {MIG_REC_REFUSED, &vmm__migration__refused__descriptor, NULL},
+    {MIG_REC_GO, &vmm__migration__go__descriptor, NULL},
+    {MIG_REC_RESUMED, &vmm__migration__resumed__descriptor, NULL},
+    {MIG_REC_ACCEPTED, &vmm__migration__accepted__descriptor, check_accepted},
 };
 
 static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *err)

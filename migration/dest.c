@@ -414,6 +414,8 @@ static int dest_accept_session(struct mig_dest *d, struct vmm_error *err)
 				return vmm_error_prefix(err, "rebuilding the VM after a dropped "
 							     "connection");
 			d->vm_touched = false;
+			fprintf(stderr, "vmm: the VM was rebuilt from the command line: nothing of "
+				"the dropped connection's is left in it\n");
 		}
 		if ((r = mig_conn_accept(d->listen_fd, &d->uri, &d->conn, 0, &d->cancel, err)) < 0)
 			return r;

@@ -62,6 +62,22 @@ def run(args, timeout=60, **kw):
                           timeout=timeout, **kw)
 
 
+_started = []
+
+
+def _kill_leftovers():
+    """A test that fails half-way (fail() or an exception) leaves no vmm
+    behind: even one it stopped with SIGSTOP."""
+    for p in _started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+import atexit  # noqa: E402
+atexit.register(_kill_leftovers)
+
+
 class Guest:
     """A vmm process whose serial console (stdout) is read line by line."""
 
@@ -71,6 +87,7 @@ class Guest:
         self.lines = []
         self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
+        _started.append(self.proc)
         os.set_blocking(self.proc.stdout.fileno(), False)
         self._buf = b""
         self.stderr = ""

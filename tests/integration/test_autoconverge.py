@@ -13,7 +13,9 @@ from vmmtest import (Api, Guest, check, check_no_verify_failures, free_port, gue
 
 require_kvm()
 d = tmpdir()
-args = guest_args("dirty=32M rate=160M runtime=25 progress=500", memory="128M")
+# runtime: the guest verifies and exits on its own after this many seconds;
+# long enough that both migrations end first on a busy 2-core machine.
+args = guest_args("dirty=32M rate=160M runtime=45 progress=500", memory="128M")
 src = Guest(args + ["--api-socket", os.path.join(d, "s.sock")], name="source")
 src.wait_line(r"progress vcpu=0 .* sweeps=[1-9]", timeout=30)
 api = Api(os.path.join(d, "s.sock"))
@@ -48,7 +50,7 @@ check(info["status"] == "completed",
       f"{info['throttle-percentage']}%, downtime {info['downtime']} ms")
 check(info["throttle-percentage"] > 0, "the vCPUs were throttled")
 check(src.wait(15) == 0, "source handed over and exited")
-rc = dst.wait(timeout=60)
+rc = dst.wait(timeout=90)
 check_no_verify_failures(src.lines + dst.lines, "guest")
 finals = [l for l in dst.lines if l.startswith("final ")]
 check(rc == 0 and finals and "errors=0" in finals[0], f"the guest finished clean: {finals}")

@@ -12,6 +12,14 @@
  * The greeting, `qmp_capabilities`, `query-version`, `query-commands`, the
  * reply shapes and the events' timestamps are QMP's, so QMP client
  * libraries connect unchanged.
+ * Access: the socket is created 0600 (umask, then chmod) in a directory
+ * that only its owner or root can change, or a sticky one (/tmp): a
+ * world-writable directory without the sticky bit, or one another user
+ * owns, is refused at start-up. Each client's uid (SO_PEERCRED) must be
+ * ours or root's; others get an error line and are closed. At most
+ * API_MAX_CLIENTS are served; a newcomer beyond that closes the one idle
+ * longest (told why), so idle connections never lock `vmm ctl` out.
+ *
  * The server owns parsing, framing, bounds (lines over API_MAX_LINE bytes
  * are refused and the client disconnected), and dispatch by command name;
  * what each command does is the caller's table of handlers.

@@ -355,4 +355,15 @@ void api_progress_summary(FILE *out, struct json_object *info)
 		stat_line(out, "throughput:", "%.2f Mbps (%.1f MiB/s)", d, d * 1e6 / 8.0 / MIB);
 	if (get_num(info, "compression-ratio", &d) && d > 0) /* 0: no compression */
 		stat_line(out, "compression ratio:", "%.2f", d);
+	struct json_object *tls, *v, *p, *c, *pr;
+	if (json_object_object_get_ex(info, "tls", &tls) &&
+	    json_object_object_get_ex(tls, "encrypted", &v)) {
+		if (!json_object_get_boolean(v))
+			stat_line(out, "channel:", "plaintext");
+		else if (json_object_object_get_ex(tls, "protocol", &pr) &&
+			 json_object_object_get_ex(tls, "cipher", &c) &&
+			 json_object_object_get_ex(tls, "peer", &p))
+			stat_line(out, "channel:", "%s %s, peer %s", json_object_get_string(pr),
+				  json_object_get_string(c), json_object_get_string(p));
+	}
 }

@@ -8,6 +8,14 @@
  * callback). A client struct lives until its close callback, which libuv runs
  * after the callbacks of every write and shutdown still queued on it, so a
  * client that disappears mid-write never leaves a dangling pointer behind.
+ *
+ * Who may talk to it (api.h "Access"): the socket is created 0600 in a
+ * directory that only its owner (or root) can change, or a sticky one like
+ * /tmp; every client's uid is checked (SO_PEERCRED) against ours; at most
+ * API_MAX_CLIENTS are served, and a newcomer beyond that closes the client
+ * that has been idle longest, so idle connections never lock the operator
+ * out. Nothing here blocks: a silent client costs one handle, a slow reader
+ * at most API_WRITE_QUEUE_MAX of queued output.
  */
 #include "api/api.h"
 
@@ -40,6 +48,7 @@ struct api_client {
 	size_t len, cap;
 	bool counted; /* holds one of the API_MAX_CLIENTS places */
 	bool ending;  /* no more input or output: shutting down or closed */
+	uint64_t last_active; /* the server's activity count at its last input or arrival */
 };
 
 struct api_server {
@@ -57,6 +66,7 @@ struct api_server {
 	unsigned dispatching;	/* > 0 while a handler runs */
 	bool closing;		/* api_server_close() done: free when open_handles is 0 */
 	bool close_pending;	/* api_server_close() called from inside a handler */
+	uint64_t activity;	/* counts client arrivals and reads: orders idleness */
 	char rbuf[API_READ_BUF]; /* read buffer, consumed before the next read */
 };
 
@@ -278,6 +288,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 {
 	struct api_client *c = st->data;
+	c->last_active = ++c->srv->activity;
 	if (nread > 0) {
 		feed(c, buf->base, (size_t)nread);
 	} else if (nread == UV_EOF) {
@@ -287,6 +298,39 @@ static void read_cb(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	} else if (nread < 0) {
 		client_close(c);
 	}
+}
+
+/* The counted client that has been quiet longest (one with half a line
+ * buffered only after every idle one), or NULL. */
+static struct api_client *idlest(struct api_server *s)
+{
+	struct api_client *best = NULL;
+	for (struct api_client *c = s->clients; c; c = c->next) {
+		if (!c->counted)
+			continue;
+		if (!best || (c->len == 0 && best->len != 0) ||
+		    ((c->len == 0) == (best->len == 0) && c->last_active < best->last_active))
+			best = c;
+	}
+	return best;
+}
+
+/* Same user as this process (or root): anyone else is refused. */
+static bool peer_allowed(struct api_client *c, char *why, size_t len)
+{
+	uv_os_fd_t fd;
+	struct ucred cred;
+	socklen_t cl = sizeof(cred);
+	if (uv_fileno((uv_handle_t *)&c->pipe, &fd) < 0 ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) < 0) {
+		snprintf(why, len, "cannot tell who is connecting (SO_PEERCRED): refused");
+		return false;
+	}
+	if (cred.uid == geteuid() || cred.uid == 0)
+		return true;
+	snprintf(why, len, "uid %u may not use this control socket (it belongs to uid %u)",
+		 (unsigned)cred.uid, (unsigned)geteuid());
+	return false;
 }
 
 static void connection_cb(uv_stream_t *listener, int status)
@@ -309,12 +353,22 @@ static void connection_cb(uv_stream_t *listener, int status)
 		client_close(c);
 		return;
 	}
-	if (s->nclients >= API_MAX_CLIENTS) {
-		client_send(c, api_error_reply(API_ERR_GENERIC, "too many clients (at most %d)",
-					       API_MAX_CLIENTS));
+	char why[160];
+	if (!peer_allowed(c, why, sizeof(why))) {
+		fprintf(stderr, "vmm: control socket: %s\n", why);
+		client_send(c, api_error_reply(API_ERR_GENERIC, "%s", why));
 		client_end(c);
 		return;
 	}
+	struct api_client *old = s->nclients >= API_MAX_CLIENTS ? idlest(s) : NULL;
+	if (old) {
+		client_send(old, api_error_reply(API_ERR_GENERIC,
+						 "closing: %d clients are connected and this one "
+						 "was idle longest",
+						 API_MAX_CLIENTS));
+		client_end(old);
+	}
+	c->last_active = ++s->activity;
 	c->counted = true;
 	s->nclients++;
 	send_greeting(c);
@@ -381,6 +435,36 @@ static int bind_socket(const char *path, const struct sockaddr_un *sa, struct st
 	return fd;
 }
 
+/* The socket's directory must not let another user replace or remove it:
+ * owned by us or root, and not writable by others unless sticky (/tmp). */
+static int check_directory(const char *path, struct vmm_error *err)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	const char *slash = strrchr(path, '/');
+	if (!slash)
+		snprintf(dir, sizeof(dir), ".");
+	else if (slash == path)
+		snprintf(dir, sizeof(dir), "/");
+	else
+		snprintf(dir, sizeof(dir), "%.*s", (int)(slash - path), path);
+	struct stat st;
+	if (stat(dir, &st) < 0)
+		return vmm_error_set(err, -errno, "api socket %s: directory %s: %s", path, dir,
+				     strerror(errno));
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		return vmm_error_set(err, -EPERM,
+				     "api socket %s: directory %s belongs to uid %u, not to us (%u): "
+				     "its owner could replace the socket",
+				     path, dir, (unsigned)st.st_uid, (unsigned)geteuid());
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+		return vmm_error_set(err, -EPERM,
+				     "api socket %s: directory %s is writable by others and not "
+				     "sticky: anyone could replace the socket (use a private "
+				     "directory, e.g. $XDG_RUNTIME_DIR)",
+				     path, dir);
+	return 0;
+}
+
 int api_server_start(uv_loop_t *loop, const char *path, const struct api_command *cmds,
 		     unsigned ncmds, void *ctx, struct api_server **out, struct vmm_error *err)
 {
@@ -393,7 +477,10 @@ int api_server_start(uv_loop_t *loop, const char *path, const struct api_command
 				     path, sizeof(sa.sun_path) - 1);
 	memcpy(sa.sun_path, path, strlen(path));
 
-	int r = clear_stale_socket(path, &sa, err);
+	int r = check_directory(path, err);
+	if (r < 0)
+		return r;
+	r = clear_stale_socket(path, &sa, err);
 	if (r < 0)
 		return r;
 	struct api_server *s = calloc(1, sizeof(*s));

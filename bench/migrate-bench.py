@@ -5,9 +5,13 @@ Migrates the bundled test guest over loopback TCP, first under vmm, then
 under Debian's qemu-system-x86_64 (-enable-kvm, -kernel with the same PVH
 ELF, same RAM size, same guest command line), and prints both sides' total
 time, downtime and bytes sent, with ratios (vmm / QEMU: lower is better for
-vmm). Scenarios: idle guests of 1 and 4 GiB, and a guest dirtying memory at a
-set rate. Each scenario runs --repeat times per VMM; the table shows the
-median.
+vmm). Scenarios: idle guests of 1 and 4 GiB, a guest dirtying memory at a
+set rate, and a guest with 512 MiB touched, over plaintext and over TLS 1.3
+with mutual x509 authentication (both VMMs with certificates made here by
+certtool: vmm's --tls-creds / tls-creds, QEMU's tls-creds-x509 objects, the
+same directory layout). Each scenario runs --repeat times per VMM; the table
+shows the median, and for the TLS scenario its throughput against the same
+guest in plaintext.
 
 usage: bench/migrate-bench.py [--build DIR] [--repeat N] [--json] [--scenarios a,b,...]
                               [--guest-extra OPTS]
@@ -42,7 +46,21 @@ SCENARIOS = {
     "idle-4G": {"memory_mib": 4096, "cmdline": "", "settle": 1.0},
     "dirty-256M-64MBs": {"memory_mib": 1024, "cmdline": "dirty=256M rate=64M progress=1000",
                          "settle": 4.0},
+    "touched-512M": {"memory_mib": 1024, "cmdline": "dirty=512M rate=1M progress=1000",
+                     "settle": 6.0},
+    "touched-512M-tls": {"memory_mib": 1024, "cmdline": "dirty=512M rate=1M progress=1000",
+                         "settle": 6.0, "tls": True},
 }
+CREDS = None  # {role: dir}, made once per run when a TLS scenario runs
+
+
+def tls_creds(tmp_root):
+    global CREDS
+    if CREDS is None:
+        sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+        import tlscerts
+        CREDS = tlscerts.make_all(tmp_root)
+    return CREDS
 
 
 def free_port():
@@ -167,9 +185,10 @@ def run_vmm(vmm, guest, sc, tmp):
     src = subprocess.Popen(common + ["--serial", f"file:{log}", "--api-socket",
                                      os.path.join(tmp, "vmm-src.sock")],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tls = ["--tls-creds", CREDS["dst"]] if sc.get("tls") else []
     dst = subprocess.Popen(common + ["--serial", f"file:{os.path.join(tmp, 'vmm-dst.log')}",
                                      "--incoming", f"tcp:127.0.0.1:{port}",
-                                     "--api-socket", os.path.join(tmp, "vmm-dst.sock")],
+                                     "--api-socket", os.path.join(tmp, "vmm-dst.sock")] + tls,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_file_line(log, "testguest: ready")
@@ -177,13 +196,19 @@ def run_vmm(vmm, guest, sc, tmp):
         check_source("vmm", log, src)
         Json(os.path.join(tmp, "vmm-dst.sock")).s.close()
         api = Json(os.path.join(tmp, "vmm-src.sock"))
+        if sc.get("tls"):
+            api.cmd("migrate-set-parameters", **{"tls-creds": CREDS["src"],
+                                                 "tls-hostname": "localhost"})
         api.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         info = wait_status(api)
         if info["status"] != "completed":
             raise RuntimeError(f"vmm migration {info['status']}: {info.get('error-desc')}")
         check_guest_survived("vmm", log, os.path.join(tmp, "vmm-dst.log"), dst)
+        if sc.get("tls") and not info.get("tls", {}).get("encrypted"):
+            raise RuntimeError("vmm: the TLS scenario ran without TLS")
         return {"total_ms": info["total-time"], "downtime_ms": info["downtime-us"] / 1000.0,
-                "bytes": info["ram"]["transferred"]}
+                "bytes": info["ram"]["transferred"],
+                "MB_per_s": info["ram"]["transferred"] / 1000.0 / max(info["total-time"], 1)}
     finally:
         kill(src, dst)
 
@@ -194,28 +219,44 @@ def run_qemu(qemu, guest, sc, tmp):
               "-m", f"{sc['memory_mib']}M", "-smp", "1", "-display", "none", "-nodefaults",
               "-no-reboot", "-kernel", guest, "-append", sc["cmdline"] or " "]
     log = os.path.join(tmp, "qemu-src.log")
-    src = subprocess.Popen(common + ["-serial", f"file:{log}", "-qmp",
+    tls = sc.get("tls")
+    src_tls = ["-object", f"tls-creds-x509,id=tls0,dir={CREDS['src']},endpoint=client"] \
+        if tls else []
+    dst_tls = ["-object", f"tls-creds-x509,id=tls0,dir={CREDS['dst']},endpoint=server,"
+               "verify-peer=on"] if tls else []
+    src = subprocess.Popen(common + src_tls + [
+                                     "-serial", f"file:{log}", "-qmp",
                                      f"unix:{os.path.join(tmp, 'qemu-src.sock')},server=on,wait=off"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dst = subprocess.Popen(common + ["-serial", f"file:{os.path.join(tmp, 'qemu-dst.log')}",
-                                     "-incoming", f"tcp:127.0.0.1:{port}", "-qmp",
+    dst = subprocess.Popen(common + dst_tls + [
+                                     "-serial", f"file:{os.path.join(tmp, 'qemu-dst.log')}",
+                                     "-incoming", "defer" if tls else f"tcp:127.0.0.1:{port}",
+                                     "-qmp",
                                      f"unix:{os.path.join(tmp, 'qemu-dst.sock')},server=on,wait=off"],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_file_line(log, "testguest: ready")
         time.sleep(sc["settle"])
         check_source("QEMU", log, src)
-        Json(os.path.join(tmp, "qemu-dst.sock")).s.close()
+        dapi = Json(os.path.join(tmp, "qemu-dst.sock"))
+        if tls:  # QEMU's TLS destination: parameters first, then listen
+            dapi.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
+            dapi.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
+        dapi.s.close()
         api = Json(os.path.join(tmp, "qemu-src.sock"))
         api.cmd("migrate-set-parameters", **{"max-bandwidth": 100 * 1000 * 1000 * 1000,
                                              "downtime-limit": 300})
+        if tls:
+            api.cmd("migrate-set-parameters", **{"tls-creds": "tls0",
+                                                 "tls-hostname": "localhost"})
         api.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         info = wait_status(api)
         if info["status"] != "completed":
             raise RuntimeError(f"QEMU migration {info['status']}: {info.get('error-desc')}")
         check_guest_survived("QEMU", log, os.path.join(tmp, "qemu-dst.log"), dst)
         return {"total_ms": info["total-time"], "downtime_ms": info["downtime"],
-                "bytes": info["ram"]["transferred"]}
+                "bytes": info["ram"]["transferred"],
+                "MB_per_s": info["ram"]["transferred"] / 1000.0 / max(info["total-time"], 1)}
     finally:
         kill(src, dst)
 
@@ -245,9 +286,12 @@ def main():
         sys.exit("bench: /dev/kvm is not usable here")
 
     results = {}
+    creds_tmp = tempfile.TemporaryDirectory(prefix="vmm-bench-certs-")
     for name in a.scenarios.split(","):
         sc = dict(SCENARIOS[name])
         sc["cmdline"] = " ".join(x for x in (sc["cmdline"], a.guest_extra) if x)
+        if sc.get("tls"):
+            tls_creds(creds_tmp.name)
         runs = {"vmm": [], "qemu": []}
         for _ in range(a.repeat):
             for side, fn, exe in (("vmm", run_vmm, vmm), ("qemu", run_qemu, qemu)):
@@ -271,10 +315,18 @@ def main():
     print(f"{'scenario':<20} {'metric':<12} {'vmm':>12} {'QEMU':>12} {'ratio':>8}")
     for name, r in results.items():
         for k, label in (("total_ms", "total ms"), ("downtime_ms", "downtime ms"),
-                         ("bytes", "bytes")):
+                         ("bytes", "bytes"), ("MB_per_s", "MB/s")):
             ratio = r["ratio"][k]
             shown = f"{ratio:>8.3f}" if ratio is not None else f"{'n/a':>8}"
             print(f"{name:<20} {label:<12} {r['vmm'][k]:>12.1f} {r['qemu'][k]:>12.1f} {shown}")
+
+
+    if "touched-512M" in results and "touched-512M-tls" in results:
+        for side, label in (("vmm", "vmm"), ("qemu", "QEMU")):
+            plain = results["touched-512M"][side]["MB_per_s"]
+            enc = results["touched-512M-tls"][side]["MB_per_s"]
+            print(f"{label}: TLS throughput {enc:.0f} MB/s = {100 * enc / plain:.0f}% of plaintext "
+                  f"({plain:.0f} MB/s)")
 
 
 if __name__ == "__main__":

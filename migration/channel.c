@@ -28,11 +28,11 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 		return vmm_error_set(err, -EMSGSIZE, "destination sent a %zu-byte %s record",
 				     rec->len, mig_record_name(rec->type));
 	if (rec->type == MIG_REC_ACCEPTED) { /* taken at once: never left pending */
-		Vmm__Migration__Accepted *a =
-			vmm__migration__accepted__unpack(NULL, rec->len, rec->payload);
-		if (!a)
-			return vmm_error_set(err, -EBADMSG, "destination sent a malformed accepted "
-					     "record");
+		Vmm__Migration__Accepted *a;
+		int r = mig_unpack_bytes(rec->type, &vmm__migration__accepted__descriptor,
+					 rec->payload, rec->len, (ProtobufCMessage **)&a, NULL, err);
+		if (r < 0)
+			return vmm_error_prefix(err, "the destination's answer");
 		mig_peer_from_accepted(a, &c->peer);
 		vmm__migration__accepted__free_unpacked(a, NULL);
 		c->accepted = true;
@@ -42,8 +42,10 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 	memcpy(c->rec_payload, rec->payload, rec->len);
 	c->rec_len = rec->len;
 	if (rec->type == MIG_REC_REFUSED) {
-		Vmm__Migration__Refused *ref =
-			vmm__migration__refused__unpack(NULL, rec->len, rec->payload);
+		Vmm__Migration__Refused *ref = NULL;
+		struct vmm_error ignored; /* a malformed reason is still a refusal */
+		mig_unpack_bytes(rec->type, &vmm__migration__refused__descriptor, rec->payload,
+				 rec->len, (ProtobufCMessage **)&ref, NULL, &ignored);
 		c->error = 0; /* the destination's reason beats "broken pipe" */
 		c->refused = true;
 		set_error(c, -ECONNREFUSED, "destination refused: %s",
@@ -93,6 +95,7 @@ static int channel_status(struct mig_channel *c, struct vmm_error *err)
 }
 
 int mig_channel_open(struct mig_channel *c, const char *uri, const struct mig_cancel *cancel,
+		     const struct mig_tls_creds *tls, const char *tls_hostname,
 		     struct vmm_error *err)
 {
 	memset(c, 0, sizeof(*c));
@@ -114,6 +117,10 @@ int mig_channel_open(struct mig_channel *c, const char *uri, const struct mig_ca
 		r = mig_conn_connect(&c->conn, &u, MIG_CHANNEL_CONNECT_MS, cancel, err);
 	}
 	c->conn_open = c->conn.fd >= 0;
+	if (r == 0 && tls)
+		r = mig_tls_client_wrap(&c->conn, tls,
+					tls_hostname && *tls_hostname ? tls_hostname : u.host,
+					MIG_TLS_CLIENT_HANDSHAKE_MS, &c->tls, err);
 	return r;
 }
 

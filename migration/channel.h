@@ -12,10 +12,14 @@
 
 #include "migration/conn.h"
 #include "migration/migration.h"
+#include "migration/tls.h"
 
 #define MIG_CHANNEL_CHUNK (1u << 20)
 #define MIG_CHANNEL_STALL_MS 30000
 #define MIG_CHANNEL_CONNECT_MS 10000
+/* Longer than the destination's 10 s for a stranger ahead of us in its
+ * queue (it serves one connection's handshake at a time). */
+#define MIG_TLS_CLIENT_HANDSHAKE_MS 30000
 
 struct mig_channel {
 	bool is_file;
@@ -36,11 +40,15 @@ struct mig_channel {
 	bool refused;	      /* the destination sent Refused (its reason is errmsg) */
 	bool accepted;	      /* the destination sent Accepted (its VM is built) */
 	struct mig_peer peer; /* what its Accepted said it is */
+	struct mig_tls_info tls; /* what the TLS handshake agreed on (encrypted=false: plain) */
 };
 
 /* Connects (or creates the file). `uri` as for the migrate command;
- * `cancel` (kept) wakes every wait of this channel. */
+ * `cancel` (kept) wakes every wait of this channel. With `tls` (tcp: only)
+ * the TLS handshake runs before anything else: the server's certificate
+ * must carry `tls_hostname` (NULL or empty: the URI's host). */
 int mig_channel_open(struct mig_channel *c, const char *uri, const struct mig_cancel *cancel,
+		     const struct mig_tls_creds *tls, const char *tls_hostname,
 		     struct vmm_error *err);
 /* mig_sink_fn: buffers, and sends full chunks. */
 int mig_channel_write(void *c, const void *data, size_t len, struct vmm_error *err);

@@ -121,6 +121,13 @@ static void plain_close(struct mig_conn *c)
 	(void)c;
 }
 
+/* Why the last read or write failed, in the transport's own words. */
+static const char *failure(struct mig_conn *c, int e)
+{
+	const char *d = c->ops->error_detail ? c->ops->error_detail(c) : NULL;
+	return d && *d ? d : strerror(e);
+}
+
 static const struct mig_conn_ops plain_ops = {
 	.writev = plain_writev,
 	.read = plain_read,
@@ -398,7 +405,7 @@ ssize_t mig_conn_writev_once(struct mig_conn *c, const struct iovec *iov, int n,
 			return -EAGAIN;
 		if (w < 0)
 			return vmm_error_set(err, (int)w, "sending to %s failed: %s", c->peer,
-					     strerror((int)-w));
+					     failure(c, (int)-w));
 		c->bytes_out += (uint64_t)w;
 		return w;
 	}
@@ -428,7 +435,7 @@ int mig_conn_writev_all(struct mig_conn *c, struct iovec *iov, int n, unsigned t
 		}
 		if (w < 0)
 			return vmm_error_set(err, (int)w, "sending to %s failed: %s", c->peer,
-					     strerror((int)-w));
+					     failure(c, (int)-w));
 		c->bytes_out += (uint64_t)w;
 		size_t done = (size_t)w;
 		while (n > 0 && done >= iov->iov_len) {
@@ -481,7 +488,7 @@ ssize_t mig_conn_read(struct mig_conn *c, void *buf, size_t len, unsigned timeou
 		}
 		if (r != -EAGAIN)
 			return vmm_error_set(err, (int)r, "reading from %s: %s", c->peer,
-					     strerror((int)-r));
+					     failure(c, (int)-r));
 		if (timeout_ms == 0)
 			return -EAGAIN;
 		int w = wait_fd(c->fd, POLLIN, (int)timeout_ms, c->cancel);
@@ -492,6 +499,48 @@ ssize_t mig_conn_read(struct mig_conn *c, void *buf, size_t len, unsigned timeou
 			return vmm_error_set(err, w, "%s: %s", c->peer,
 					     w == -ECANCELED ? "cancelled" : strerror(-w));
 	}
+}
+
+ssize_t mig_conn_peek(struct mig_conn *c, void *buf, size_t len, unsigned timeout_ms,
+		      struct vmm_error *err)
+{
+	uint64_t end = mono_ms() + timeout_ms;
+	for (;;) {
+		ssize_t r = recv(c->fd, buf, len, MSG_PEEK);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0 && errno != EAGAIN)
+			return vmm_error_set(err, -errno, "reading from %s: %s", c->peer,
+					     strerror(errno));
+		if (r == (ssize_t)len || r == 0)
+			return r;
+		uint64_t now = mono_ms();
+		if (now >= end) {
+			if (r > 0)
+				return r;
+			return vmm_error_set(err, -ETIMEDOUT, "%s: sent nothing for %u s", c->peer,
+					     timeout_ms / 1000);
+		}
+		/* Some bytes but not all: poll would say "readable" at once. */
+		int w = r > 0 ? (usleep(10000), 1)
+			      : wait_fd(c->fd, POLLIN, (int)(end - now), c->cancel);
+		if (w == -ECANCELED)
+			return vmm_error_set(err, w, "%s: cancelled", c->peer);
+		if (w < 0 && w != -ETIMEDOUT)
+			return vmm_error_set(err, w, "%s: %s", c->peer, strerror(-w));
+		if (c->cancel && mig_cancel_raised(c->cancel))
+			return vmm_error_set(err, -ECANCELED, "%s: cancelled", c->peer);
+	}
+}
+
+void mig_conn_shutdown_write(struct mig_conn *c)
+{
+	if (c->fd < 0)
+		return;
+	if (c->ops && c->ops->shutdown_write)
+		c->ops->shutdown_write(c);
+	if (c->kind != MIG_FILE)
+		shutdown(c->fd, SHUT_WR);
 }
 
 void mig_conn_close(struct mig_conn *c)

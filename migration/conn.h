@@ -50,6 +50,9 @@ struct mig_conn_ops {
 	ssize_t (*writev)(struct mig_conn *c, const struct iovec *iov, int n);
 	ssize_t (*read)(struct mig_conn *c, void *buf, size_t len);
 	bool (*pending)(struct mig_conn *c); /* bytes already decrypted, not yet read */
+	void (*shutdown_write)(struct mig_conn *c); /* may be NULL: before shutdown(SHUT_WR) */
+	/* may be NULL: words for the last failure (a TLS alert's name) */
+	const char *(*error_detail)(struct mig_conn *c);
 	void (*close)(struct mig_conn *c);
 };
 
@@ -101,6 +104,14 @@ int mig_conn_write_all(struct mig_conn *c, const void *buf, size_t len, unsigned
  * not wait (returns -EAGAIN when nothing is there). */
 ssize_t mig_conn_read(struct mig_conn *c, void *buf, size_t len, unsigned timeout_ms,
 		      struct vmm_error *err);
+/* Peeks (MSG_PEEK, nothing consumed) until `len` bytes are there, the peer
+ * closed, or timeout_ms passed; returns the bytes seen (maybe fewer), or
+ * -ETIMEDOUT/-ECANCELED when none came. For telling TLS from plaintext. */
+ssize_t mig_conn_peek(struct mig_conn *c, void *buf, size_t len, unsigned timeout_ms,
+		      struct vmm_error *err);
+/* Ends our direction (TLS: close_notify first); the peer reads EOF after
+ * what was sent. */
+void mig_conn_shutdown_write(struct mig_conn *c);
 void mig_conn_close(struct mig_conn *c);
 
 #endif

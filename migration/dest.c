@@ -8,6 +8,7 @@
  */
 #include "migration/dest.h"
 #include "migration/channel.h"
+#include "migration/tls.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -20,6 +21,13 @@
 #include <unistd.h>
 
 #define READ_CHUNK (4u << 20)
+/* A listening destination serves one connection at a time. Until a
+ * connection's header is accepted it is a candidate: one that fails the
+ * TLS handshake, sends anything but a stream, stalls, or is refused is
+ * dropped (and logged) and the next one is served, at most this many in
+ * all; the 10 s HANDSHAKE_TIMEOUT_MS bounds each, from accept() to an
+ * accepted header. */
+#define MAX_CANDIDATES 16
 /* The header must come this soon after the connection; later records no
  * more than IDLE apart (pre-copy sends continuously); Go within GO of Ready. */
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -43,6 +51,16 @@ struct mig_dest {
 	int listen_fd;
 	struct mig_conn conn;
 	bool conn_open;
+	struct mig_tls_config tls_cfg;
+	struct mig_tls_creds *tls; /* NULL: plaintext */
+	struct mig_tls_info tls_info; /* of the current connection */
+	struct vm_spec fresh_spec; /* the VM as the command line built it */
+	bool vm_touched;	   /* a candidate rebuilt or wrote into the VM */
+	bool committed;		   /* the header was accepted: this is the source */
+	bool said_why;		   /* a Refused went to the current connection */
+	uint64_t deadline_ms;	   /* the current candidate's header must come by then */
+	pthread_mutex_t info_lock; /* guards info: read by the main loop */
+	struct mig_dest_info info;
 	atomic_bool finished;
 	int result;
 	char msg[VMM_ERROR_MAX];
@@ -102,6 +120,7 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	/* The VM built at start-up from the command line serves when the
 	 * stream describes the same guest; otherwise build the stream's. */
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
+	d->vm_touched = true; /* from here on a failure leaves a VM to rebuild */
 	if (!vm_spec_same_guest(&d->vm->spec, &want) &&
 	    (r = vm_recreate(d->vm, &want, err)) < 0)
 		return vmm_error_prefix(err, "cannot build the guest here");
@@ -114,6 +133,7 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	if ((r = mig_state_in_init(&d->in, d->vm, err)) < 0)
 		return r;
 	d->state_ready = true;
+	d->committed = true; /* this connection is the source: its failures end us */
 	if (d->uri.kind == MIG_FILE || !(d->source.caps & MIG_CAP_ACCEPTED))
 		return 0;
 	Vmm__Migration__Accepted acc = VMM__MIGRATION__ACCEPTED__INIT;
@@ -221,11 +241,19 @@ static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *
 
 /* ---- the worker ---- */
 
-/* How long the next read may wait, by where the stream is. */
+static uint64_t mono_ms(void)
+{
+	return now_ns(CLOCK_MONOTONIC) / 1000000;
+}
+
+/* How long the next read may wait, by where the stream is: a candidate
+ * has until its deadline to deliver an acceptable header. */
 static unsigned read_timeout(const struct mig_dest *d)
 {
-	if (!d->header)
-		return HANDSHAKE_TIMEOUT_MS;
+	if (!d->committed) {
+		uint64_t now = mono_ms();
+		return d->deadline_ms > now ? (unsigned)(d->deadline_ms - now) : 1;
+	}
 	return d->state == D_WAIT_GO ? GO_TIMEOUT_MS : IDLE_TIMEOUT_MS;
 }
 
@@ -250,6 +278,10 @@ static int receive(struct mig_dest *d, struct vmm_error *err)
 					     "the source closed the connection before %s",
 					     d->seen_end ? "handing the guest over"
 							 : "the end of the stream");
+		if (n < 0 && n != -ECANCELED && n != -ETIMEDOUT && d->committed)
+			return vmm_error_prefix(err, "the connection to the source broke before %s",
+						d->seen_end ? "it handed the guest over"
+							    : "the end of the stream");
 		if (n < 0)
 			return (int)n;
 		if ((r = mig_reader_feed(&d->reader, d->buf, (size_t)n, err)) < 0)
@@ -261,13 +293,154 @@ static int receive(struct mig_dest *d, struct vmm_error *err)
 /* Tells the source why (if it can still hear), and never starts the guest. */
 static void refuse(struct mig_dest *d, const struct vmm_error *why)
 {
-	if (!d->conn_open || d->uri.kind == MIG_FILE || !d->reply_ready)
+	if (!d->conn_open || d->uri.kind == MIG_FILE || !d->reply_ready || d->said_why)
 		return;
+	d->said_why = true;
 	Vmm__Migration__Refused ref = VMM__MIGRATION__REFUSED__INIT;
 	ref.reason = (char *)why->msg;
 	struct vmm_error ignored;
 	mig_write_record(&d->reply, MIG_REC_REFUSED, &ref.base, &ignored);
-	shutdown(d->conn.fd, SHUT_WR); /* flushes: the source reads the reason, then EOF */
+	mig_conn_shutdown_write(&d->conn); /* flushes: the source reads the reason, then EOF */
+}
+
+/* Forgets everything one connection left, so the next starts clean. */
+static void session_reset(struct mig_dest *d)
+{
+	if (d->header)
+		protobuf_c_message_free_unpacked(&d->header->base, NULL);
+	d->header = NULL;
+	if (d->state_ready)
+		mig_state_in_free(&d->in);
+	if (d->ram_ready)
+		mig_ram_receiver_free(&d->ram);
+	if (d->reader_ready)
+		mig_reader_free(&d->reader);
+	if (d->reply_ready)
+		mig_writer_free(&d->reply);
+	d->state_ready = d->ram_ready = d->reader_ready = d->reply_ready = false;
+	d->seen_end = false;
+	d->said_why = false;
+	memset(&d->source, 0, sizeof(d->source));
+	memset(&d->tls_info, 0, sizeof(d->tls_info));
+	if (d->conn_open)
+		mig_conn_close(&d->conn);
+	d->conn_open = false;
+}
+
+/* Sends a plaintext Refused on a connection that has no session yet (the
+ * peer speaks TLS to a plaintext destination, or the reverse). */
+static void refuse_plain(struct mig_dest *d, const char *reason)
+{
+	struct vmm_error e;
+	if (mig_writer_init(&d->reply, reply_sink, d, &e) < 0)
+		return;
+	d->reply_ready = true;
+	struct vmm_error why;
+	vmm_error_set(&why, -EPROTO, "%s", reason);
+	refuse(d, &why);
+}
+
+/* Before any stream byte: is the candidate speaking TLS or the stream, as
+ * this destination expects? Runs the TLS handshake when it should. */
+static int dest_negotiate(struct mig_dest *d, struct vmm_error *err)
+{
+	unsigned char first[MIG_TLS_SNIFF_BYTES];
+	ssize_t n = mig_conn_peek(&d->conn, first, sizeof(first), read_timeout(d), err);
+	if (n < 0)
+		return (int)n;
+	if (n == 0)
+		return vmm_error_set(err, -ECONNRESET, "closed without sending anything");
+	enum mig_first_bytes kind = mig_tls_classify(first, (size_t)n);
+	if (d->tls && kind == MIG_FIRST_STREAM) {
+		refuse_plain(d, "this destination requires TLS (it runs with --tls-creds or "
+				"--tls-psk): set tls-creds (or tls-psk) with migrate-set-parameters "
+				"on the source");
+		return vmm_error_set(err, -EPROTO, "a plaintext stream arrived, but this "
+				     "destination requires TLS (refused)");
+	}
+	if (!d->tls && kind == MIG_FIRST_TLS) {
+		refuse_plain(d, "this destination does not use TLS (start it with --tls-creds or "
+				"--tls-psk), but the source began a TLS handshake");
+		return vmm_error_set(err, -EPROTO, "a TLS ClientHello arrived, but this destination "
+				     "has no --tls-creds/--tls-psk (refused)");
+	}
+	if (d->tls && kind != MIG_FIRST_TLS)
+		return vmm_error_set(err, -EPROTO, "neither a TLS handshake nor a vmm stream");
+	if (!d->tls)
+		return 0; /* the reader judges the rest (bad magic, ...) */
+	uint64_t now = mono_ms();
+	unsigned left = d->deadline_ms > now ? (unsigned)(d->deadline_ms - now) : 1;
+	int r = mig_tls_server_wrap(&d->conn, d->tls, left, &d->tls_info, err);
+	if (r < 0)
+		return r;
+	char desc[400];
+	mig_tls_describe(&d->tls_info, desc, sizeof(desc));
+	fprintf(stderr, "vmm: %s: %s\n", d->conn.peer, desc);
+	return 0;
+}
+
+static void publish(struct mig_dest *d, const char *dropped_why)
+{
+	pthread_mutex_lock(&d->info_lock);
+	snprintf(d->info.peer, sizeof(d->info.peer), "%s", d->conn.peer);
+	d->info.tls = d->tls_info;
+	d->info.tls_required = d->tls != NULL;
+	if (dropped_why) {
+		d->info.dropped++;
+		if (strstr(dropped_why, d->conn.peer))
+			snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.800s",
+				 dropped_why);
+		else
+			snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.300s: %.500s",
+				 d->conn.peer, dropped_why);
+	}
+	pthread_mutex_unlock(&d->info_lock);
+}
+
+/*
+ * The listening destination's accept/session loop: takes connections one at
+ * a time until one of them has delivered the guest (0) or failed after its
+ * header was accepted (< 0: it was the source, so its failure ends us).
+ * A candidate that fails before that is dropped, logged and counted; if it
+ * got as far as rebuilding or writing into the VM, the VM is rebuilt from
+ * the command line before the next one may load, so none of a stranger's
+ * bytes survive into the real guest. Only one stream is ever loaded.
+ */
+static int dest_accept_session(struct mig_dest *d, struct vmm_error *err)
+{
+	for (unsigned attempt = 1;; attempt++) {
+		int r;
+		if (d->vm_touched) {
+			if ((r = vm_recreate(d->vm, &d->fresh_spec, err)) < 0)
+				return vmm_error_prefix(err, "rebuilding the VM after a dropped "
+							     "connection");
+			d->vm_touched = false;
+			fprintf(stderr, "vmm: the VM was rebuilt from the command line: nothing of "
+				"the dropped connection's is left in it\n");
+		}
+		if ((r = mig_conn_accept(d->listen_fd, &d->uri, &d->conn, 0, &d->cancel, err)) < 0)
+			return r;
+		d->conn_open = true;
+		d->deadline_ms = mono_ms() + HANDSHAKE_TIMEOUT_MS;
+		publish(d, NULL);
+		if ((r = dest_negotiate(d, err)) == 0) {
+			publish(d, NULL);
+			r = receive(d, err);
+		}
+		if (r == 0 || r == -ECANCELED || d->committed)
+			return r;
+		refuse(d, err); /* a peer that can still hear learns why */
+		fprintf(stderr, "vmm: incoming connection %u of at most %u dropped (%s): %s\n",
+			attempt, MAX_CANDIDATES, d->conn.peer, err->msg);
+		publish(d, err->msg);
+		session_reset(d);
+		d->state = D_WAITING;
+		if (attempt == MAX_CANDIDATES)
+			return vmm_error_set(err, -EPROTO,
+					     "%u connections failed before a source delivered a "
+					     "header this destination accepts (last: %s)",
+					     MAX_CANDIDATES, d->info.last_dropped);
+	}
 }
 
 static void *dest_main(void *arg)
@@ -275,20 +448,22 @@ static void *dest_main(void *arg)
 	struct mig_dest *d = arg;
 	struct vmm_error err = {0};
 	int r;
-	if (d->uri.kind == MIG_FILE)
+	if (d->uri.kind == MIG_FILE) {
 		r = mig_conn_open_file(&d->conn, &d->uri, false, &d->cancel, &err);
-	else
-		r = mig_conn_accept(d->listen_fd, &d->uri, &d->conn, 0, &d->cancel, &err);
-	d->conn_open = r == 0;
-	if (r == 0 && d->listen_fd >= 0) { /* one stream per incoming vmm: stop listening */
+		d->conn_open = r == 0;
+		d->committed = true; /* a file is what the operator chose */
+		if (r == 0)
+			r = receive(d, &err);
+	} else {
+		r = dest_accept_session(d, &err);
+	}
+	if (d->listen_fd >= 0) { /* one stream per incoming vmm: stop listening */
 		close(d->listen_fd);
 		d->listen_fd = -1;
 		if (d->uri.kind == MIG_UNIX)
 			unlink(d->uri.path);
 	}
-	if (r == 0)
-		r = receive(d, &err);
-	if (r < 0 && r != -ECANCELED) {
+	if (r < 0 && r != -ECANCELED && d->committed) {
 		if (d->uri.kind == MIG_FILE && !strstr(err.msg, "snapshot"))
 			vmm_error_prefix(&err, "snapshot %s", d->uri.path);
 		refuse(d, &err);
@@ -302,7 +477,7 @@ static void *dest_main(void *arg)
 		d->result = 0;
 	}
 	if (d->conn_open && d->uri.kind != MIG_FILE)
-		shutdown(d->conn.fd, SHUT_WR);
+		mig_conn_shutdown_write(&d->conn);
 	atomic_store(&d->finished, true);
 	uv_async_send(&d->done_async);
 	return NULL;
@@ -318,9 +493,16 @@ static void on_done(uv_async_t *a)
 	done(d, d->result, d->msg, d->done_ctx);
 }
 
+/* Whether a tcp: listening address is reachable from other hosts. */
+static bool non_loopback(const struct mig_uri *u)
+{
+	return u->kind == MIG_TCP && strcmp(u->host, "localhost") != 0 &&
+	       strncmp(u->host, "127.", 4) != 0 && strcmp(u->host, "::1") != 0;
+}
+
 int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
-		   const struct vm_request *request, mig_dest_done_fn done, void *ctx,
-		   struct mig_dest **out, struct vmm_error *err)
+		   const struct vm_request *request, const struct mig_tls_config *tls,
+		   mig_dest_done_fn done, void *ctx, struct mig_dest **out, struct vmm_error *err)
 {
 	*out = NULL;
 	struct mig_dest *d = calloc(1, sizeof(*d));
@@ -339,8 +521,25 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 		free(d);
 		return vmm_error_set(err, -ENOMEM, "out of memory");
 	}
+	pthread_mutex_init(&d->info_lock, NULL);
 	if ((r = mig_uri_parse(uri, &d->uri, err)) < 0 || (r = mig_cancel_init(&d->cancel, err)) < 0)
 		goto fail;
+	if (tls && mig_tls_configured(tls)) {
+		if (d->uri.kind != MIG_TCP) {
+			r = vmm_error_set(err, -EINVAL, "--incoming %s: TLS is for tcp: (a unix: "
+					  "socket is guarded by its file mode, a file by its owner)",
+					  uri);
+			goto fail;
+		}
+		d->tls_cfg = *tls;
+		if ((r = mig_tls_creds_load(tls, true, &d->tls, err)) < 0)
+			goto fail;
+	} else if (non_loopback(&d->uri)) {
+		fprintf(stderr, "vmm: warning: --incoming %s listens beyond this host without TLS: "
+			"anyone who can reach the port can send a guest that then runs here, and "
+			"read nothing less than the whole guest memory of a real source on the "
+			"way; use --tls-creds (or --tls-psk), or a loopback address\n", uri);
+	}
 	/* Listen now, so a bad address is a start-up error, not a late one. */
 	if (d->uri.kind != MIG_FILE) {
 		if ((r = mig_conn_listen(&d->uri, &d->listen_fd, err)) < 0)
@@ -352,6 +551,8 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 	*out = d;
 	return 0;
 fail:
+	mig_tls_creds_free(d->tls);
+	pthread_mutex_destroy(&d->info_lock);
 	mig_cancel_free(&d->cancel);
 	if (d->listen_fd >= 0)
 		close(d->listen_fd);
@@ -362,6 +563,7 @@ fail:
 
 int mig_dest_run(struct mig_dest *d, struct vmm_error *err)
 {
+	d->fresh_spec = d->vm->spec; /* what a dropped candidate's VM is rebuilt to */
 	int r = pthread_create(&d->thread, NULL, dest_main, d);
 	if (r != 0)
 		return vmm_error_set(err, -r, "incoming migration: cannot start its thread: %s",
@@ -375,9 +577,17 @@ bool mig_dest_guest_paused(const struct mig_dest *d)
 	return d->guest_paused;
 }
 
+void mig_dest_info(struct mig_dest *d, struct mig_dest_info *out)
+{
+	pthread_mutex_lock(&d->info_lock);
+	*out = d->info;
+	pthread_mutex_unlock(&d->info_lock);
+}
+
 static void on_async_closed(uv_handle_t *h)
 {
 	struct mig_dest *d = h->data;
+	pthread_mutex_destroy(&d->info_lock);
 	free(d);
 }
 
@@ -388,22 +598,13 @@ void mig_dest_close(struct mig_dest *d)
 	mig_cancel_raise(&d->cancel);
 	if (d->thread_started)
 		pthread_join(d->thread, NULL);
-	mig_conn_close(&d->conn);
 	if (d->listen_fd >= 0) {
 		close(d->listen_fd);
 		if (d->uri.kind == MIG_UNIX)
 			unlink(d->uri.path);
 	}
-	if (d->header)
-		protobuf_c_message_free_unpacked(&d->header->base, NULL);
-	if (d->state_ready)
-		mig_state_in_free(&d->in);
-	if (d->ram_ready)
-		mig_ram_receiver_free(&d->ram);
-	if (d->reader_ready)
-		mig_reader_free(&d->reader);
-	if (d->reply_ready)
-		mig_writer_free(&d->reply);
+	session_reset(d);
+	mig_tls_creds_free(d->tls);
 	mig_cancel_free(&d->cancel);
 	free(d->buf);
 	uv_close((uv_handle_t *)&d->done_async, on_async_closed);

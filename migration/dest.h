@@ -17,6 +17,7 @@
 #include <uv.h>
 
 #include "migration/migration.h"
+#include "migration/tls.h"
 
 struct mig_dest;
 
@@ -24,10 +25,23 @@ struct mig_dest;
 typedef void (*mig_dest_done_fn)(struct mig_dest *d, int result, const char *msg, void *ctx);
 
 /* Listens (or checks the URI); `request` is this side's command line
- * (copied; its strings must outlive the migration). Nothing is read yet. */
+ * (copied; its strings must outlive the migration). `tls` (may be NULL or
+ * unconfigured: plaintext) is loaded now, so bad files fail at start-up.
+ * Without TLS on a non-loopback tcp: address a warning names the risk.
+ * Nothing is read yet. */
 int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
-		   const struct vm_request *request, mig_dest_done_fn done, void *ctx,
-		   struct mig_dest **out, struct vmm_error *err);
+		   const struct vm_request *request, const struct mig_tls_config *tls,
+		   mig_dest_done_fn done, void *ctx, struct mig_dest **out, struct vmm_error *err);
+
+/* For query-migrate on the destination. */
+struct mig_dest_info {
+	char peer[160];		   /* the connection being served (or last served) */
+	struct mig_tls_info tls;   /* its protection */
+	bool tls_required;	   /* --tls-creds / --tls-psk */
+	unsigned dropped;	   /* connections dropped before a source's header was accepted */
+	char last_dropped[840];	   /* "tcp 127.0.0.1:5555: why" */
+};
+void mig_dest_info(struct mig_dest *d, struct mig_dest_info *out);
 /* Starts the worker, once `vm` is built from the command line. `done` runs
  * on the main loop with the outcome. */
 int mig_dest_run(struct mig_dest *d, struct vmm_error *err);

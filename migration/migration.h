@@ -69,6 +69,7 @@ struct mig_record_desc {
 	uint8_t version;     /* written by this build */
 	uint8_t min_version; /* oldest this build can read */
 	bool required;	     /* written with MIG_FLAG_REQUIRED */
+	unsigned unpack_factor; /* unpacking may cost this many times the payload size */
 };
 const struct mig_record_desc *mig_record_desc(unsigned type);
 const char *mig_record_name(unsigned type);
@@ -141,8 +142,18 @@ int mig_reader_feed(struct mig_reader *r, const uint8_t *data, size_t len, struc
 /* Marks the stream as finished (after End): further bytes are an error. */
 void mig_reader_finish(struct mig_reader *r);
 
-/* Unpacks a payload as `desc`, bounded; the caller frees with
- * protobuf_c_message_free_unpacked. */
+/* Unpacking is bounded: protobuf-c allocates through a budget of
+ * unpack_factor x payload size + MIG_UNPACK_SLACK bytes (stream.c's record
+ * table), so no record can make the reader allocate more than a small
+ * multiple of what it weighs; -EMSGSIZE once a record would. */
+#define MIG_UNPACK_SLACK (64u << 10)
+size_t mig_unpack_budget(unsigned type, size_t len);
+/* Unpacks `len` bytes as `desc` for a record of `type`; *cost (optional)
+ * gets the bytes it allocated. The caller frees with
+ * protobuf_c_message_free_unpacked(msg, NULL). */
+int mig_unpack_bytes(unsigned type, const ProtobufCMessageDescriptor *desc, const uint8_t *data,
+		     size_t len, ProtobufCMessage **out, size_t *cost, struct vmm_error *err);
+/* The same for a record the reader delivered (its index in the message). */
 int mig_unpack(const struct mig_record *rec, const ProtobufCMessageDescriptor *desc,
 	       ProtobufCMessage **out, struct vmm_error *err);
 

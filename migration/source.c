@@ -12,8 +12,10 @@
 
 #define PAGE_SIZE 4096u
 /* A destination that does not answer the header within this long is not
- * going to: the guest keeps running here. */
-#define HANDSHAKE_TIMEOUT_MS 10000
+ * going to: the guest keeps running here. A listening destination serves
+ * one connection at a time and gives a stranger ahead of us up to 10 s
+ * (dest.c): 30 s leaves room for two of them. */
+#define HANDSHAKE_TIMEOUT_MS 30000
 #define RESUMED_TIMEOUT_MS 30000
 #define THROTTLE_PERIOD_US 20000
 #define MAX_SHRINK_PASSES 10 /* extra passes while the dirty set keeps halving */
@@ -37,6 +39,7 @@ struct mig_source {
 	struct mig_info info;
 
 	struct mig_channel ch;
+	struct mig_tls_creds *tls; /* loaded at start: bad files fail `migrate` at once */
 	struct mig_writer w;
 	struct mig_ram_sender ram;
 	struct vm_dirty_log dirty;
@@ -387,8 +390,10 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	    (r = mig_channel_flush(&s->ch, err)) < 0 ||
 	    (r = wait_record(s, RESUMED_TIMEOUT_MS, MIG_REC_RESUMED, "resumed", err)) < 0)
 		return r;
-	Vmm__Migration__Resumed *res =
-		vmm__migration__resumed__unpack(NULL, s->ch.rec_len, s->ch.rec_payload);
+	Vmm__Migration__Resumed *res = NULL;
+	struct vmm_error ignored; /* only for the downtime figure: the handover is done */
+	mig_unpack_bytes(MIG_REC_RESUMED, &vmm__migration__resumed__descriptor, s->ch.rec_payload,
+			 s->ch.rec_len, (ProtobufCMessage **)&res, NULL, &ignored);
 	uint64_t now_mono = mono_ns();
 	pthread_mutex_lock(&s->lock);
 	s->info.downtime_source_ms = (now_mono - stop_mono) / 1000000;
@@ -413,7 +418,12 @@ static void *source_main(void *arg)
 	s->t_start_ns = mono_ns();
 	set_status(s, MIG_STATUS_SETUP);
 
-	if ((r = mig_channel_open(&s->ch, s->info.uri, &s->cancel_ev, &err)) < 0)
+	r = mig_channel_open(&s->ch, s->info.uri, &s->cancel_ev, s->tls, s->params.tls.hostname,
+			     &err);
+	pthread_mutex_lock(&s->lock);
+	s->info.tls = s->ch.tls;
+	pthread_mutex_unlock(&s->lock);
+	if (r < 0)
 		goto out;
 	if ((r = mig_writer_init(&s->w, source_sink, s, &err)) < 0)
 		goto out;
@@ -446,6 +456,8 @@ out:
 	if (s->dirty.enabled || s->dirty.bitmaps[0])
 		vm_dirty_log_stop(&s->dirty);
 	mig_channel_close(&s->ch);
+	mig_tls_creds_free(s->tls);
+	s->tls = NULL;
 	mig_ram_sender_free(&s->ram);
 	mig_writer_free(&s->w);
 	pthread_mutex_lock(&s->lock);
@@ -492,6 +504,19 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 		free(s);
 		return r;
 	}
+	if (mig_tls_configured(&params->tls)) {
+		if (u.kind != MIG_TCP) {
+			mig_cancel_free(&s->cancel_ev);
+			free(s);
+			return vmm_error_set(err, -EINVAL, "migrate %s: TLS (tls-creds/tls-psk) is for "
+					     "tcp: migrations; clear them for unix: and file:", uri);
+		}
+		if ((r = mig_tls_creds_load(&params->tls, false, &s->tls, err)) < 0) {
+			mig_cancel_free(&s->cancel_ev);
+			free(s);
+			return r;
+		}
+	}
 	s->vm = vm;
 	s->params = *params;
 	s->user_paused = user_paused;
@@ -502,6 +527,7 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 	s->info.remaining = vm->mem.size; /* like QEMU: all of RAM is left at the start */
 	s->info.status = MIG_STATUS_SETUP;
 	if ((r = pthread_create(&s->thread, NULL, source_main, s)) != 0) {
+		mig_tls_creds_free(s->tls);
 		mig_cancel_free(&s->cancel_ev);
 		free(s);
 		return vmm_error_set(err, -r, "migration: cannot start its thread: %s", strerror(r));

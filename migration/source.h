@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "migration/migration.h"
+#include "migration/tls.h"
 
 enum mig_status {
 	MIG_STATUS_NONE,
@@ -34,6 +35,7 @@ struct mig_params {
 	unsigned throttle_increment;
 	unsigned throttle_max;
 	uint64_t switchover_timeout_ms; /* guest paused, no Ready yet: resume it here after this */
+	struct mig_tls_config tls;	/* tls-creds / tls-psk set: tcp: migrations use TLS */
 };
 void mig_params_default(struct mig_params *p);
 
@@ -52,6 +54,7 @@ struct mig_info {
 	bool guest_paused;  /* the guest stays paused here (handover outcome unknown) */
 	bool peer_known;    /* the destination answered the header: */
 	struct mig_peer peer; /* its version and capabilities */
+	struct mig_tls_info tls; /* the channel's protection, once connected */
 };
 
 struct mig_source;

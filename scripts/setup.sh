@@ -6,10 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 build_pkgs=(gcc libc6-dev meson ninja-build pkg-config python3 libuv1-dev libzstd-dev
-	libprotobuf-c-dev protobuf-c-compiler libcmocka-dev libjson-c-dev libxxhash-dev liburing-dev)
+	libprotobuf-c-dev protobuf-c-compiler libcmocka-dev libjson-c-dev libxxhash-dev liburing-dev
+	libgnutls28-dev)
 # For the tests: QEMU is the peer for cross-checks and benchmarks, the Debian
-# kernel is the real guest, iproute2 makes the two-host network namespaces.
-test_pkgs=(qemu-system-x86 linux-image-amd64 xz-utils iproute2)
+# kernel is the real guest, iproute2 makes the two-host network namespaces,
+# gnutls-bin's certtool makes the TLS tests' certificates, clang with its
+# runtime (libFuzzer, sanitizers) builds the fuzz targets (README "Fuzzing").
+test_pkgs=(qemu-system-x86 linux-image-amd64 xz-utils iproute2 gnutls-bin clang libclang-rt-14-dev)
 
 want=("${build_pkgs[@]}")
 if [[ "${1:-}" == "--for-tests" ]]; then

@@ -2,6 +2,7 @@
 #include "vmm/control.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -126,9 +127,43 @@ static void add_u64(struct json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
+static struct json_object *tls_object(const struct mig_tls_info *t)
+{
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "encrypted", json_object_new_boolean(t->encrypted));
+	if (t->encrypted) {
+		json_object_object_add(o, "protocol", json_object_new_string(t->protocol));
+		json_object_object_add(o, "cipher", json_object_new_string(t->cipher));
+		json_object_object_add(o, "auth", json_object_new_string(t->auth));
+		json_object_object_add(o, "peer", json_object_new_string(t->peer));
+	}
+	return o;
+}
+
+/* The destination's view: who is (or was last) connected, how protected,
+ * and how many strangers were dropped. */
+static struct json_object *incoming_info(struct vmm_control *c)
+{
+	struct mig_dest_info i;
+	mig_dest_info(c->dest, &i);
+	struct json_object *o = json_object_new_object();
+	json_object_object_add(o, "status", json_object_new_string(c->vm_running ? "completed"
+										   : "inmigrate"));
+	json_object_object_add(o, "tls-required", json_object_new_boolean(i.tls_required));
+	if (i.peer[0])
+		json_object_object_add(o, "peer", json_object_new_string(i.peer));
+	json_object_object_add(o, "tls", tls_object(&i.tls));
+	json_object_object_add(o, "dropped-connections", json_object_new_int((int)i.dropped));
+	if (i.last_dropped[0])
+		json_object_object_add(o, "last-dropped", json_object_new_string(i.last_dropped));
+	return o;
+}
+
 struct json_object *vmm_control_migrate_info(struct vmm_control *c)
 {
 	struct json_object *o = json_object_new_object();
+	if (c->dest)
+		json_object_object_add(o, "incoming", incoming_info(c));
 	if (!c->mig)
 		return o; /* like QEMU: {} when no migration ran */
 	struct mig_info i;
@@ -146,6 +181,7 @@ struct json_object *vmm_control_migrate_info(struct vmm_control *c)
 	json_object_object_add(o, "compression-ratio", json_object_new_double(i.compression_ratio));
 	json_object_object_add(o, "throttle-percentage", json_object_new_int((int)i.throttle_pct));
 	json_object_object_add(o, "uri", json_object_new_string(i.uri));
+	json_object_object_add(o, "tls", tls_object(&i.tls));
 	if (i.error[0])
 		json_object_object_add(o, "error-desc", json_object_new_string(i.error));
 	if (i.peer_known) { /* what the destination's Accepted said */
@@ -199,6 +235,42 @@ static int get_int_arg(struct json_object *args, const char *key, int64_t min, i
 	return 0;
 }
 
+/* The TLS parameters: strings, "" clears one. */
+static const struct {
+	const char *key;
+	size_t off, len;
+} tls_params[] = {
+	{"tls-creds", offsetof(struct mig_tls_config, creds_dir),
+	 sizeof(((struct mig_tls_config *)0)->creds_dir)},
+	{"tls-psk", offsetof(struct mig_tls_config, psk_file),
+	 sizeof(((struct mig_tls_config *)0)->psk_file)},
+	{"tls-hostname", offsetof(struct mig_tls_config, hostname),
+	 sizeof(((struct mig_tls_config *)0)->hostname)},
+	{"tls-priority", offsetof(struct mig_tls_config, priority),
+	 sizeof(((struct mig_tls_config *)0)->priority)},
+};
+#define NTLS_PARAMS (sizeof(tls_params) / sizeof(tls_params[0]))
+
+static int set_tls_params(struct json_object *args, struct mig_tls_config *t,
+			  struct vmm_error *err)
+{
+	for (size_t i = 0; i < NTLS_PARAMS; i++) {
+		struct json_object *v;
+		if (!json_object_object_get_ex(args, tls_params[i].key, &v))
+			continue;
+		if (!json_object_is_type(v, json_type_string))
+			return vmm_error_set(err, -EINVAL, "migrate-set-parameters: %s must be a string",
+					     tls_params[i].key);
+		const char *s = json_object_get_string(v);
+		if (strlen(s) >= tls_params[i].len)
+			return vmm_error_set(err, -ENAMETOOLONG,
+					     "migrate-set-parameters: %s longer than %zu bytes",
+					     tls_params[i].key, tls_params[i].len - 1);
+		memcpy((char *)t + tls_params[i].off, s, strlen(s) + 1);
+	}
+	return 0;
+}
+
 static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struct json_object **ret,
 				      const char **cls, struct vmm_error *err)
 {
@@ -212,6 +284,8 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 	{
 		(void)val;
 		bool ok = false;
+		for (size_t i = 0; i < NTLS_PARAMS; i++)
+			ok |= strcmp(key, tls_params[i].key) == 0;
 		for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
 			ok |= strcmp(key, known[i]) == 0;
 		if (!ok)
@@ -246,6 +320,8 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 		return r;
 	if (have)
 		p.switchover_timeout_ms = (uint64_t)v;
+	if ((r = set_tls_params(args, &p.tls, err)) < 0)
+		return r;
 	struct json_object *b;
 	if (json_object_object_get_ex(args, "auto-converge", &b)) {
 		if (!json_object_is_type(b, json_type_boolean))
@@ -272,6 +348,10 @@ static int cmd_query_migrate_parameters(void *ctx, struct json_object *args,
 	add_u64(*ret, "throttle-initial", c->params.throttle_initial);
 	add_u64(*ret, "throttle-increment", c->params.throttle_increment);
 	add_u64(*ret, "switchover-timeout", c->params.switchover_timeout_ms);
+	for (size_t i = 0; i < NTLS_PARAMS; i++)
+		json_object_object_add(*ret, tls_params[i].key,
+				       json_object_new_string((const char *)&c->params.tls +
+							      tls_params[i].off));
 	return 0;
 }
 
@@ -356,7 +436,7 @@ const struct api_command vmm_control_commands[] = {
 	{"query-migrate", cmd_query_migrate, "migration status and statistics"},
 	{"migrate-set-parameters", cmd_migrate_set_parameters,
 	 "downtime-limit (ms), max-bandwidth (bytes/s), compress-level, auto-converge, "
-	 "switchover-timeout (ms), ..."},
+	 "switchover-timeout (ms), tls-creds (dir), tls-psk (file), tls-hostname, tls-priority, ..."},
 	{"query-migrate-parameters", cmd_query_migrate_parameters, "current migration parameters"},
 	{"query-cpuid", cmd_query_cpuid, "the CPUID table KVM holds for each vCPU"},
 	{"query-machine", cmd_query_machine, "the resolved machine type, CPU model and properties"},

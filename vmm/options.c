@@ -30,6 +30,11 @@ void vmm_usage(FILE *out)
 		"  --disk path=FILE[,readonly=on][,serial=ID]\n"
 		"                         virtio-blk on a raw image (repeatable; machine microvm-1.2+)\n"
 		"  --rng                  virtio-rng fed by the host's getrandom() (microvm-1.2+)\n"
+		"  --tls-creds DIR        incoming tcp: needs TLS 1.3: DIR/ca-cert.pem, server-cert.pem,\n"
+		"                         server-key.pem; the source must show a certificate of that CA\n"
+		"  --tls-authz FILE       allowed source certificate DNs, one per line (RFC 4514)\n"
+		"  --tls-psk FILE         TLS with a pre-shared key instead (\"user:hexkey\" lines)\n"
+		"  --tls-priority STR     GnuTLS priority string (default: TLS 1.3, AES-GCM only)\n"
 		"  --print-config         print the resolved configuration and exit\n"
 		"  --dump-cpuid PATH      write the CPUID table KVM holds for each vCPU (KVM_GET_CPUID2)\n"
 		"  --host-cpu-profile F   check CPU models as the host F describes would: a host profile\n"
@@ -121,6 +126,15 @@ static int parse_serial(const char *s, struct vm_request *vm, struct vmm_error *
 	return 0;
 }
 
+static int copy_opt(const char *opt, const char *val, char *dst, size_t len,
+		    struct vmm_error *err)
+{
+	if (!*val || strlen(val) >= len)
+		return vmm_error_set(err, -EINVAL, "%s: empty or longer than %zu bytes", opt, len - 1);
+	memcpy(dst, val, strlen(val) + 1);
+	return 0;
+}
+
 enum {
 	OPT_KERNEL = 256,
 	OPT_INITRD,
@@ -137,6 +151,10 @@ enum {
 	OPT_PRINT_CONFIG,
 	OPT_DISK,
 	OPT_RNG,
+	OPT_TLS_CREDS,
+	OPT_TLS_AUTHZ,
+	OPT_TLS_PSK,
+	OPT_TLS_PRIORITY,
 	OPT_HELP,
 };
 
@@ -156,6 +174,10 @@ static const struct option long_options[] = {
 	{"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
 	{"disk", required_argument, NULL, OPT_DISK},
 	{"rng", no_argument, NULL, OPT_RNG},
+	{"tls-creds", required_argument, NULL, OPT_TLS_CREDS},
+	{"tls-authz", required_argument, NULL, OPT_TLS_AUTHZ},
+	{"tls-psk", required_argument, NULL, OPT_TLS_PSK},
+	{"tls-priority", required_argument, NULL, OPT_TLS_PRIORITY},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0},
 };
@@ -222,6 +244,22 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 		case OPT_RNG:
 			cfg->vm.rng = true;
 			break;
+		case OPT_TLS_CREDS:
+			r = copy_opt("--tls-creds", optarg, cfg->tls.creds_dir,
+				     sizeof(cfg->tls.creds_dir), err);
+			break;
+		case OPT_TLS_AUTHZ:
+			r = copy_opt("--tls-authz", optarg, cfg->tls.authz_file,
+				     sizeof(cfg->tls.authz_file), err);
+			break;
+		case OPT_TLS_PSK:
+			r = copy_opt("--tls-psk", optarg, cfg->tls.psk_file, sizeof(cfg->tls.psk_file),
+				     err);
+			break;
+		case OPT_TLS_PRIORITY:
+			r = copy_opt("--tls-priority", optarg, cfg->tls.priority,
+				     sizeof(cfg->tls.priority), err);
+			break;
 		case OPT_HELP:
 			vmm_usage(stdout);
 			return 1;
@@ -240,6 +278,9 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 	if (optind < argc)
 		return vmm_error_set(err, -EINVAL, "unexpected argument \"%s\" (see --help)",
 				     argv[optind]);
+	if (mig_tls_configured(&cfg->tls) && !cfg->incoming)
+		return vmm_error_set(err, -EINVAL, "--tls-creds/--tls-psk are for --incoming (a "
+				     "source sets tls-creds with migrate-set-parameters)");
 	if (!cfg->kernel && !cfg->incoming && !cfg->print_config)
 		return vmm_error_set(err, -EINVAL, "no --kernel given (or --incoming URI)");
 	return 0;

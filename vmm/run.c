@@ -82,15 +82,17 @@ static void print_migration_summary(const struct mig_info *i)
 			i->guest_paused ? "stays paused" : "keeps running");
 		return;
 	}
+	char chan[400];
+	mig_tls_describe(&i->tls, chan, sizeof(chan));
 	fprintf(stderr,
 		"vmm: migration to %s completed: total %llu ms (setup %llu ms), downtime %llu ms, "
 		"%.1f MiB sent, %llu pages with data, %llu zero, %llu never touched, %llu "
-		"iterations, compression %.2fx\n",
+		"iterations, compression %.2fx, channel %s\n",
 		i->uri, (unsigned long long)i->total_time_ms, (unsigned long long)i->setup_time_ms,
 		(unsigned long long)i->downtime_ms, (double)i->transferred / (1 << 20),
 		(unsigned long long)i->normal, (unsigned long long)i->duplicate,
 		(unsigned long long)i->untouched, (unsigned long long)i->dirty_sync_count,
-		i->compression_ratio);
+		i->compression_ratio, chan);
 }
 
 static void on_migration_done(uv_async_t *a)
@@ -220,8 +222,8 @@ int vmm_run(int argc, char **argv)
 		/* Built now, while nothing waits on it: a migration then never
 		 * waits for memory slots and vCPUs (a stream describing another
 		 * guest gets its own VM, vm_recreate). */
-		r = mig_dest_start(&rl.loop, cfg.incoming, &vm, &cfg.vm, on_incoming_done, &rl,
-				   &rl.ctl.dest, &err);
+		r = mig_dest_start(&rl.loop, cfg.incoming, &vm, &cfg.vm, &cfg.tls, on_incoming_done,
+				   &rl, &rl.ctl.dest, &err);
 		if (r == 0)
 			r = vm_create(&vm, &spec, &err);
 		if (r == 0)

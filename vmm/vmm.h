@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "core/vm.h"
+#include "migration/tls.h"
 #include "util/error.h"
 
 /* ---- `vmm run` options (options.c) ---- */
@@ -26,6 +27,7 @@ struct vmm_config {
 	const char *dump_cpuid; /* write KVM_GET_CPUID2 of every vCPU here */
 	const char *api_socket;
 	const char *incoming;
+	struct mig_tls_config tls; /* --tls-creds, --tls-psk, --tls-authz, --tls-priority */
 	bool print_config;
 };
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of fuzz_virtq (tests/fuzz/corpus/virtq/): one
+"""Writes the seed corpus of the virtq target (tests/fuzz/corpus/virtq/): one
 file per kind of chain, valid and malformed. Input layout: 8 bytes choosing
-the queue (see fuzz_virtq.c), then guest RAM from address 0."""
+the queue (see virtq.c), then guest RAM from address 0."""
 import os
 import struct
 

@@ -1,20 +1,16 @@
 /*
- * tests/fuzz/replay_main.c: runs a fuzz target (LLVMFuzzerTestOneInput) on
- * every file of the directories or files given, for builds without
- * libFuzzer (gcc). Exit 0 when every input ran (a crash is the failure);
- * exit 1 when an argument cannot be read or there was no input at all.
- * Shared by every fuzz target: link it with the target's file.
+ * tests/fuzz/replay_main.c: runs a fuzz target over every file of the
+ * directories (or files) given, for builds without libFuzzer (gcc, CI). A
+ * crash or sanitizer report fails the test; an empty corpus is an error,
+ * so a replay test cannot pass by running nothing.
  */
 #include <dirent.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define REPLAY_MAX_INPUT (1u << 20)
+#include "tests/fuzz/fuzz.h"
 
 static int run_file(const char *path)
 {
@@ -23,16 +19,40 @@ static int run_file(const char *path)
 		perror(path);
 		return -1;
 	}
-	static uint8_t buf[REPLAY_MAX_INPUT];
-	size_t n = fread(buf, 1, sizeof(buf), f);
+	uint8_t *buf = NULL;
+	size_t len = 0, cap = 0;
+	for (;;) {
+		if (len == cap) {
+			cap = cap ? cap * 2 : 65536;
+			uint8_t *nb = realloc(buf, cap);
+			if (!nb) {
+				free(buf);
+				fclose(f);
+				return -1;
+			}
+			buf = nb;
+		}
+		size_t n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (n == 0)
+			break;
+	}
 	fclose(f);
-	LLVMFuzzerTestOneInput(buf, n);
+	/* An exact-size copy, so ASan sees reads past the input. */
+	uint8_t *exact = malloc(len ? len : 1);
+	if (exact)
+		memcpy(exact, buf, len);
+	free(buf);
+	if (!exact)
+		return -1;
+	LLVMFuzzerTestOneInput(exact, len);
+	free(exact);
 	return 0;
 }
 
 int main(int argc, char **argv)
 {
-	unsigned inputs = 0;
+	unsigned files = 0;
 	for (int i = 1; i < argc; i++) {
 		struct stat st;
 		if (stat(argv[i], &st) < 0) {
@@ -42,27 +62,29 @@ int main(int argc, char **argv)
 		if (!S_ISDIR(st.st_mode)) {
 			if (run_file(argv[i]) < 0)
 				return 1;
-			inputs++;
+			files++;
 			continue;
 		}
-		DIR *d = opendir(argv[i]);
-		if (!d) {
+		struct dirent **ents;
+		int n = scandir(argv[i], &ents, NULL, alphasort);
+		if (n < 0) {
 			perror(argv[i]);
 			return 1;
 		}
-		for (struct dirent *e; (e = readdir(d));) {
-			if (e->d_name[0] == '.')
-				continue;
+		for (int j = 0; j < n; j++) {
 			char path[4096];
-			snprintf(path, sizeof(path), "%s/%s", argv[i], e->d_name);
-			if (run_file(path) < 0) {
-				closedir(d);
-				return 1;
+			snprintf(path, sizeof(path), "%s/%s", argv[i], ents[j]->d_name);
+			struct stat fst;
+			if (ents[j]->d_name[0] != '.' && stat(path, &fst) == 0 &&
+			    S_ISREG(fst.st_mode)) {
+				if (run_file(path) < 0)
+					return 1;
+				files++;
 			}
-			inputs++;
+			free(ents[j]);
 		}
-		closedir(d);
+		free(ents);
 	}
-	printf("replayed %u inputs\n", inputs);
-	return inputs ? 0 : 1;
+	printf("replayed %u inputs\n", files);
+	return files ? 0 : 1;
 }

@@ -19,8 +19,9 @@ require_kvm()
 d = tmpdir()
 BANDWIDTH = 48 << 20
 PASSES = 4
-# runtime: long enough for both halves on a slow machine; the guest ends by itself
-args = guest_args("dirty=32M rate=160M runtime=30 progress=500", memory="128M")
+# runtime: the guest verifies and exits on its own after this many seconds;
+# long enough that both migrations end first on a busy 2-core machine.
+args = guest_args("dirty=32M rate=160M runtime=45 progress=500", memory="128M")
 src = Guest(args + ["--api-socket", os.path.join(d, "s.sock")], name="source")
 src.wait_line(r"progress vcpu=0 .* sweeps=[1-9]", timeout=30)
 api = Api(os.path.join(d, "s.sock"))

@@ -7,7 +7,7 @@ import signal
 import time
 
 from vmmtest import (Api, Guest, check, check_no_verify_failures, fail, free_port, guest_args,
-                     progress_lines, require_kvm, tmpdir, wait_migration)
+                     progress_lines, require_kvm, tmpdir, wait_dropped, wait_migration)
 
 require_kvm()
 d = tmpdir()
@@ -58,7 +58,11 @@ source_still_verifies("killed destination")
 # 2. Cancelled by the operator; then a fresh migration still works.
 dst, uri = start_dest([], "cancelled")
 api.cmd("migrate", uri=uri)
-time.sleep(0.5)
+# Once the destination accepted the header, this source is the one it
+# serves: a cancel then ends the destination too.
+deadline = time.monotonic() + 30
+while "destination" not in api.cmd("query-migrate") and time.monotonic() < deadline:
+    time.sleep(0.02)
 api.cmd("migrate-cancel")
 info = wait_migration(api)
 check(info["status"] == "cancelled", "migrate-cancel: status cancelled")
@@ -84,8 +88,36 @@ for extra, pattern in refusals:
     desc = info.get("error-desc", "")
     check(info["status"] == "failed" and desc.startswith("destination refused:")
           and re.search(pattern, desc), f"refused with the reason at the source: {desc}")
-    rc = dst.wait(timeout=20)
-    check(rc == 1 and re.search(pattern, dst.stderr), f"destination exits 1: {dst.stderr.strip()}")
+    # A refused header is not this destination's source: it says why, drops
+    # the connection and waits on for the right one (STREAM.md "Strangers").
+    dapi = Api(os.path.join(d, "refusing.sock"))
+    inc = wait_dropped(dapi, 1)
+    check(inc["dropped-connections"] == 1 and re.search(pattern, inc["last-dropped"]),
+          f"destination drops it and waits on: {inc['last-dropped']}")
+    check(dapi.cmd("query-status")["status"] == "inmigrate", "nothing started there")
+    if extra[0] == "--cpu-model":
+        # The refused stream got as far as building a VM for it: the
+        # destination rebuilds its VM from its command line, and a source
+        # that matches it then migrates there, memory verified.
+        src2 = Guest(guest_args(cmdline, memory="256M", extra=extra)
+                     + ["--api-socket", os.path.join(d, "src2.sock")], name="matching source")
+        src2.wait_line(r"progress vcpu=0 .* sweeps=[1-9]", timeout=60)
+        api2 = Api(os.path.join(d, "src2.sock"))
+        api2.cmd("migrate", uri=uri)
+        info2 = wait_migration(api2)
+        check(info2["status"] == "completed", f"the matching source migrates there after the "
+              f"refusal ({info2.get('error-desc')})")
+        check(src2.wait(timeout=30) == 0, "the matching source exits after the handover")
+        dst.wait_line(r"progress vcpu=0 .* errors=0", timeout=60, start=len(dst.lines))
+        check_no_verify_failures(dst.lines, "destination after a dropped connection")
+        dapi.cmd("quit")
+        dst.wait(timeout=30)
+        check("the VM was rebuilt from the command line" in dst.stderr,
+              "the destination rebuilt its VM after the refused stream")
+    else:
+        dst.kill()
+    check(re.search(r"incoming connection 1 of at most 16 dropped .*" + pattern, dst.stderr),
+          f"destination log: {dst.stderr.strip().splitlines()[-1]}")
     source_still_verifies(" ".join(extra))
 
 # 4. Snapshot, then broken copies of it: never a started guest.

@@ -80,6 +80,22 @@ def run(args, timeout=60, **kw):
                           timeout=timeout, **kw)
 
 
+_started = []
+
+
+def _kill_leftovers():
+    """A test that fails half-way (fail() or an exception) leaves no vmm
+    behind: even one it stopped with SIGSTOP."""
+    for p in _started:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+
+
+import atexit  # noqa: E402
+atexit.register(_kill_leftovers)
+
+
 class Guest:
     """A vmm process whose serial console (stdout) is read line by line."""
 
@@ -90,6 +106,7 @@ class Guest:
         self.lines = []
         self.proc = subprocess.Popen(cmd, stdin=stdin, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, env=env)
+        _started.append(self.proc)
         os.set_blocking(self.proc.stdout.fileno(), False)
         self._buf = b""
         self.stderr = ""
@@ -321,3 +338,14 @@ def cpuid_report(lines, vcpu=0, mask_per_cpu=False):
                 a, b = 0, b & ~0xff
         out[(leaf, sub)] = (a, b, c, d)
     return out
+
+
+def wait_dropped(dapi, n, timeout=30):
+    """A listening destination's query-migrate "incoming" object once it has
+    dropped n connections (it logs a drop right after closing it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        inc = dapi.cmd("query-migrate").get("incoming", {})
+        if inc.get("dropped-connections", 0) >= n or time.monotonic() > deadline:
+            return inc
+        time.sleep(0.05)

@@ -408,23 +408,118 @@ static void test_events(void **state)
 	conn_close(b);
 }
 
-static void test_client_limit(void **state)
+/* Issue 11: 16 idle connections once locked the operator out. A newcomer
+ * beyond the limit is served and the client idle longest is closed (told
+ * why); one with half a line buffered goes only after every idle one. */
+static void test_client_limit_closes_the_idlest(void **state)
 {
 	struct fx *fx = *state;
 	struct conn *cs[API_MAX_CLIENTS];
 	for (int i = 0; i < API_MAX_CLIENTS; i++)
 		cs[i] = conn_open(fx);
-	struct conn *extra = conn_open_raw(fx->path);
-	assert_json(conn_obj(fx, extra), "{\"error\":{\"class\":\"GenericError\","
-					 "\"desc\":\"too many clients (at most 16)\"}}");
-	conn_expect_eof(fx, extra);
-	conn_close(extra);
-	/* once one leaves there is room again */
-	conn_close(cs[0]);
+	/* All but cs[3] speak after arriving; cs[0] also leaves half a line. */
+	for (int i = 0; i < API_MAX_CLIENTS; i++) {
+		if (i == 3)
+			continue;
+		conn_send(fx, cs[i], "{\"execute\":\"qmp_capabilities\"}\n");
+		assert_json(conn_obj(fx, cs[i]), "{\"return\":{}}");
+	}
+	conn_send(fx, cs[0], "{\"execute\":");
 	pump(fx, 20);
-	cs[0] = conn_open(fx);
+	struct conn *extra = conn_open(fx); /* greeted: it has a place */
+	assert_json(conn_obj(fx, cs[3]), "{\"error\":{\"class\":\"GenericError\",\"desc\":"
+					 "\"closing: 16 clients are connected and this one was "
+					 "idle longest\"}}");
+	conn_expect_eof(fx, cs[3]);
+	conn_send(fx, extra, "{\"execute\":\"qmp_capabilities\"}\n");
+	assert_json(conn_obj(fx, extra), "{\"return\":{}}");
+	/* The next newcomer closes the next idlest: cs[1] (cs[0] is mid-line). */
+	struct conn *extra2 = conn_open(fx);
+	json_object_put(conn_obj(fx, cs[1]));
+	conn_expect_eof(fx, cs[1]);
+	conn_send(fx, cs[0], "\"qmp_capabilities\"}\n");
+	assert_json(conn_obj(fx, cs[0]), "{\"return\":{}}");
 	for (int i = 0; i < API_MAX_CLIENTS; i++)
 		conn_close(cs[i]);
+	conn_close(extra);
+	conn_close(extra2);
+}
+
+/* Another uid is refused even where the file mode would let it in (the
+ * socket is opened up here on purpose): SO_PEERCRED decides. Needs root to
+ * be another user; skipped otherwise. */
+static void test_other_uid_refused(void **state)
+{
+	struct fx *fx = *state;
+	if (geteuid() != 0) {
+		skip();
+		return;
+	}
+	assert_int_equal(chmod(fx->path, 0666), 0);
+	char dir[sizeof(fx->path)];
+	memcpy(dir, fx->path, sizeof(dir));
+	*strrchr(dir, '/') = '\0';
+	assert_int_equal(chmod(dir, 0711), 0); /* let the other uid reach the socket */
+	int sv[2];
+	assert_int_equal(pipe(sv), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(sv[0]);
+		if (setgid(65534) < 0 || setuid(65534) < 0)
+			_exit(2);
+		int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+		struct sockaddr_un sa = {.sun_family = AF_UNIX};
+		memcpy(sa.sun_path, fx->path, strnlen(fx->path, sizeof(sa.sun_path) - 1));
+		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+			_exit(3);
+		char buf[512];
+		ssize_t n, total = 0;
+		while (total < (ssize_t)sizeof(buf) - 1 &&
+		       (n = read(fd, buf + total, sizeof(buf) - 1 - (size_t)total)) > 0)
+			total += n;
+		(void)!write(sv[1], buf, (size_t)total);
+		_exit(0);
+	}
+	close(sv[1]);
+	char got[512] = {0};
+	ssize_t total = 0;
+	for (int i = 0; i < 200; i++) {
+		pump(fx, 10);
+		ssize_t n = read(sv[0], got + total, sizeof(got) - 1 - (size_t)total);
+		if (n <= 0)
+			break;
+		total += n;
+	}
+	int status;
+	while (waitpid(pid, &status, WNOHANG) == 0)
+		pump(fx, 10);
+	close(sv[0]);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	assert_non_null(strstr(got, "uid 65534 may not use this control socket"));
+	assert_null(strstr(got, "QMP")); /* never greeted */
+}
+
+/* A socket in a directory others may write (and that is not sticky) could
+ * be replaced under us: refused at start-up. */
+static void test_unsafe_directory_refused(void **state)
+{
+	struct fx *fx = *state;
+	char dir[512], path[600];
+	fx_path(fx, "open", dir, sizeof(dir));
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(chmod(dir, 0777), 0);
+	snprintf(path, sizeof(path), "%s/api.sock", dir);
+	struct api_server *s2 = NULL;
+	struct vmm_error err = {0};
+	assert_int_equal(api_server_start(&fx->loop, path, test_cmds, ntest_cmds, fx, &s2, &err),
+			 -EPERM);
+	assert_non_null(strstr(err.msg, "is writable by others and not sticky"));
+	assert_int_equal(chmod(dir, 01777), 0); /* sticky, like /tmp: fine */
+	assert_int_equal(api_server_start(&fx->loop, path, test_cmds, ntest_cmds, fx, &s2, &err), 0);
+	api_server_close(s2);
+	pump(fx, 10);
+	rmdir(dir);
 }
 
 static void test_client_vanishes_mid_write(void **state)
@@ -501,8 +596,10 @@ int main(int argc, char **argv)
 		cmocka_unit_test_setup_teardown(test_socket_file, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_stale_and_foreign_paths, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_events, fx_setup, fx_teardown),
-		cmocka_unit_test_setup_teardown(test_client_limit, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_client_limit_closes_the_idlest, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_client_vanishes_mid_write, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_other_uid_refused, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_unsafe_directory_refused, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_close_from_handler, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_peer_half_close, fx_setup, fx_teardown),
 	};

@@ -206,8 +206,10 @@ static void test_vm_records_round_trip(void **state)
 	Vmm__Migration__PitState *pb = (void *)through_wire(&pm->base, &raw);
 	assert_int_equal(pit_record_load(pb, &pit2, &err), 0);
 	assert_memory_equal(&pit, &pit2, sizeof(pit));
+	size_t nch = pb->n_channels;
 	pb->n_channels = 2;
 	assert_int_equal(pit_record_load(pb, &pit2, &err), -EBADMSG);
+	pb->n_channels = nch; /* so that all of them are freed (ASan build) */
 	protobuf_c_message_free_unpacked(&pb->base, NULL);
 	free(raw);
 	vm_record_free(&pm->base);

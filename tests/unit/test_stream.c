@@ -301,6 +301,59 @@ static void test_unpack_rejects_truncated_payload(void **state)
 	free(p);
 }
 
+/* Records built to make protobuf-c allocate far more than they weigh
+ * (issue 11: a 32 MiB header of empty cpuid tables once cost 1.4 GB) stop
+ * at their budget; a real record of the same type costs well under it. */
+static void test_unpack_budget_stops_amplification(void **state)
+{
+	(void)state;
+	size_t len = 4u << 20;
+	uint8_t *p = malloc(len + 16);
+	assert_non_null(p);
+	struct vmm_error err = {0};
+	ProtobufCMessage *m = NULL;
+	size_t cost = 0;
+
+	/* Header.cpuid (field 7): empty sub-messages, 2 bytes each. */
+	for (size_t i = 0; i < len; i += 2)
+		p[i] = 0x3a, p[i + 1] = 0x00;
+	assert_int_equal(mig_unpack_bytes(MIG_REC_HEADER, &vmm__migration__header__descriptor, p,
+					  len, &m, &cost, &err),
+			 -EMSGSIZE);
+	assert_null(m);
+	assert_true(cost <= mig_unpack_budget(MIG_REC_HEADER, len));
+	assert_non_null(strstr(err.msg, "header record: unpacking it would take more than"));
+
+	/* RamBatch.pages (field 1, packed): one-byte varints, 8 bytes each unpacked. */
+	size_t body = len - 5;
+	p[0] = 0x0a;
+	p[1] = (uint8_t)(body | 0x80), p[2] = (uint8_t)((body >> 7) | 0x80);
+	p[3] = (uint8_t)((body >> 14) | 0x80), p[4] = (uint8_t)(body >> 21);
+	memset(p + 5, 0x01, body);
+	assert_int_equal(mig_unpack_bytes(MIG_REC_RAM, &vmm__migration__ram_batch__descriptor, p,
+					  len, &m, &cost, &err),
+			 -EMSGSIZE);
+	assert_true(cost <= mig_unpack_budget(MIG_REC_RAM, len));
+
+	/* A real RAM batch (256 pages of data) unpacks, at about its size. */
+	Vmm__Migration__RamBatch b = VMM__MIGRATION__RAM_BATCH__INIT;
+	uint64_t pages[256];
+	for (unsigned i = 0; i < 256; i++)
+		pages[i] = 0x100000 + i;
+	b.pages = pages, b.n_pages = 256;
+	b.data.data = p, b.data.len = 256 * 4096;
+	size_t plen = vmm__migration__ram_batch__get_packed_size(&b);
+	uint8_t *packed = malloc(plen);
+	vmm__migration__ram_batch__pack(&b, packed);
+	assert_int_equal(mig_unpack_bytes(MIG_REC_RAM, &vmm__migration__ram_batch__descriptor,
+					  packed, plen, &m, &cost, &err),
+			 0);
+	assert_true(cost < plen + plen / 4);
+	protobuf_c_message_free_unpacked(m, NULL);
+	free(packed);
+	free(p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -311,6 +364,7 @@ int main(void)
 		cmocka_unit_test(test_unknown_types),
 		cmocka_unit_test(test_garbled_payloads_fail_cleanly),
 		cmocka_unit_test(test_unpack_rejects_truncated_payload),
+		cmocka_unit_test(test_unpack_budget_stops_amplification),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

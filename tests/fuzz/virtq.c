@@ -1,5 +1,5 @@
 /*
- * tests/fuzz/fuzz_virtq.c: the descriptor-chain walker (vmm/virtio/virtq.c)
+ * tests/fuzz/virtq.c: the descriptor-chain walker (core/virtio/virtq.c)
  * on guest memory made of fuzzer input. The first 8 input bytes choose the
  * queue: size (log2), whether INDIRECT_DESC and EVENT_IDX were negotiated,
  * and where the rings sit; the rest is copied to the start of a 64 KiB
@@ -14,10 +14,9 @@
 #include <string.h>
 
 #include "core/virtio/virtio.h"
+#include "tests/fuzz/fuzz.h"
 
 #define RAM_SIZE (64u << 10)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check(int cond)
 {

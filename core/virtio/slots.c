@@ -74,8 +74,9 @@ int vm_request_add_disk(struct vm_request *req, const char *arg, struct vmm_erro
 	for (char *kv = strtok_r(copy, ",", &save); kv; kv = strtok_r(NULL, ",", &save)) {
 		char *eq = strchr(kv, '=');
 		if (!eq) {
-			free(copy);
-			return vmm_error_set(err, -EINVAL, "--disk: \"%s\" is not KEY=VALUE", kv);
+			int r = vmm_error_set(err, -EINVAL, "--disk: \"%s\" is not KEY=VALUE", kv);
+			free(copy); /* after the message: kv points into it */
+			return r;
 		}
 		*eq = '\0';
 		int r = disk_opt(kv, eq + 1, &d, err);

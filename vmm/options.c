@@ -30,6 +30,10 @@ void vmm_usage(FILE *out)
 		"  --disk path=FILE[,readonly=on][,serial=ID]\n"
 		"                         virtio-blk on a raw image (repeatable; machine microvm-1.2+)\n"
 		"  --rng                  virtio-rng fed by the host's getrandom() (microvm-1.2+)\n"
+		"  --net tap=IFNAME[,mac=MAC]\n"
+		"                         virtio-net on a host tap, attached or created (removed on\n"
+		"                         exit); default MAC 52:54:00:12:34:56 + index (repeatable;\n"
+		"                         microvm-1.2+)\n"
 		"  --print-config         print the resolved configuration and exit\n"
 		"  --dump-cpuid PATH      write the CPUID table KVM holds for each vCPU (KVM_GET_CPUID2)\n"
 		"  --host-cpu-profile F   check CPU models as the host F describes would: a host profile\n"
@@ -137,6 +141,7 @@ enum {
 	OPT_PRINT_CONFIG,
 	OPT_DISK,
 	OPT_RNG,
+	OPT_NET,
 	OPT_HELP,
 };
 
@@ -156,6 +161,7 @@ static const struct option long_options[] = {
 	{"print-config", no_argument, NULL, OPT_PRINT_CONFIG},
 	{"disk", required_argument, NULL, OPT_DISK},
 	{"rng", no_argument, NULL, OPT_RNG},
+	{"net", required_argument, NULL, OPT_NET},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0},
 };
@@ -221,6 +227,9 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 			break;
 		case OPT_RNG:
 			cfg->vm.rng = true;
+			break;
+		case OPT_NET:
+			r = vm_request_add_net(&cfg->vm, optarg, err);
 			break;
 		case OPT_HELP:
 			vmm_usage(stdout);

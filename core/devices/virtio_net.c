@@ -349,6 +349,8 @@ static int rx_read(struct net *n)
 			continue;
 		if (r < 0)
 			return errno == EAGAIN ? 0 : -errno;
+		if (r == 0)
+			return -EPIPE; /* a stand-in whose peer closed (a tap never reads 0) */
 		if (!n->tap.vnet_hdr)
 			memset(n->rxbuf, 0, HDR_LEN);
 		n->rx_len = (size_t)r + off;

@@ -13,7 +13,10 @@ QEMU's process, as ours does in vmm's). On the host side of the tap,
 bench/net-flood.c (compiled here with cc) keeps W frames in flight (a new
 frame for each echo) for S seconds and counts echoes: frames per second through the
 guest (each one crosses the device twice, in and out) and bytes per second
-of echoed frames. Sizes are Ethernet frame sizes. Runs alternate vmm and
+of echoed frames. Sizes are Ethernet frame sizes. Also the CPU time of the
+thread that moves the frames (vmm's card thread, QEMU's main loop) per
+echoed frame: on a shared, loaded machine a steadier comparison than the
+rates. Runs alternate vmm and
 QEMU (both see the same background load); the median of --repeat runs is
 reported, with the vmm/QEMU ratio. Not a test.
 """
@@ -52,12 +55,28 @@ def qemu_cmd():
             "-kernel", GUEST, "-append", CMDLINE]
 
 
+def device_thread_cpu(pid, name):
+    """CPU seconds of the thread that moves the frames: vmm's card thread
+    ("net0"), QEMU's main loop (its first thread: virtio-net and the tap
+    run there without vhost)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            st = f.read()
+        comm = st[st.index("(") + 1:st.rindex(")")]
+        fields = st[st.rindex(")") + 2:].split()
+        if (name and comm == name) or (not name and int(tid) == pid):
+            return (int(fields[11]) + int(fields[12])) / ticks
+    return float("nan")
+
+
 def measure(ns, cmd, size, seconds, window):
     netns = ["ip", "netns", "exec", ns]
     vm = subprocess.Popen(netns + cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         p = subprocess.run(netns + FLOOD + [TAP, MAC, str(seconds), str(size), str(window)],
                            capture_output=True, text=True, timeout=seconds + 90)
+        cpu = device_thread_cpu(vm.pid, "net0" if cmd[0] == VMM else None)
     finally:
         vm.kill()
         err = vm.communicate()[1].decode(errors="replace")
@@ -67,14 +86,14 @@ def measure(ns, cmd, size, seconds, window):
     if not r["echoes"]:
         sys.exit(f"no echoes from {cmd[0]}:\n{err[-2000:]}")
     return {"fps": r["echoes"] / r["seconds"], "mbps": r["bytes"] / r["seconds"] / 1e6,
-            "lost": r["sent"] - r["echoes"]}
+            "lost": r["sent"] - r["echoes"], "cpu_us": cpu * 1e6 / r["echoes"]}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--sizes", default="60,1514")
-    ap.add_argument("--window", type=int, default=64)
+    ap.add_argument("--window", type=int, default=256)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
@@ -94,11 +113,11 @@ def main():
         print(json.dumps({f"{n}/{s}": v for (n, s), v in results.items()}))
         return
     print(f"{'frame':>6} {'vmm frames/s':>13} {'QEMU frames/s':>14} {'vmm MB/s':>9} "
-          f"{'QEMU MB/s':>10} {'ratio':>6}")
+          f"{'QEMU MB/s':>10} {'ratio':>6} {'vmm us/frame':>13} {'QEMU us/frame':>14}")
     for size in (int(x) for x in a.sizes.split(",")):
         v, q = results[("vmm", size)], results[("qemu", size)]
         print(f"{size:>6} {v['fps']:13.0f} {q['fps']:14.0f} {v['mbps']:9.1f} {q['mbps']:10.1f} "
-              f"{v['fps'] / q['fps']:6.2f}")
+              f"{v['fps'] / q['fps']:6.2f} {v['cpu_us']:13.2f} {q['cpu_us']:14.2f}")
 
 
 def run_all(a, ns, results):
@@ -116,7 +135,7 @@ def run_all(a, ns, results):
                 time.sleep(0.2)
         for name, _ in sides:
             results[(name, size)] = {k: statistics.median(r[k] for r in runs[name])
-                                     for k in ("fps", "mbps", "lost")}
+                                     for k in ("fps", "mbps", "lost", "cpu_us")}
 
 
 if __name__ == "__main__":

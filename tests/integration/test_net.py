@@ -29,7 +29,9 @@ Checked: no frame echoed twice; echoes resume at the destination; the gap
 (frames lost around the switch-over, and how long) is reported; every frame
 sent well before or well after the switch-over comes back; the announce
 frames for the guest's MAC leave host B right after the switch-over (5
-rounds); the destination's query-migrate reports them."""
+rounds); the destination's query-migrate reports them. Last, tapB is
+deleted under the running guest: the card takes its link down, the guest
+and vmm go on."""
 import json
 import os
 import shutil
@@ -214,8 +216,16 @@ def main():
                   f"the guest announced itself {len(lines)} times, each acknowledged")
         check(not any("VERIFY" in l or "testguest: net:" in l for l in src.lines + dst.lines),
               "the guest saw no bad chain ids")
+        # the tap vanishes under the running guest: link down, vmm and guest go on
+        ip("-n", ns["B"], "link", "del", "tapB")
+        n = len(dst.lines)
+        dst.wait_line(r"net t=\d+ ", timeout=10, start=n)
+        check(api_b.cmd("query-status")["status"] == "running",
+              "host B's tap deleted under the guest: vmm and the guest keep running")
         api_b.cmd("quit")
         dst.wait(timeout=15)
+        check("tap tapB: read: File descriptor in bad state; the link is down" in dst.stderr,
+              "the card noticed and took its link down")
         for who, g in (("host A", src), ("host B", dst)):  # the cards' own counts
             for l in g.stderr.splitlines():
                 if "net0:" in l:

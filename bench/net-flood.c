@@ -129,8 +129,8 @@ int main(int argc, char **argv)
 		while ((k = recvmmsg(s, rmsg, BATCH, MSG_DONTWAIT, NULL)) > 0)
 			for (int i = 0; i < k; i++) {
 				const uint8_t *f = rx[i];
-				if (rmsg[i].msg_len < 30 || memcmp(f, me, 6) || memcmp(f + 6, guest, 6) ||
-				    memcmp(f + 14, "VMMNET01", 8))
+				if (rmsg[i].msg_len < 30 || memcmp(f, me, 6) ||
+				    memcmp(f + 6, guest, 6) || memcmp(f + 14, "VMMNET01", 8))
 					continue;
 				echoes++;
 				bytes += rmsg[i].msg_len;

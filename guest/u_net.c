@@ -18,20 +18,20 @@
 #include "user.h"
 #include "x86.h"
 
-#define VIRTIO_ID_NET	   1
-#define F_MAC		   5
-#define F_MRG_RXBUF	   15
-#define F_STATUS	   16
-#define F_CTRL_VQ	   17
-#define F_GUEST_ANNOUNCE   21
-#define F_EVENT_IDX	   29
-#define HDR		   12u
-#define BUF		   2048u
-#define QMAX		   256u
-#define S_ANNOUNCE	   2u
-#define DESC_F_NEXT	   1
-#define DESC_F_WRITE	   2
-#define BATCH		   64u
+#define VIRTIO_ID_NET	    1
+#define F_MAC		    5
+#define F_MRG_RXBUF	    15
+#define F_STATUS	    16
+#define F_CTRL_VQ	    17
+#define F_GUEST_ANNOUNCE    21
+#define F_EVENT_IDX	    29
+#define HDR		    12u
+#define BUF		    2048u
+#define QMAX		    256u
+#define S_ANNOUNCE	    2u
+#define DESC_F_NEXT	    1
+#define DESC_F_WRITE	    2
+#define BATCH		    64u
 #define ANNOUNCE_WAIT_TICKS 100
 
 static struct vdev d UBSS;
@@ -168,8 +168,8 @@ static void check_announce(void)
 	tx_add(head, HDR + 60);
 	vq_notify(&d, &txq, old);
 
-	*(volatile uint8_t *)(uintptr_t)ctlb = 3;	      /* VIRTIO_NET_CTRL_ANNOUNCE */
-	*(volatile uint8_t *)(uintptr_t)(ctlb + 1) = 0;    /* ..._ACK */
+	*(volatile uint8_t *)(uintptr_t)ctlb = 3;	    /* VIRTIO_NET_CTRL_ANNOUNCE */
+	*(volatile uint8_t *)(uintptr_t)(ctlb + 1) = 0;	    /* ..._ACK */
 	*(volatile uint8_t *)(uintptr_t)(ctlb + 64) = 0xff; /* the answer */
 	vq_set_desc(&ctlq, 0, ctlb, 2, DESC_F_NEXT, 1);
 	vq_set_desc(&ctlq, 1, ctlb + 64, 1, DESC_F_WRITE, 0);
@@ -189,7 +189,8 @@ static void check_announce(void)
 
 static bool net_open(void)
 {
-	uint64_t want = 1ull << F_MAC | 1ull << F_STATUS | 1ull << F_MRG_RXBUF | 1ull << F_EVENT_IDX;
+	uint64_t want =
+	    1ull << F_MAC | 1ull << F_STATUS | 1ull << F_MRG_RXBUF | 1ull << F_EVENT_IDX;
 	uint32_t i, lo, hi;
 
 	if (u_cfg.net_announce)

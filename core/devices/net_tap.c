@@ -87,7 +87,8 @@ static int bring_up(const char *name, struct vmm_error *err)
 {
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (s < 0)
-		return vmm_error_set(err, -errno, "--net tap=%s: socket: %s", name, strerror(errno));
+		return vmm_error_set(err, -errno, "--net tap=%s: socket: %s", name,
+				     strerror(errno));
 	struct ifreq ifr = {0};
 	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", name);
 	int r = ioctl(s, SIOCGIFFLAGS, &ifr);

@@ -103,7 +103,7 @@ struct net_config {
 enum { RXQ, TXQ, CTRLQ, NQUEUES };
 
 #define ETH_HLEN      14u
-#define NET_FRAME_MAX (65535u + ETH_HLEN + 4u) /* a 64 KiB GSO packet, Ethernet + VLAN */
+#define NET_FRAME_MAX (65535u + ETH_HLEN + 4u)	    /* a 64 KiB GSO packet, Ethernet + VLAN */
 #define RXBUF_SIZE    (HDR_LEN + NET_FRAME_MAX + 1) /* +1: a read that fills it was too big */
 #define RX_BUDGET     256u /* frames per turn; then the thread looks at its other work */
 #define TX_BUDGET     256u
@@ -205,8 +205,8 @@ struct net {
 	uint8_t *rxbuf;
 	size_t rx_len;
 	bool rx_pending;
-	size_t rx_off;	   /* bytes of it placed in held chains */
-	unsigned rx_held;  /* chains taken for it, not yet used */
+	size_t rx_off;	  /* bytes of it placed in held chains */
+	unsigned rx_held; /* chains taken for it, not yet used */
 	struct virtq_chain rx_first, rx_chain;
 	uint16_t heads[VIRTQ_MAX_SIZE];
 	uint32_t lens[VIRTQ_MAX_SIZE];
@@ -413,10 +413,9 @@ static int rx_place(struct net *n)
 			return 0;
 		if (r < 0 || c->n_out || c->in_len == 0) {
 			if (r > 0)
-				snprintf(err.msg, sizeof(err.msg),
-					 "receive buffer at head %u %s", c->head,
-					 c->n_out ? "has device-readable segments"
-						  : "has no room");
+				snprintf(err.msg, sizeof(err.msg), "receive buffer at head %u %s",
+					 c->head,
+					 c->n_out ? "has device-readable segments" : "has no room");
 			n->rx_pending = false;
 			n->rx_held = 0;
 			n->rx_off = 0;
@@ -585,8 +584,8 @@ out:
 
 static void announce_arm(struct net *n, unsigned ms)
 {
-	struct itimerspec it = {.it_value = {.tv_sec = ms / 1000,
-					     .tv_nsec = ms % 1000 * 1000000L + (ms ? 0 : 1)}};
+	struct itimerspec it = {
+	    .it_value = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L + (ms ? 0 : 1)}};
 	timerfd_settime(n->timer_fd, 0, &it, NULL);
 }
 
@@ -596,9 +595,9 @@ static void send_rarp(struct net *n)
 {
 	uint8_t f[HDR_LEN + 60] = {0};
 	uint8_t *e = f + (n->tap.vnet_hdr ? HDR_LEN : 0);
-	static const uint8_t arp[] = {0x80, 0x35,		/* ethertype RARP */
-				      0x00, 0x01, 0x08, 0x00,	/* Ethernet, IPv4 */
-				      6,    4,    0x00, 0x03}; /* sizes, reverse request */
+	static const uint8_t arp[] = {0x80, 0x35,	       /* ethertype RARP */
+				      0x00, 0x01, 0x08, 0x00,  /* Ethernet, IPv4 */
+				      6,    4,	  0x00, 0x03}; /* sizes, reverse request */
 	memset(e, 0xff, 6);
 	memcpy(e + 6, n->s.mac, 6);
 	memcpy(e + 12, arp, sizeof(arp));
@@ -628,7 +627,8 @@ static void announce_round(struct net *n)
 		 * round waits for that (as QEMU's) */
 		a->guest_requests++;
 		n->ann.waiting_ack = true;
-		set_status(n, n->s.status | S_ANNOUNCE);
+		n->s.status |= S_ANNOUNCE; /* and an interrupt even if it was set already */
+		virtio_mmio_config_changed(&n->t);
 	} else {
 		send_rarp(n);
 	}
@@ -721,10 +721,12 @@ again:
 
 /* ---- transport hooks (dev->lock held) ---- */
 
+typedef void (*queue_fn)(struct net *n);
+
 static void net_queue_notify(struct virtio_mmio *t, unsigned q)
 {
 	struct net *n = (struct net *)t;
-	static void (*const run[NQUEUES])(struct net *n) = {
+	static const queue_fn run[NQUEUES] = {
 	    [RXQ] = rx_run, /* the driver added receive buffers */
 	    [TXQ] = tx_run,
 	    [CTRLQ] = ctrl_run,
@@ -764,7 +766,8 @@ static int net_set_features(struct virtio_mmio *t, uint64_t features)
 {
 	struct net *n = (struct net *)t;
 	for (size_t i = 0; i < sizeof(feature_deps) / sizeof(feature_deps[0]); i++)
-		if ((features & BIT(feature_deps[i].bit)) && !(features & BIT(feature_deps[i].needs))) {
+		if ((features & BIT(feature_deps[i].bit)) &&
+		    !(features & BIT(feature_deps[i].needs))) {
 			fprintf(stderr, "vmm: %s: driver features 0x%llx refused (%s without %s)\n",
 				n->name, (unsigned long long)features, feature_deps[i].name,
 				feature_deps[i].needs_name);
@@ -801,7 +804,8 @@ static void net_config_read(struct virtio_mmio *t, uint64_t off, uint8_t *data, 
 	struct net_config cfg = {.status = n->s.status, .max_virtqueue_pairs = 1};
 	memcpy(cfg.mac, n->s.mac, 6);
 	if (off < sizeof(cfg))
-		memcpy(data, (uint8_t *)&cfg + off, size < sizeof(cfg) - off ? size : sizeof(cfg) - off);
+		memcpy(data, (uint8_t *)&cfg + off,
+		       size < sizeof(cfg) - off ? size : sizeof(cfg) - off);
 }
 
 static const struct virtio_dev_ops net_ops = {

@@ -133,7 +133,8 @@ static void set_status(struct virtio_mmio *t, uint32_t v)
 				t->dev->name, (unsigned long long)s->driver_features,
 				extra ? "not offered" : "no VIRTIO_F_VERSION_1");
 			v &= ~VIRTIO_STATUS_FEATURES_OK;
-		} else if (t->ops->set_features && t->ops->set_features(t, s->driver_features) < 0) {
+		} else if (t->ops->set_features &&
+			   t->ops->set_features(t, s->driver_features) < 0) {
 			v &= ~VIRTIO_STATUS_FEATURES_OK; /* the device said why */
 		}
 	}

@@ -111,9 +111,8 @@ static int parse_mac(const char *s, uint8_t mac[6])
 {
 	unsigned v[6];
 	char end;
-	if (strlen(s) != 17 ||
-	    sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5],
-		   &end) != 6)
+	if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3],
+				      &v[4], &v[5], &end) != 6)
 		return -EINVAL;
 	for (int i = 0; i < 6; i++) {
 		if (!isxdigit((unsigned char)s[3 * i]) || !isxdigit((unsigned char)s[3 * i + 1]))
@@ -183,9 +182,9 @@ int vm_request_add_net(struct vm_request *req, const char *arg, struct vmm_error
 		if (strcmp(req->nets[i].tap, n.tap) == 0)
 			return vmm_error_set(err, -EINVAL, "--net: tap %s given twice", n.tap);
 		if (memcmp(req->nets[i].mac, n.mac, 6) == 0)
-			return vmm_error_set(err, -EINVAL,
-					     "--net: two cards with MAC %02x:%02x:%02x:%02x:%02x:%02x",
-					     n.mac[0], n.mac[1], n.mac[2], n.mac[3], n.mac[4], n.mac[5]);
+			return vmm_error_set(
+			    err, -EINVAL, "--net: two cards with MAC %02x:%02x:%02x:%02x:%02x:%02x",
+			    n.mac[0], n.mac[1], n.mac[2], n.mac[3], n.mac[4], n.mac[5]);
 	}
 	req->nets[req->nnets++] = n;
 	return 0;

@@ -212,8 +212,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	wr(VMMIO_DRIVER_FEATURES, (uint32_t)features);
 	wr(VMMIO_DRIVER_FEATURES_SEL, 1);
 	wr(VMMIO_DRIVER_FEATURES, 1);
-	wr(VMMIO_STATUS, VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER |
-			     VIRTIO_STATUS_FEATURES_OK);
+	wr(VMMIO_STATUS,
+	   VIRTIO_STATUS_ACKNOWLEDGE | VIRTIO_STATUS_DRIVER | VIRTIO_STATUS_FEATURES_OK);
 	for (unsigned q = 0; q < 3; q++) {
 		wr(VMMIO_QUEUE_SEL, q);
 		wr(VMMIO_QUEUE_NUM, 1u << (2 + (data[4] >> (2 * q) & 3))); /* 4..32 */
@@ -253,7 +253,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t i = 0; i < RAM_SIZE; i++) {
 		if (ram[i] == before[i])
 			continue;
-		check(dirty[i]);		 /* every write is in the dirty log */
+		check(dirty[i]);	      /* every write is in the dirty log */
 		check(!exact || writable[i]); /* and lands where the driver allowed */
 	}
 	/* leftovers from this input must not reach the next one */

@@ -63,15 +63,15 @@ static const struct {
 #define F_CTRL_VQ	 F(17)
 #define F_GUEST_ANNOUNCE F(21)
 #define F_V1		 F(32)
-#define OFFLOADS (F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_HOST_TSO4 | F_HOST_TSO6)
-#define BASIC	 (F_V1 | F_MAC | F_STATUS)
+#define OFFLOADS	 (F_CSUM | F_GUEST_CSUM | F_GUEST_TSO4 | F_GUEST_TSO6 | F_HOST_TSO4 | F_HOST_TSO6)
+#define BASIC		 (F_V1 | F_MAC | F_STATUS)
 
 static const uint8_t MAC[6] = {0x52, 0x54, 0x00, 0xab, 0xcd, 0xef};
 
 static struct vm vm;
-static int peer = -1;	   /* the test's end of the "tap" */
+static int peer = -1;	 /* the test's end of the "tap" */
 static uint16_t aidx[3]; /* next avail index the driver publishes, per queue */
-static bool vnet;	   /* the stand-in carries virtio-net headers */
+static bool vnet;	 /* the stand-in carries virtio-net headers */
 
 static uint8_t *g(uint64_t gpa)
 {
@@ -108,8 +108,8 @@ static int setup_with(bool with_vnet, int sndbuf)
 	vm.spec.serial = SERIAL_NONE;
 	vm.spec.rng = true;
 	vm.spec.nnets = 1;
-	vm.spec.nets[0] = (struct vm_net){.tap = "stand-in", .use_fd = true, .fd = sv[1],
-					  .fd_vnet_hdr = with_vnet};
+	vm.spec.nets[0] = (struct vm_net){
+	    .tap = "stand-in", .use_fd = true, .fd = sv[1], .fd_vnet_hdr = with_vnet};
 	memcpy(vm.spec.nets[0].mac, MAC, 6);
 	struct vmm_error err = {0};
 	assert_int_equal(machine_resolve("microvm-1.2", &vm.spec.machine, &err), 0);
@@ -185,8 +185,7 @@ static uint32_t drv_init(uint64_t features)
 	return status();
 }
 
-static void desc(unsigned q, unsigned i, uint64_t addr, uint32_t len, uint16_t flags,
-		 uint16_t next)
+static void desc(unsigned q, unsigned i, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next)
 {
 	struct virtq_desc d = {addr, len, flags, next};
 	memcpy(g(Q[q].desc + 16ull * i), &d, sizeof(d));
@@ -317,7 +316,7 @@ static void test_ids_and_config(void **state)
 	for (int i = 0; i < 6; i++)
 		io_bus_access(&vm.mmio, NET + VIRTIO_MMIO_CONFIG + i, &mac[i], 1, false);
 	assert_memory_equal(mac, MAC, 6);
-	assert_int_equal(cfg_status(), 1); /* LINK_UP */
+	assert_int_equal(cfg_status(), 1);			       /* LINK_UP */
 	assert_int_equal(rd(NET, VIRTIO_MMIO_CONFIG + 8) & 0xffff, 1); /* max_virtqueue_pairs */
 	uint64_t f;
 	assert_true(virtio_net_identity(&vm.devices[1], mac, &f));
@@ -570,10 +569,8 @@ static void test_tx_bad(void **state)
 		uint8_t hdr[12];
 		const char *what;
 	} bad_hdr[] = {
-	    {{1, 0}, "NEEDS_CSUM without CSUM"},
-	    {{0, 1}, "GSO_TCPV4 without HOST_TSO4"},
-	    {{0, 4}, "GSO_TCPV6 without HOST_TSO6"},
-	    {{0, 3}, "GSO_UDP: never offered"},
+	    {{1, 0}, "NEEDS_CSUM without CSUM"},      {{0, 1}, "GSO_TCPV4 without HOST_TSO4"},
+	    {{0, 4}, "GSO_TCPV6 without HOST_TSO6"},  {{0, 3}, "GSO_UDP: never offered"},
 	    {{2, 0}, "DATA_VALID is a receive flag"},
 	};
 	assert_false(drv_init(BASIC) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
@@ -654,13 +651,13 @@ static void test_feature_dependencies(void **state)
 {
 	(void)state;
 	static const uint64_t refused[] = {
-	    BASIC | F_GUEST_TSO4,		  /* without GUEST_CSUM */
-	    BASIC | F_GUEST_TSO6,		  /* without GUEST_CSUM */
-	    BASIC | F_HOST_TSO4,		  /* without CSUM */
-	    BASIC | F_HOST_TSO6,		  /* without CSUM */
-	    BASIC | F_GUEST_ANNOUNCE,		  /* without CTRL_VQ */
-	    F_MAC,				  /* without VERSION_1 */
-	    BASIC | F(22),			  /* MQ: never offered */
+	    BASIC | F_GUEST_TSO4,     /* without GUEST_CSUM */
+	    BASIC | F_GUEST_TSO6,     /* without GUEST_CSUM */
+	    BASIC | F_HOST_TSO4,      /* without CSUM */
+	    BASIC | F_HOST_TSO6,      /* without CSUM */
+	    BASIC | F_GUEST_ANNOUNCE, /* without CTRL_VQ */
+	    F_MAC,		      /* without VERSION_1 */
+	    BASIC | F(22),	      /* MQ: never offered */
 	};
 	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
 		if (drv_init(refused[i]) & VIRTIO_STATUS_FEATURES_OK)
@@ -976,8 +973,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_ids_and_config, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_no_vnet_header_no_offloads, setup_plain,
-					    teardown),
+	    cmocka_unit_test_setup_teardown(test_no_vnet_header_no_offloads, setup_plain, teardown),
 	    cmocka_unit_test_setup_teardown(test_tx, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_mergeable, setup, teardown),

@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <net/if.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -950,6 +951,47 @@ static void test_net_options(void **state)
 	assert_int_equal(vm_request_add_net(&r, "tap=tap4", &err), -E2BIG);
 }
 
+/* The real thing (root and /dev/net/tun, else skipped): a tap vmm creates
+ * is up, takes virtio-net headers and has its offloads probed; a second
+ * opener is refused (a tap serves one vmm); a name that is not a tap is
+ * refused; closing removes what vmm created. */
+static void test_real_tap(void **state)
+{
+	(void)state;
+	if (geteuid() != 0 || access("/dev/net/tun", R_OK | W_OK) != 0)
+		skip();
+	char name[16];
+	snprintf(name, sizeof(name), "vmmut%d", (int)getpid() % 100000);
+	struct vm_net conf = {.fd = -1};
+	snprintf(conf.tap, sizeof(conf.tap), "%s", name);
+	struct net_tap tap, second;
+	struct vmm_error err = {0};
+	if (net_tap_open(&conf, &tap, &err) < 0)
+		fail_msg("%s", err.msg);
+	assert_true(tap.created && tap.is_tap && tap.vnet_hdr);
+	assert_true(tap.can & NET_TAP_CSUM); /* Linux has taken checksums since 2.6.27 */
+	assert_int_equal(tap.offloads, 0);   /* none until the guest accepts some */
+	unsigned idx = if_nametoindex(name);
+	assert_int_not_equal(idx, 0);
+	char path[64], flags[32] = {0};
+	snprintf(path, sizeof(path), "/sys/class/net/%s/flags", name);
+	FILE *f = fopen(path, "r");
+	assert_non_null(f);
+	assert_non_null(fgets(flags, sizeof(flags), f));
+	fclose(f);
+	assert_true(strtoul(flags, NULL, 0) & 1); /* IFF_UP */
+	assert_int_equal(net_tap_set_offloads(&tap, NET_TAP_CSUM, &err), 0);
+	assert_int_equal(net_tap_open(&conf, &second, &err), -EBUSY);
+	assert_non_null(strstr(err.msg, "attached to another process"));
+	net_tap_close(&second);
+	net_tap_close(&tap);
+	assert_int_equal(if_nametoindex(name), 0); /* gone with vmm's descriptor */
+	snprintf(conf.tap, sizeof(conf.tap), "lo");
+	assert_true(net_tap_open(&conf, &tap, &err) < 0);
+	assert_non_null(strstr(err.msg, "--net tap=lo: "));
+	net_tap_close(&tap);
+}
+
 static void test_old_machines_refuse(void **state)
 {
 	(void)state;
@@ -991,6 +1033,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_migration_guest_announce, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_header_identity, setup, teardown),
 	    cmocka_unit_test(test_net_options),
+	    cmocka_unit_test(test_real_tap),
 	    cmocka_unit_test(test_old_machines_refuse),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

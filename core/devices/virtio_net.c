@@ -997,6 +997,7 @@ static int net_create(struct vm *vm, struct device *dev, struct vmm_error *err)
 		return r;
 	memcpy(n->s.mac, conf->mac, 6);
 	n->s.status = S_LINK_UP;
+	n->ann.info.rounds_max = ANNOUNCE_ROUNDS;
 	if ((r = iothread_watch_edge(&n->t.io, n->tap.fd, on_tap, n, err)) < 0 ||
 	    (r = iothread_watch(&n->t.io, n->again_fd, on_again, n, err)) < 0 ||
 	    (r = iothread_watch(&n->t.io, n->timer_fd, on_announce_timer, n, err)) < 0 ||

@@ -476,6 +476,32 @@ static void test_rx_oversized_from_tap(void **state)
 	assert_int_equal(used_idx(RXQ), 1);
 }
 
+/* Mergeable, but the whole queue holds less than the frame: dropped, every
+ * buffer given back; the next frame that fits uses them. */
+static void test_rx_larger_than_queue(void **state)
+{
+	(void)state;
+	assert_false(drv_init(BASIC | F_MRG) & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+	for (uint16_t h = 0; h < QNUM; h++)
+		post_rx(h, 64); /* 512 bytes in all */
+	kick(RXQ);
+	uint8_t f[2048];
+	peer_send(f, frame(f, NULL, 1000, 1));
+	peer_send(f, frame(f, NULL, 100, 2)); /* 112 bytes: two buffers */
+	assert_true(wait_used(RXQ, 2));
+	uint32_t id, len;
+	used_elem(RXQ, 0, &id, &len);
+	assert_int_equal(id, 0);
+	assert_int_equal(len, 64);
+	used_elem(RXQ, 1, &id, &len);
+	assert_int_equal(id, 1);
+	assert_int_equal(len, 48);
+	assert_memory_equal(g(RXBUF + 0x1000 + 0), f + 64, 48);
+	sleep_ms(20);
+	assert_int_equal(used_idx(RXQ), 2);
+	assert_false(status() & VIRTIO_STATUS_DEVICE_NEEDS_RESET);
+}
+
 /* No buffers: the frame waits, the tap is not read, and it goes out when
  * the driver adds buffers; a frame needing three buffers waits with one. */
 static void test_rx_waits_for_buffers(void **state)
@@ -1021,6 +1047,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_rx_mergeable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_too_big_for_buffer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_oversized_from_tap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rx_larger_than_queue, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_waits_for_buffers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_bad_chains, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tx_bad, setup, teardown),

@@ -1,6 +1,7 @@
 /*
  * core/devices/virtio_net.c: virtio-net (virtio 1.x, 5.1) on a host tap
- * (net_tap.c). Three queues: receive (0), transmit (1) and control (2).
+ * (net_tap.c); the data path is in virtio_net_rxtx.c (shared declarations:
+ * virtio_net.h). Three queues: receive (0), transmit (1) and control (2).
  * Everything runs on the card's I/O thread: the queues' ioeventfds, the tap
  * (edge-triggered: readable or failed), an eventfd to come back to unfinished
  * work, and a timerfd for the announce rounds after a migration.
@@ -43,72 +44,14 @@
  * the guest negotiated VIRTIO_NET_F_GUEST_ANNOUNCE, else a RARP frame for
  * its MAC, in rounds at growing intervals.
  */
-#include "core/devices/devices.h"
-#include "core/virtio/virtio.h"
+#include "core/devices/virtio_net.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
-#include <sys/uio.h>
 #include <time.h>
-#include <unistd.h>
-
-/* ---- virtio 1.x 5.1: features, header, config space, control queue ---- */
-
-enum {
-	NET_F_CSUM = 0,
-	NET_F_GUEST_CSUM = 1,
-	NET_F_MAC = 5,
-	NET_F_GUEST_TSO4 = 7,
-	NET_F_GUEST_TSO6 = 8,
-	NET_F_HOST_TSO4 = 11,
-	NET_F_HOST_TSO6 = 12,
-	NET_F_MRG_RXBUF = 15,
-	NET_F_STATUS = 16,
-	NET_F_CTRL_VQ = 17,
-	NET_F_GUEST_ANNOUNCE = 21,
-};
-#define BIT(b) (1ull << (b))
-
-struct net_hdr { /* struct virtio_net_hdr_v1, little-endian */
-	uint8_t flags;
-	uint8_t gso_type;
-	uint16_t hdr_len, gso_size, csum_start, csum_offset;
-	uint16_t num_buffers;
-} __attribute__((packed));
-#define HDR_LEN		 sizeof(struct net_hdr) /* 12 */
-#define HDR_F_NEEDS_CSUM 1u
-#define HDR_F_DATA_VALID 2u
-#define GSO_NONE	 0u
-#define GSO_TCPV4	 1u
-#define GSO_TCPV6	 4u
-
-#define S_LINK_UP  1u
-#define S_ANNOUNCE 2u
-
-struct net_config {
-	uint8_t mac[6];
-	uint16_t status;
-	uint16_t max_virtqueue_pairs;
-} __attribute__((packed));
-
-#define CTRL_ANNOUNCE	  3u
-#define CTRL_ANNOUNCE_ACK 0u
-#define CTRL_OK		  0u
-#define CTRL_ERR	  1u
-
-enum { RXQ, TXQ, CTRLQ, NQUEUES };
-
-#define ETH_HLEN      14u
-#define NET_FRAME_MAX (65535u + ETH_HLEN + 4u)	    /* a 64 KiB GSO packet, Ethernet + VLAN */
-#define RXBUF_SIZE    (HDR_LEN + NET_FRAME_MAX + 1) /* +1: a read that fills it was too big */
-#define RX_BUDGET     256u /* frames per turn; then the thread looks at its other work */
-#define TX_BUDGET     256u
-#define RX_IRQ_BATCH  64u /* used buffers between two interrupt decisions */
-#define DRAIN_MAX     4096u
 
 /* What a feature needs from the tap: virtio-net headers, and the offloads
  * the kernel must accept before it hands us such frames. */
@@ -145,439 +88,16 @@ static const struct {
     {NET_F_GUEST_TSO6, NET_TAP_TSO6},
 };
 
-/* A segmentation type and the feature that allows it, per direction. */
-static const struct {
-	uint8_t gso;
-	unsigned rx_bit, tx_bit;
-} gso_types[] = {
-    {GSO_TCPV4, NET_F_GUEST_TSO4, NET_F_HOST_TSO4},
-    {GSO_TCPV6, NET_F_GUEST_TSO6, NET_F_HOST_TSO6},
-};
-
-/* Why a frame was dropped: counted, and each reason logged once. */
-enum drop {
-	DROP_RX_RUNT,
-	DROP_RX_TOO_BIG,
-	DROP_RX_HDR,
-	DROP_RX_NO_ROOM,
-	DROP_RX_SWITCHOVER,
-	DROP_TX_SIZE,
-	DROP_TX_HDR,
-	DROP_TX_TAP_ERROR,
-	DROP_TX_NO_TAP,
-	NDROP
-};
-static const char *const drop_names[NDROP] = {
-    [DROP_RX_RUNT] = "received frame shorter than an Ethernet header",
-    [DROP_RX_TOO_BIG] = "received frame larger than the receive buffer",
-    [DROP_RX_HDR] = "received frame with offloads the guest did not accept",
-    [DROP_RX_NO_ROOM] = "received frame larger than the whole receive queue",
-    [DROP_RX_SWITCHOVER] = "received frame queued across a migration's switch-over",
-    [DROP_TX_SIZE] = "transmitted frame of a bad size",
-    [DROP_TX_HDR] = "transmitted frame with offloads the guest did not negotiate",
-    [DROP_TX_TAP_ERROR] = "transmitted frame refused by the tap",
-    [DROP_TX_NO_TAP] = "transmitted frame with the tap gone",
-};
-
 /* Announce rounds after an incoming migration: QEMU's defaults (a round at
  * once, then 50 ms, growing by 100 ms: announce-initial, -step, -rounds). */
 static const unsigned announce_gap_ms[] = {0, 50, 150, 250, 350};
 #define ANNOUNCE_ROUNDS (sizeof(announce_gap_ms) / sizeof(announce_gap_ms[0]))
-
-/* Guest-visible state: what migration carries. The MAC is also a check. */
-struct net_state {
-	struct virtio_mmio_state t;
-	uint8_t mac[6];
-	uint16_t status; /* config space status: S_LINK_UP, S_ANNOUNCE */
-};
-
-struct net {
-	struct virtio_mmio t; /* first: the transport finds itself in dev->state */
-	struct net_state s;
-	const struct vm_net *conf;
-	const char *name;
-	struct net_tap tap;
-	bool tap_ok;  /* false once the tap failed for good: link down */
-	int again_fd; /* eventfd: unfinished receive/transmit work */
-	int timer_fd; /* announce rounds */
-
-	/* receive: one frame at a time, in our buffer until it is placed */
-	uint8_t *rxbuf;
-	size_t rx_len;
-	bool rx_pending;
-	size_t rx_off;	  /* bytes of it placed in held chains */
-	unsigned rx_held; /* chains taken for it, not yet used */
-	struct virtq_chain rx_first, rx_chain;
-	uint16_t heads[VIRTQ_MAX_SIZE];
-	uint32_t lens[VIRTQ_MAX_SIZE];
-
-	/* transmit */
-	struct virtq_chain tx_chain;
-	struct net_hdr tx_hdr;
-	struct iovec tx_iov[VIRTQ_MAX_SEGS + 1];
-
-	struct {
-		uint64_t rx_frames, rx_bytes, tx_frames, tx_bytes;
-		uint64_t drops[NDROP];
-	} st;
-
-	struct {
-		bool active;	  /* rounds left to do */
-		bool waiting_ack; /* the guest has the announce bit */
-		unsigned round;
-		struct virtio_net_announce info;
-	} ann;
-};
-
-static bool has(const struct net *n, unsigned bit)
-{
-	return virtio_mmio_has(&n->t, bit);
-}
 
 static uint64_t now_ns(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static void wake(int fd)
-{
-	uint64_t one = 1;
-	while (write(fd, &one, sizeof(one)) < 0 && errno == EINTR)
-		;
-}
-
-static void drop(struct net *n, enum drop why)
-{
-	if (n->st.drops[why]++ == 0)
-		fprintf(stderr, "vmm: %s: dropped a %s (counted; logged once)\n", n->name,
-			drop_names[why]);
-}
-
-static void mark_written(struct net *n, const struct virtq_chain *c, size_t off, size_t len)
-{
-	for (unsigned i = c->n_out; i < c->nseg && len; i++) {
-		size_t seg = c->iov[i].iov_len;
-		if (off >= seg) {
-			off -= seg;
-			continue;
-		}
-		size_t k = seg - off < len ? seg - off : len;
-		virtio_mark_dirty(&n->t, c->gpa[i] + off, k);
-		len -= k;
-		off = 0;
-	}
-}
-
-/* [skip, skip+len) of a segment list as a new list; returns its length. */
-static unsigned slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
-		      struct iovec *dst)
-{
-	unsigned k = 0;
-	for (unsigned i = 0; i < n && len; i++) {
-		if (skip >= src[i].iov_len) {
-			skip -= src[i].iov_len;
-			continue;
-		}
-		size_t take = src[i].iov_len - skip < len ? src[i].iov_len - skip : len;
-		dst[k++] = (struct iovec){(uint8_t *)src[i].iov_base + skip, take};
-		len -= take;
-		skip = 0;
-	}
-	return k;
-}
-
-/* Whether a header stays within what the guest negotiated for its
- * direction (`rx`: tap -> guest; else guest -> tap). */
-static bool hdr_allowed(const struct net *n, const struct net_hdr *h, bool rx)
-{
-	unsigned csum = rx ? NET_F_GUEST_CSUM : NET_F_CSUM;
-	uint8_t flags = rx ? HDR_F_NEEDS_CSUM | HDR_F_DATA_VALID : HDR_F_NEEDS_CSUM;
-	if ((h->flags & ~flags) || (h->flags && !has(n, csum)))
-		return false;
-	if (h->gso_type == GSO_NONE)
-		return true;
-	for (size_t i = 0; i < sizeof(gso_types) / sizeof(gso_types[0]); i++)
-		if (gso_types[i].gso == h->gso_type)
-			return has(n, rx ? gso_types[i].rx_bit : gso_types[i].tx_bit);
-	return false; /* ECN, UDP and unknown types are never offered */
-}
-
-/* ---- the link and the tap ---- */
-
-static bool tap_gone(int e)
-{
-	return e == EBADFD || e == EBADF || e == ENODEV || e == ENXIO || e == EPIPE;
-}
-
-static void set_status(struct net *n, uint16_t status)
-{
-	if (n->s.status == status)
-		return;
-	n->s.status = status;
-	if (n->t.s->status & VIRTIO_STATUS_DRIVER_OK)
-		virtio_mmio_config_changed(&n->t);
-	else
-		n->t.s->config_generation++;
-}
-
-/* The tap is gone (deleted, its file in a bad state): link down, no more
- * reads; transmitted frames are dropped from now on. */
-static void tap_failed(struct net *n, const char *op, int e)
-{
-	if (!n->tap_ok)
-		return;
-	fprintf(stderr, "vmm: %s: tap %s: %s: %s; the link is down\n", n->name, n->tap.name, op,
-		strerror(e));
-	n->tap_ok = false;
-	iothread_unwatch(&n->t.io, n->tap.fd);
-	n->rx_pending = false;
-	set_status(n, n->s.status & ~S_LINK_UP);
-}
-
-/* ---- receive ---- */
-
-/* The next frame from the tap into rxbuf: 1 a frame (maybe to drop), 0 none,
- * negative the tap failed. */
-static int rx_read(struct net *n)
-{
-	size_t off = n->tap.vnet_hdr ? 0 : HDR_LEN; /* without: a header of zeros */
-	for (;;) {
-		ssize_t r = read(n->tap.fd, n->rxbuf + off, RXBUF_SIZE - off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0)
-			return errno == EAGAIN ? 0 : -errno;
-		if (r == 0)
-			return -EPIPE; /* a stand-in whose peer closed (a tap never reads 0) */
-		if (!n->tap.vnet_hdr)
-			memset(n->rxbuf, 0, HDR_LEN);
-		n->rx_len = (size_t)r + off;
-		return 1;
-	}
-}
-
-/* Checks the frame just read; false: dropped. */
-static bool rx_check(struct net *n)
-{
-	if (n->rx_len < HDR_LEN + ETH_HLEN) {
-		drop(n, DROP_RX_RUNT);
-		return false;
-	}
-	if (n->rx_len >= RXBUF_SIZE) {
-		drop(n, DROP_RX_TOO_BIG);
-		return false;
-	}
-	struct net_hdr h;
-	memcpy(&h, n->rxbuf, HDR_LEN);
-	if (!has(n, NET_F_GUEST_CSUM))
-		h.flags &= (uint8_t)~HDR_F_DATA_VALID; /* 5.1.6.4.1: flags 0 without GUEST_CSUM */
-	if (!hdr_allowed(n, &h, true)) {
-		drop(n, DROP_RX_HDR);
-		return false;
-	}
-	h.num_buffers = 1;
-	memcpy(n->rxbuf, &h, HDR_LEN);
-	return true;
-}
-
-/* Gives back the chains held for the pending frame and forgets the frame. */
-static void rx_abandon(struct net *n, enum drop why)
-{
-	if (!n->rx_pending)
-		return;
-	virtq_rewind(&n->t.vq[RXQ], n->rx_held);
-	n->rx_pending = false;
-	n->rx_held = 0;
-	n->rx_off = 0;
-	drop(n, why);
-}
-
-/* Places the pending frame in receive buffers. 1: done with it (used, or
- * dropped); 0: it waits for more buffers (the chains taken stay held);
- * -1: the driver broke the rules (the device needs a reset). */
-static int rx_place(struct net *n)
-{
-	struct virtq *vq = &n->t.vq[RXQ];
-	bool mrg = has(n, NET_F_MRG_RXBUF);
-	struct vmm_error err = {0};
-	while (n->rx_off < n->rx_len) {
-		if (n->rx_held == vq->s->num) { /* the whole queue is not enough */
-			rx_abandon(n, DROP_RX_NO_ROOM);
-			return 1;
-		}
-		struct virtq_chain *c = n->rx_held ? &n->rx_chain : &n->rx_first;
-		int r = virtq_pop(vq, c, &err);
-		if (r == 0)
-			return 0;
-		if (r < 0 || c->n_out || c->in_len == 0) {
-			if (r > 0)
-				snprintf(err.msg, sizeof(err.msg), "receive buffer at head %u %s",
-					 c->head,
-					 c->n_out ? "has device-readable segments" : "has no room");
-			n->rx_pending = false;
-			n->rx_held = 0;
-			n->rx_off = 0;
-			vq->broken = true;
-			virtio_mmio_set_needs_reset(&n->t, err.msg);
-			return -1;
-		}
-		n->rx_held++;
-		if (!mrg && c->in_len < n->rx_len) {
-			rx_abandon(n, DROP_RX_TOO_BIG); /* the buffer stays the driver's */
-			return 1;
-		}
-		size_t take = n->rx_len - n->rx_off;
-		if (take > c->in_len)
-			take = c->in_len;
-		iov_from_buf(c->iov, c->nseg, 0, n->rxbuf + n->rx_off, take);
-		mark_written(n, c, 0, take);
-		n->heads[n->rx_held - 1] = c->head;
-		n->lens[n->rx_held - 1] = (uint32_t)take;
-		n->rx_off += take;
-	}
-	uint16_t nb = (uint16_t)n->rx_held; /* 5.1.6.4: the chains this frame used */
-	iov_from_buf(n->rx_first.iov, n->rx_first.nseg, offsetof(struct net_hdr, num_buffers), &nb,
-		     sizeof(nb));
-	virtq_push_n(vq, n->heads, n->lens, n->rx_held);
-	n->st.rx_frames++;
-	n->st.rx_bytes += n->rx_len - HDR_LEN;
-	n->rx_pending = false;
-	n->rx_held = 0;
-	n->rx_off = 0;
-	return 1;
-}
-
-static bool rx_can_run(const struct net *n)
-{
-	return virtio_mmio_running(&n->t) && n->t.s->q[RXQ].ready && !n->t.vq[RXQ].broken &&
-	       n->tap_ok;
-}
-
-/* Moves frames from the tap to the guest until the tap is empty, the guest
- * has no buffers, or the budget is spent (then the thread comes back). */
-static void rx_run(struct net *n)
-{
-	if (!rx_can_run(n))
-		return;
-	struct virtq *vq = &n->t.vq[RXQ];
-	uint16_t signalled = vq->s->used_idx;
-	for (unsigned done = 0;;) {
-		if (!n->rx_pending) {
-			if (done == RX_BUDGET) {
-				wake(n->again_fd);
-				break;
-			}
-			int r = rx_read(n);
-			if (r == 0)
-				break; /* empty: the next frame is a new edge */
-			if (r < 0) {
-				tap_failed(n, "read", -r);
-				break;
-			}
-			done++;
-			if (!rx_check(n))
-				continue;
-			n->rx_pending = true;
-		}
-		int r = rx_place(n);
-		if (r < 0)
-			break;
-		if (r == 0) {
-			/* no buffers: ask for a kick, then look once more (the driver
-			 * may have added some before it saw avail_event) */
-			virtq_set_notify(vq, true);
-			if (!virtq_has_avail(vq))
-				break;
-			continue;
-		}
-		if ((uint16_t)(vq->s->used_idx - signalled) >= RX_IRQ_BATCH) {
-			virtio_mmio_notify_used(&n->t, RXQ);
-			signalled = vq->s->used_idx;
-		}
-	}
-	if (vq->s->used_idx != signalled)
-		virtio_mmio_notify_used(&n->t, RXQ);
-}
-
-/* ---- transmit ---- */
-
-static void tx_one(struct net *n, const struct virtq_chain *c)
-{
-	size_t len = c->out_len - HDR_LEN;
-	if (len < ETH_HLEN || len > NET_FRAME_MAX) {
-		drop(n, DROP_TX_SIZE);
-		return;
-	}
-	/* our copy: the guest may rewrite its header while the kernel reads */
-	iov_to_buf(c->iov, c->n_out, 0, &n->tx_hdr, HDR_LEN);
-	if (!hdr_allowed(n, &n->tx_hdr, false) ||
-	    (!n->tap.vnet_hdr && (n->tx_hdr.flags || n->tx_hdr.gso_type))) {
-		drop(n, DROP_TX_HDR);
-		return;
-	}
-	if (!n->tap_ok) {
-		drop(n, DROP_TX_NO_TAP);
-		return;
-	}
-	unsigned k = 0;
-	if (n->tap.vnet_hdr) {
-		n->tx_hdr.num_buffers = 0;
-		n->tx_iov[k++] = (struct iovec){&n->tx_hdr, HDR_LEN};
-	}
-	k += slice(c->iov, c->n_out, HDR_LEN, len, n->tx_iov + k);
-	ssize_t w;
-	while ((w = writev(n->tap.fd, n->tx_iov, (int)k)) < 0 && errno == EINTR)
-		;
-	if (w < 0 && tap_gone(errno)) {
-		tap_failed(n, "write", errno);
-		drop(n, DROP_TX_NO_TAP);
-	} else if (w < 0) {
-		drop(n, DROP_TX_TAP_ERROR); /* link down (EIO), a frame the kernel refused */
-	} else {
-		n->st.tx_frames++;
-		n->st.tx_bytes += len;
-	}
-}
-
-static void tx_run(struct net *n)
-{
-	struct virtq *vq = &n->t.vq[TXQ];
-	if (!virtio_mmio_running(&n->t) || !n->t.s->q[TXQ].ready || vq->broken)
-		return;
-	struct virtq_chain *c = &n->tx_chain;
-	struct vmm_error err = {0};
-	uint16_t used_before = vq->s->used_idx;
-	unsigned done = 0;
-	int r;
-again:
-	while ((r = virtq_pop(vq, c, &err)) > 0) {
-		if (c->out_len < HDR_LEN) {
-			snprintf(err.msg, sizeof(err.msg),
-				 "transmit chain at head %u has %llu readable bytes: no header",
-				 c->head, (unsigned long long)c->out_len);
-			vq->broken = true;
-			r = -EPROTO;
-			break;
-		}
-		tx_one(n, c);
-		virtq_push(vq, c->head, 0);
-		if (++done == TX_BUDGET) {
-			wake(n->again_fd);
-			goto out;
-		}
-	}
-	if (r < 0) {
-		virtio_mmio_set_needs_reset(&n->t, err.msg);
-	} else {
-		virtq_set_notify(vq, true);
-		if (virtq_has_avail(vq)) /* added before the driver could see avail_event */
-			goto again;
-	}
-out:
-	if (vq->s->used_idx != used_before)
-		virtio_mmio_notify_used(&n->t, TXQ);
 }
 
 /* ---- announce ---- */
@@ -660,7 +180,7 @@ static void on_announce_timer(void *ctx)
 
 static uint8_t ctrl_announce_ack(struct net *n)
 {
-	set_status(n, n->s.status & ~S_ANNOUNCE); /* no interrupt: the driver asked */
+	vnet_set_status(n, n->s.status & ~S_ANNOUNCE); /* no interrupt: the driver asked */
 	if (n->ann.waiting_ack) {
 		n->ann.waiting_ack = false;
 		n->ann.info.guest_acks++;
@@ -705,7 +225,7 @@ again:
 			    has(n, ctrl_commands[i].feature))
 				ack = ctrl_commands[i].fn(n);
 		iov_from_buf(c->iov + c->n_out, c->nseg - c->n_out, 0, &ack, 1);
-		mark_written(n, c, 0, 1);
+		vnet_mark_written(n, c, 0, 1);
 		virtq_push(vq, c->head, 1);
 	}
 	if (r < 0) {
@@ -727,8 +247,8 @@ static void net_queue_notify(struct virtio_mmio *t, unsigned q)
 {
 	struct net *n = (struct net *)t;
 	static const queue_fn run[NQUEUES] = {
-	    [RXQ] = rx_run, /* the driver added receive buffers */
-	    [TXQ] = tx_run,
+	    [RXQ] = vnet_rx_run, /* the driver added receive buffers */
+	    [TXQ] = vnet_tx_run,
 	    [CTRLQ] = ctrl_run,
 	};
 	if (q < NQUEUES)
@@ -740,7 +260,7 @@ static void on_tap(void *ctx)
 {
 	struct net *n = ctx;
 	pthread_mutex_lock(&n->t.dev->lock);
-	rx_run(n);
+	vnet_rx_run(n);
 	pthread_mutex_unlock(&n->t.dev->lock);
 }
 
@@ -748,8 +268,8 @@ static void on_again(void *ctx)
 {
 	struct net *n = ctx;
 	pthread_mutex_lock(&n->t.dev->lock);
-	rx_run(n);
-	tx_run(n);
+	vnet_rx_run(n);
+	vnet_tx_run(n);
 	pthread_mutex_unlock(&n->t.dev->lock);
 }
 
@@ -863,7 +383,7 @@ static int net_quiesce(struct device *dev, struct vmm_error *err)
 	struct net *n = dev->state;
 	pthread_mutex_lock(&dev->lock);
 	virtio_mmio_pause(&n->t);
-	rx_abandon(n, DROP_RX_SWITCHOVER);
+	vnet_rx_abandon(n, DROP_RX_SWITCHOVER);
 	pthread_mutex_unlock(&dev->lock);
 	return 0;
 }
@@ -891,15 +411,15 @@ static int net_activate(struct device *dev, struct vmm_error *err)
 	pthread_mutex_lock(&dev->lock);
 	unsigned drained = 0;
 	while (n->tap_ok && drained < DRAIN_MAX) {
-		int r = rx_read(n);
+		int r = vnet_rx_read(n);
 		if (r < 0)
-			tap_failed(n, "read", -r);
+			vnet_tap_failed(n, "read", -r);
 		if (r <= 0)
 			break;
 		drained++;
-		drop(n, DROP_RX_SWITCHOVER);
+		vnet_drop(n, DROP_RX_SWITCHOVER);
 	}
-	set_status(n, n->tap_ok ? n->s.status | S_LINK_UP : n->s.status & ~S_LINK_UP);
+	vnet_set_status(n, n->tap_ok ? n->s.status | S_LINK_UP : n->s.status & ~S_LINK_UP);
 	virtio_mmio_resume(&n->t);
 	wake(n->again_fd);
 	announce_start(n);

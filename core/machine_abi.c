@@ -76,9 +76,11 @@ static int dump_devices(const struct machine *m, FILE *out, struct vmm_error *er
 		fprintf(out, "mmio 0x%08llx-0x%08llx virtio-mmio slot %u irq %u\n",
 			(unsigned long long)base, (unsigned long long)(base + VIRTIO_MMIO_SIZE - 1), i,
 			irq);
-	static const struct device_type *const virtio_types[] = {&device_virtio_blk,
-								  &device_virtio_rng};
-	for (size_t i = 0; r == 0 && machine_has_device(m, "virtio-mmio") && i < 2; i++)
+	static const struct device_type *const virtio_types[] = {
+	    &device_virtio_blk, &device_virtio_rng, &device_virtio_net};
+	for (size_t i = 0; r == 0 && machine_has_device(m, "virtio-mmio") &&
+			   i < sizeof(virtio_types) / sizeof(virtio_types[0]);
+	     i++)
 		dump_state(out, virtio_types[i]->name, virtio_types[i]);
 	for (unsigned i = 0; r == 0 && i < vm.ndevices; i++) {
 		const struct state_desc *sd = vm.devices[i].type->state;

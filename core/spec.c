@@ -84,6 +84,8 @@ static void copy_devices(const struct vm_request *req, struct vm_spec *out)
 	memcpy(out->disks, req->disks, sizeof(out->disks));
 	out->ndisks = req->ndisks;
 	out->rng = req->rng;
+	memcpy(out->nets, req->nets, sizeof(out->nets));
+	out->nnets = req->nnets;
 	out->incoming = req->incoming;
 }
 
@@ -226,8 +228,13 @@ int vm_spec_adopt(const struct vm_request *req, const struct vm_spec *theirs, st
 
 bool vm_spec_same_guest(const struct vm_spec *a, const struct vm_spec *b)
 {
-	if (a->ndisks != b->ndisks || a->rng != b->rng)
+	if (a->ndisks != b->ndisks || a->rng != b->rng || a->nnets != b->nnets)
 		return false;
+	for (unsigned i = 0; i < a->nnets; i++)
+		if (strcmp(a->nets[i].tap, b->nets[i].tap) != 0 ||
+		    memcmp(a->nets[i].mac, b->nets[i].mac, 6) != 0 ||
+		    a->nets[i].use_fd != b->nets[i].use_fd || a->nets[i].fd != b->nets[i].fd)
+			return false;
 	for (unsigned i = 0; i < a->ndisks; i++)
 		if (strcmp(a->disks[i].path, b->disks[i].path) != 0 ||
 		    strcmp(a->disks[i].serial, b->disks[i].serial) != 0 ||

@@ -53,6 +53,24 @@ struct vm_disk {
 	bool readonly;
 };
 
+/* A network card: --net tap=IFNAME[,mac=MAC] (virtio-net on a host tap).
+ * The MAC is guest hardware (the stream checks it); the tap is the host's.
+ * Without mac= the card gets 52:54:00:12:34:56 + its index (as QEMU's
+ * first card): give each guest on one segment its own. */
+#define VM_MAX_NETS 4
+#define VM_NET_IFNAME_MAX 15 /* IFNAMSIZ - 1 */
+struct vm_net {
+	char tap[VM_NET_IFNAME_MAX + 1];
+	uint8_t mac[6];
+	/* Tests and embedders: an open descriptor that carries one frame per
+	 * read/write (a tap, or a socketpair standing in for one) instead of
+	 * opening `tap`; fd_vnet_hdr: its frames carry a 12-byte virtio-net
+	 * header (and it then "supports" checksum and TSO offloads). Never
+	 * set from the command line. */
+	bool use_fd, fd_vnet_hdr;
+	int fd;
+};
+
 /* What a person (the command line) asks for. NULL or 0 means "the machine
  * type's default". Nothing here is resolved yet. */
 struct vm_request {
@@ -66,10 +84,14 @@ struct vm_request {
 	struct vm_disk disks[VM_MAX_DISKS]; /* virtio-blk, in slot order */
 	unsigned ndisks;
 	bool rng;      /* virtio-rng */
+	struct vm_net nets[VM_MAX_NETS]; /* virtio-net, in slot order */
+	unsigned nnets;
 	bool incoming; /* the VM receives a guest: devices wait for activation (Go) */
 };
 /* Adds --disk's value to the request (core/virtio/slots.c). */
 int vm_request_add_disk(struct vm_request *req, const char *arg, struct vmm_error *err);
+/* Adds --net's value to the request (core/virtio/slots.c). */
+int vm_request_add_net(struct vm_request *req, const char *arg, struct vmm_error *err);
 
 /* Where a resolved value came from, for --print-config and errors. */
 enum vm_spec_origin {
@@ -105,6 +127,8 @@ struct vm_spec {
 	struct vm_disk disks[VM_MAX_DISKS];
 	unsigned ndisks;
 	bool rng;
+	struct vm_net nets[VM_MAX_NETS]; /* the stream checks each MAC */
+	unsigned nnets;
 	bool incoming; /* host side: devices wait for activation (Go) */
 };
 
@@ -277,7 +301,7 @@ void vm_devices_handover(struct vm *vm);
 int vm_devices_unquiesce(struct vm *vm, struct vmm_error *err);
 int vm_devices_activate(struct vm *vm, struct vmm_error *err);
 /* The devices the command line adds on the machine type's virtio-mmio
- * slots (--disk, --rng): part of vm_create() (core/virtio/slots.c). */
+ * slots (--disk, --rng, --net): part of vm_create() (core/virtio/slots.c). */
 int vm_create_virtio_devices(struct vm *vm, struct vmm_error *err);
 /* " virtio_mmio.device=SIZE@ADDR:IRQ" for each of them, for the kernel
  * command line; returns the length written (0 without virtio devices). */

@@ -1,7 +1,8 @@
 /*
  * u_cmdline.c: the command line, space-separated key=value words:
  *   cpuid  cpuid-interval=SECONDS  dirty=SIZE  rate=SIZE  runtime=SECONDS  exit=N
- *   progress=MS  blk=SIZE  rng=N  blkbench=MODE  virtio_mmio.device=SIZE@ADDR:IRQ
+ *   progress=MS  blk=SIZE  rng=N  blkbench=MODE  net=echo  net-announce=on|off
+ *   virtio_mmio.device=SIZE@ADDR:IRQ
  * plus the hidden self-tests selftest-corrupt and selftest-acpi. SIZE is a
  * decimal number with an optional K, M or G suffix (powers of 1024).
  */
@@ -163,6 +164,12 @@ static bool option(const char *key, const char *val, char *err, size_t errsz)
 		ok = parse_size(val, &u_cfg.rng) && u_cfg.rng <= (1u << 20);
 	} else if (streq(key, "blkbench")) {
 		ok = blkbench_mode(val);
+	} else if (streq(key, "net")) {
+		ok = val && streq(val, "echo");
+		u_cfg.net_echo = ok;
+	} else if (streq(key, "net-announce")) {
+		ok = val && (streq(val, "on") || streq(val, "off"));
+		u_cfg.net_announce = ok && streq(val, "on");
 	} else if (streq(key, "selftest-corrupt") && !val) {
 		u_cfg.selftest_corrupt = true;
 	} else if (streq(key, "selftest-acpi") && !val) {
@@ -181,6 +188,7 @@ bool cmdline_parse(char *err, size_t errsz)
 	char *p = words;
 
 	u_cfg.progress = 1000;
+	u_cfg.net_announce = true;
 	memcpy(words, k_bootinfo.cmdline, CMDLINE_MAX);
 	words[CMDLINE_MAX - 1] = '\0';
 	while (*p) {

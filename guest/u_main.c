@@ -170,12 +170,14 @@ void user_main(uint32_t idx)
 			u_exit(u_cfg.exit_status);
 		idle_forever();
 	}
-	if (!u_cfg.has_dirty && !u_cfg.has_runtime && !u_cfg.blk) {
+	if (!u_cfg.has_dirty && !u_cfg.has_runtime && !u_cfg.blk && !u_cfg.net_echo) {
 		if (idx == 0)
 			heartbeat();
 		idle_forever();
 	}
-	errors = idx == 0 && u_cfg.blk ? blk_run() : dirty_run(idx);
+	errors = idx == 0 && u_cfg.blk	    ? blk_run()
+		 : idx == 0 && u_cfg.net_echo ? net_run()
+					      : dirty_run(idx);
 	__atomic_fetch_add(&errors_total, errors, __ATOMIC_SEQ_CST);
 	u_barrier(&n_final, u_sys.ncpus);
 	if (idx == 0)

@@ -1,7 +1,8 @@
 /*
  * u_virtio.c: a small virtio-mmio driver at CPL3 (the registers are mapped
  * user-accessible like all memory below 4 GiB). Version 2 registers only,
- * one split queue, polled: the guest never unmasks the devices' I/O APIC
+ * split queues (one for the disk and the entropy device, three for the
+ * network card), polled: the guest never unmasks the devices' I/O APIC
  * pins, so the CPL0 part (emulated on our KVM) stays untouched. Devices
  * come from the virtio_mmio.device=SIZE@ADDR:IRQ words of the command line
  * (our vmm and QEMU's microvm both append them).
@@ -77,22 +78,26 @@ static void wr64(const struct vdev *d, uint32_t reg, uint64_t v)
 	wr(d, reg + 4, (uint32_t)(v >> 32));
 }
 
-static bool setup_queue(struct vdev *d, uint16_t qmax)
+bool vdev_queue(struct vdev *d, struct vq *q, uint16_t index, uint16_t qmax)
 {
-	struct vq *q = &d->q;
 	uint32_t max;
 	uint64_t desc, avail, used;
 
-	wr(d, R_QUEUE_SEL, 0);
+	wr(d, R_QUEUE_SEL, index);
 	max = rd(d, R_QUEUE_NUM_MAX);
-	if (!max)
+	if (!max) {
+		u_printf("testguest: virtio device at 0x%lx has no queue %u\n", d->base, index);
 		return false;
+	}
+	q->index = index;
 	q->num = (uint16_t)(max < qmax ? max : qmax);
 	desc = mem_alloc(16ull * q->num);
 	avail = mem_alloc(6ull + 2ull * q->num);
 	used = mem_alloc(6ull + 8ull * q->num);
-	if (!desc || !avail || !used)
+	if (!desc || !avail || !used) {
+		u_printf("testguest: no free memory for virtio queue %u\n", index);
 		return false;
+	}
 	q->desc = (volatile uint8_t *)(uintptr_t)desc;
 	q->avail = (volatile uint8_t *)(uintptr_t)avail;
 	q->used = (volatile uint8_t *)(uintptr_t)used;
@@ -102,10 +107,15 @@ static bool setup_queue(struct vdev *d, uint16_t qmax)
 	wr64(d, R_QUEUE_DRIVER, avail);
 	wr64(d, R_QUEUE_DEVICE, used);
 	wr(d, R_QUEUE_READY, 1);
-	return rd(d, R_QUEUE_READY) == 1;
+	if (rd(d, R_QUEUE_READY) != 1) {
+		u_printf("testguest: virtio device at 0x%lx: queue %u refused (status 0x%x)\n",
+			 d->base, index, rd(d, R_STATUS));
+		return false;
+	}
+	return true;
 }
 
-bool vdev_open(struct vdev *d, uint32_t id, uint64_t want, uint16_t qmax)
+bool vdev_begin(struct vdev *d, uint32_t id, uint64_t want)
 {
 	uint32_t i;
 	uint64_t offered;
@@ -144,12 +154,24 @@ bool vdev_open(struct vdev *d, uint32_t id, uint64_t want, uint16_t qmax)
 	wr(d, R_DRIVER_FEATURES_SEL, 1);
 	wr(d, R_DRIVER_FEATURES, (uint32_t)(d->features >> 32));
 	wr(d, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-	if (!(rd(d, R_STATUS) & S_FEATURES_OK) || !setup_queue(d, qmax)) {
+	if (!(rd(d, R_STATUS) & S_FEATURES_OK)) {
 		u_printf("testguest: virtio device at 0x%lx: set-up refused (status 0x%x)\n",
 			 d->base, rd(d, R_STATUS));
 		return false;
 	}
+	return true;
+}
+
+void vdev_ready(struct vdev *d)
+{
 	wr(d, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+}
+
+bool vdev_open(struct vdev *d, uint32_t id, uint64_t want, uint16_t qmax)
+{
+	if (!vdev_begin(d, id, want) || !vdev_queue(d, &d->q, 0, qmax))
+		return false;
+	vdev_ready(d);
 	return true;
 }
 
@@ -164,15 +186,20 @@ void vq_set_desc(struct vq *q, uint16_t i, uint64_t addr, uint32_t len, uint16_t
 	*(volatile uint16_t *)(e + 14) = next;
 }
 
-void vq_publish(struct vdev *d, uint16_t head)
+void vq_add(struct vq *q, uint16_t head)
 {
-	struct vq *q = &d->q;
-	uint16_t old = q->avail_idx, event;
-
-	*(volatile uint16_t *)(q->avail + 4 + 2u * (old % q->num)) = head;
+	*(volatile uint16_t *)(q->avail + 4 + 2u * (q->avail_idx % q->num)) = head;
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	q->avail_idx = (uint16_t)(old + 1);
+	q->avail_idx = (uint16_t)(q->avail_idx + 1);
 	*(volatile uint16_t *)(q->avail + 2) = q->avail_idx;
+}
+
+void vq_notify(struct vdev *d, struct vq *q, uint16_t old)
+{
+	uint16_t event;
+
+	if (q->avail_idx == old)
+		return;
 	__atomic_thread_fence(__ATOMIC_SEQ_CST); /* idx out before reading avail_event */
 	if (q->event_idx) {
 		event = *(volatile uint16_t *)(q->used + 4 + 8u * q->num);
@@ -181,7 +208,20 @@ void vq_publish(struct vdev *d, uint16_t head)
 	} else if (*(volatile uint16_t *)q->used & 1) {
 		return; /* VIRTQ_USED_F_NO_NOTIFY */
 	}
-	wr(d, R_QUEUE_NOTIFY, 0);
+	wr(d, R_QUEUE_NOTIFY, q->index);
+}
+
+void vq_kick(struct vdev *d, struct vq *q)
+{
+	wr(d, R_QUEUE_NOTIFY, q->index);
+}
+
+void vq_publish(struct vdev *d, uint16_t head)
+{
+	uint16_t old = d->q.avail_idx;
+
+	vq_add(&d->q, head);
+	vq_notify(d, &d->q, old);
 }
 
 bool vq_take_used(struct vq *q, uint32_t *id, uint32_t *len)

@@ -47,6 +47,8 @@ struct config {
 	uint64_t blk;		/* bytes of disk 0 to write and verify; 0 = none */
 	uint64_t rng;		/* bytes to read from the entropy device; 0 = none */
 	uint32_t blkbench;	/* BLKBENCH_*: measure instead of verify */
+	bool net_echo;		/* net=echo: send every received frame back (u_net.c) */
+	bool net_announce;	/* negotiate GUEST_ANNOUNCE (net-announce=on, the default) */
 	uint32_t nvirtio;	/* virtio_mmio.device= words seen */
 	struct virtio_word {
 		uint64_t base, size;
@@ -103,6 +105,7 @@ uint64_t mem_alloc(uint64_t bytes);
 struct vq {
 	volatile uint8_t *desc, *avail, *used;
 	uint16_t num;
+	uint16_t index;	    /* the queue's number on its device */
 	uint16_t avail_idx; /* next avail index we publish */
 	uint16_t used_seen; /* used entries consumed */
 	bool event_idx;
@@ -117,6 +120,16 @@ struct vdev {
 /* Finds the first device of `id` among the virtio_mmio.device= words and
  * brings queue 0 up with at most `qmax` entries. false + message if none. */
 bool vdev_open(struct vdev *d, uint32_t id, uint64_t want_features, uint16_t qmax);
+/* The same in steps, for a device with several queues: find it and
+ * negotiate (FEATURES_OK), set up each queue, then DRIVER_OK. */
+bool vdev_begin(struct vdev *d, uint32_t id, uint64_t want_features);
+bool vdev_queue(struct vdev *d, struct vq *q, uint16_t index, uint16_t qmax);
+void vdev_ready(struct vdev *d);
+/* Make head available without notifying; then notify once for everything
+ * added since avail index `old` (EVENT_IDX or NO_NOTIFY permitting). */
+void vq_add(struct vq *q, uint16_t head);
+void vq_notify(struct vdev *d, struct vq *q, uint16_t old);
+void vq_kick(struct vdev *d, struct vq *q); /* notify, whatever EVENT_IDX says */
 void vq_set_desc(struct vq *q, uint16_t i, uint64_t addr, uint32_t len, uint16_t flags,
 		 uint16_t next);
 void vq_publish(struct vdev *d, uint16_t head); /* make available and notify */
@@ -131,6 +144,7 @@ void vdev_ack_irq(struct vdev *d);
 uint64_t blk_run(void);	  /* returns errors */
 void blkbench_run(void);
 bool rng_run(void);
+uint64_t net_run(void); /* returns errors */
 
 /* u_cpuid.c */
 void cpuid_report(uint32_t idx);

@@ -109,7 +109,7 @@ static const struct machine_prop microvm_1_1[] = {
 	{NULL, NULL, NULL},
 };
 
-/* 1.2: virtio-mmio (virtio 1.x, version 2 registers) for --disk and --rng.
+/* 1.2: virtio-mmio (virtio 1.x, version 2 registers) for --disk, --rng and --net.
  * Eight 512-byte slots where QEMU's microvm puts them, each on an ISA IRQ
  * that no other device of this machine uses (the MP table lists ISA IRQs,
  * so Linux finds them without ACPI). Per device type: the feature bits it
@@ -130,6 +130,12 @@ static const struct machine_prop microvm_1_2[] = {
 	/* VERSION_1 | EVENT_IDX | INDIRECT_DESC */
 	{"virtio-rng", "features", "0x130000000"},
 	{"virtio-rng", "queue-size", "64"},
+	/* VERSION_1 | EVENT_IDX | INDIRECT_DESC | GUEST_ANNOUNCE | CTRL_VQ | STATUS |
+	 * MRG_RXBUF | HOST_TSO6 | HOST_TSO4 | GUEST_TSO6 | GUEST_TSO4 | MAC | GUEST_CSUM |
+	 * CSUM. A card offers the checksum and TSO bits only where its tap can do them
+	 * (virtio-net headers, TUNSETOFFLOAD). Three queues: receive, transmit, control. */
+	{"virtio-net", "features", "0x1302399a3"},
+	{"virtio-net", "queue-size", "256"},
 	/* Unversioned CPU model names: the models released since 1.0 */
 	{"cpu-models", "x86-64-v4-amd", "x86-64-v4-amd-v1"},
 	{NULL, NULL, NULL},
@@ -142,8 +148,8 @@ const struct machine_version machine_microvm_versions[] = {
 	{"microvm-1.1", "microvm-1.0",
 	 "adds COM2 (serial1, 0x2f8, IRQ 3); default RAM 256 MiB -> 512 MiB", microvm_1_1},
 	{"microvm-1.2", "microvm-1.1",
-	 "adds 8 virtio-mmio slots (0xfeb00000, IRQs 5-7,9-11,14,15) for --disk (virtio-blk) and "
-	 "--rng (virtio-rng)", microvm_1_2},
+	 "adds 8 virtio-mmio slots (0xfeb00000, IRQs 5-7,9-11,14,15) for --disk (virtio-blk), "
+	 "--rng (virtio-rng) and --net (virtio-net)", microvm_1_2},
 };
 const unsigned machine_microvm_nversions =
 	sizeof(machine_microvm_versions) / sizeof(machine_microvm_versions[0]);

@@ -30,6 +30,9 @@ struct mig_header_buf {
 	const char *caps[16];
 	Vmm__Migration__DiskInfo disk[VM_MAX_DISKS];
 	Vmm__Migration__DiskInfo *diskp[VM_MAX_DISKS];
+	Vmm__Migration__NetInfo net[VM_MAX_NETS];
+	Vmm__Migration__NetInfo *netp[VM_MAX_NETS];
+	uint8_t mac[VM_MAX_NETS][6];
 };
 
 void mig_header_buf_free(struct mig_header_buf *b)
@@ -98,6 +101,76 @@ static int check_disks(const Vmm__Migration__Header *h, struct vm *vm, struct vm
 	if (h->n_disks != mine)
 		return vmm_error_set(err, -EINVAL, "disk mismatch: the stream has %zu disks, this VM %u",
 				     h->n_disks, mine);
+	return 0;
+}
+
+/* Each virtio-net card's identity: the guest keeps its MAC, and a
+ * destination whose tap cannot do an offload the guest was offered refuses
+ * before the source stops the guest. */
+static void add_nets(struct vm *vm, struct mig_header_buf *b)
+{
+	Vmm__Migration__Header *h = &b->h;
+	for (unsigned i = 0; i < vm->ndevices && h->n_nets < VM_MAX_NETS; i++) {
+		uint64_t features;
+		if (!virtio_net_identity(&vm->devices[i], b->mac[h->n_nets], &features))
+			continue;
+		Vmm__Migration__NetInfo *ni = &b->net[h->n_nets];
+		vmm__migration__net_info__init(ni);
+		ni->name = (char *)vm->devices[i].name;
+		ni->mac = (ProtobufCBinaryData){6, b->mac[h->n_nets]};
+		ni->features = features;
+		b->netp[h->n_nets++] = ni;
+	}
+	h->nets = b->netp;
+}
+
+static void fmt_mac(const uint8_t *m, size_t len, char out[18])
+{
+	if (len != 6) {
+		snprintf(out, 18, "(%zu bytes)", len);
+		return;
+	}
+	snprintf(out, 18, "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3], m[4], m[5]);
+}
+
+/* The stream's cards against this VM's: same names, MACs and offers. */
+static int check_nets(const Vmm__Migration__Header *h, struct vm *vm, struct vmm_error *err)
+{
+	unsigned mine = 0;
+	for (unsigned i = 0; i < vm->ndevices; i++) {
+		uint8_t mac[6];
+		uint64_t features;
+		if (!virtio_net_identity(&vm->devices[i], mac, &features))
+			continue;
+		mine++;
+		const char *name = vm->devices[i].name;
+		const Vmm__Migration__NetInfo *ni = NULL;
+		for (size_t j = 0; j < h->n_nets && !ni; j++)
+			if (h->nets[j]->name && strcmp(h->nets[j]->name, name) == 0)
+				ni = h->nets[j];
+		if (!ni)
+			return vmm_error_set(err, -EINVAL, "net mismatch: %s is not in the stream",
+					     name);
+		char theirs[18], ours[18];
+		fmt_mac(ni->mac.data, ni->mac.len, theirs);
+		fmt_mac(mac, 6, ours);
+		if (ni->mac.len != 6 || memcmp(ni->mac.data, mac, 6) != 0)
+			return vmm_error_set(err, -EINVAL,
+					     "net mismatch: %s has MAC %s at the source, %s here", name,
+					     theirs, ours);
+		if (ni->features != features)
+			return vmm_error_set(err, -EINVAL,
+					     "net mismatch: %s offers features 0x%llx at the source, "
+					     "0x%llx here (missing 0x%llx: the tap here lacks "
+					     "virtio-net headers or offloads)",
+					     name, (unsigned long long)ni->features,
+					     (unsigned long long)features,
+					     (unsigned long long)(ni->features & ~features));
+	}
+	if (h->n_nets != mine)
+		return vmm_error_set(err, -EINVAL,
+				     "net mismatch: the stream has %zu network cards, this VM %u",
+				     h->n_nets, mine);
 	return 0;
 }
 
@@ -170,6 +243,7 @@ int mig_header_build(struct vm *vm, unsigned requires, struct mig_header_buf **o
 	h->n_cpuid = vm->ncpus;
 	h->cpuid = b->tablep;
 	add_disks(vm, b);
+	add_nets(vm, b);
 	*out = b;
 	return 0;
 }
@@ -203,6 +277,9 @@ int mig_header_check_basic(const Vmm__Migration__Header *h, struct vmm_error *er
 	if (h->n_disks > VM_MAX_DISKS)
 		return vmm_error_set(err, -EBADMSG, "header: %zu disks (at most %d)", h->n_disks,
 				     VM_MAX_DISKS);
+	if (h->n_nets > VM_MAX_NETS)
+		return vmm_error_set(err, -EBADMSG, "header: %zu network cards (at most %d)",
+				     h->n_nets, VM_MAX_NETS);
 	if (h->page_size != 4096)
 		return vmm_error_set(err, -EBADMSG, "header: page size %u", h->page_size);
 	if (h->n_ram == 0 || h->n_ram > GUEST_MEM_MAX_REGIONS || h->ram_size == 0 ||
@@ -256,7 +333,7 @@ int mig_header_check_vm(const Vmm__Migration__Header *h, struct vm *vm, struct v
 			return vmm_error_set(err, -EINVAL, "RAM layout mismatch in region %zu", i);
 
 	int r = check_disks(h, vm, err);
-	if (r < 0)
+	if (r < 0 || (r = check_nets(h, vm, err)) < 0)
 		return r;
 	static struct cpuid_table theirs; /* 6 KiB: keep it off the stack */
 	for (unsigned i = 0; i < vm->ncpus; i++) {

@@ -36,7 +36,8 @@
 
 #define MIG_MAGIC "VMMSTRM"	     /* 8 bytes with the NUL */
 #define MIG_FORMAT_MAJOR 1
-#define MIG_FORMAT_MINOR 1 /* 1.1: versioned conversation (capabilities), Header.disks */
+#define MIG_FORMAT_MINOR 2 /* 1.1: versioned conversation (capabilities), Header.disks;
+			    * 1.2: Header.nets */
 #define MIG_PREAMBLE_SIZE 16	     /* magic[8], u16 major, u16 minor, u32 reserved */
 #define MIG_RECORD_HEADER_SIZE 8
 #define MIG_MAX_PAYLOAD (32u << 20) /* no record is larger; bounds every allocation */

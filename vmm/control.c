@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config.h"
+#include "core/devices/devices.h"
 
 const char *vmm_control_status(struct vmm_control *c)
 {
@@ -127,6 +128,40 @@ static void add_u64(struct json_object *o, const char *k, uint64_t v)
 	json_object_object_add(o, k, json_object_new_uint64(v));
 }
 
+/* How each network card announced the guest since it arrived (rounds,
+ * RARP frames or the guest's own announcements). */
+static struct json_object *announce_info(struct vmm_control *c)
+{
+	struct json_object *cards = json_object_new_array();
+	unsigned rounds = 0, rarp = 0, guest = 0;
+	for (unsigned i = 0; i < c->vm->ndevices; i++) {
+		struct virtio_net_announce a;
+		if (!virtio_net_announce_info(&c->vm->devices[i], &a))
+			continue;
+		struct json_object *d = json_object_new_object();
+		json_object_object_add(d, "device", json_object_new_string(c->vm->devices[i].name));
+		json_object_object_add(d, "mode", json_object_new_string(!a.rounds ? "none"
+									  : a.guest ? "guest"
+										    : "rarp"));
+		add_u64(d, "rounds", a.rounds);
+		add_u64(d, "rounds-max", a.rounds_max);
+		add_u64(d, "rarp-frames", a.rarp_frames);
+		add_u64(d, "guest-requests", a.guest_requests);
+		add_u64(d, "guest-acks", a.guest_acks);
+		add_u64(d, "first-to-last-ms", a.rounds ? (a.last_ns - a.first_ns) / 1000000 : 0);
+		json_object_array_add(cards, d);
+		rounds += a.rounds;
+		rarp += a.rarp_frames;
+		guest += a.guest_requests;
+	}
+	struct json_object *ann = json_object_new_object();
+	add_u64(ann, "rounds", rounds);
+	add_u64(ann, "rarp-frames", rarp);
+	add_u64(ann, "guest-requests", guest);
+	json_object_object_add(ann, "cards", cards);
+	return ann;
+}
+
 static struct json_object *tls_object(const struct mig_tls_info *t)
 {
 	struct json_object *o = json_object_new_object();
@@ -162,8 +197,15 @@ static struct json_object *incoming_info(struct vmm_control *c)
 struct json_object *vmm_control_migrate_info(struct vmm_control *c)
 {
 	struct json_object *o = json_object_new_object();
-	if (c->dest)
+	if (c->dest) { /* the destination's view: the connection, the announce */
 		json_object_object_add(o, "incoming", incoming_info(c));
+		if (!c->mig) {
+			json_object_object_add(o, "status",
+					       json_object_new_string(c->vm_running ? "completed"
+										: "active"));
+			json_object_object_add(o, "announce", announce_info(c));
+		}
+	}
 	if (!c->mig)
 		return o; /* like QEMU: {} when no migration ran */
 	struct mig_info i;

@@ -35,6 +35,10 @@ void vmm_usage(FILE *out)
 		"  --tls-authz FILE       allowed source certificate DNs, one per line (RFC 4514)\n"
 		"  --tls-psk FILE         TLS with a pre-shared key instead (\"user:hexkey\" lines)\n"
 		"  --tls-priority STR     GnuTLS priority string (default: TLS 1.3, AES-GCM only)\n"
+		"  --net tap=IFNAME[,mac=MAC]\n"
+		"                         virtio-net on a host tap, attached or created (removed on\n"
+		"                         exit); default MAC 52:54:00:12:34:56 + index (repeatable;\n"
+		"                         microvm-1.2+)\n"
 		"  --print-config         print the resolved configuration and exit\n"
 		"  --dump-cpuid PATH      write the CPUID table KVM holds for each vCPU (KVM_GET_CPUID2)\n"
 		"  --host-cpu-profile F   check CPU models as the host F describes would: a host profile\n"
@@ -155,6 +159,7 @@ enum {
 	OPT_TLS_AUTHZ,
 	OPT_TLS_PSK,
 	OPT_TLS_PRIORITY,
+	OPT_NET,
 	OPT_HELP,
 };
 
@@ -178,6 +183,7 @@ static const struct option long_options[] = {
 	{"tls-authz", required_argument, NULL, OPT_TLS_AUTHZ},
 	{"tls-psk", required_argument, NULL, OPT_TLS_PSK},
 	{"tls-priority", required_argument, NULL, OPT_TLS_PRIORITY},
+	{"net", required_argument, NULL, OPT_NET},
 	{"help", no_argument, NULL, OPT_HELP},
 	{NULL, 0, NULL, 0},
 };
@@ -259,6 +265,9 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 		case OPT_TLS_PRIORITY:
 			r = copy_opt("--tls-priority", optarg, cfg->tls.priority,
 				     sizeof(cfg->tls.priority), err);
+			break;
+		case OPT_NET:
+			r = vm_request_add_net(&cfg->vm, optarg, err);
 			break;
 		case OPT_HELP:
 			vmm_usage(stdout);

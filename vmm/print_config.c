@@ -79,6 +79,11 @@ int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 		       spec.disks[i].serial[0] ? ", serial " : "", spec.disks[i].serial);
 	if (spec.rng)
 		printf("rng0             = virtio-rng (getrandom)\n");
+	for (unsigned i = 0; i < spec.nnets; i++) {
+		const uint8_t *m = spec.nets[i].mac;
+		printf("net%u             = tap %s, MAC %02x:%02x:%02x:%02x:%02x:%02x (virtio-net)\n", i,
+		       spec.nets[i].tap, m[0], m[1], m[2], m[3], m[4], m[5]);
+	}
 	if (cfg->incoming)
 		printf("incoming         = %s\n", cfg->incoming);
 	if (spec.host_cpu_profile[0])

@@ -16,7 +16,7 @@ static const struct device_type platform_types[] = {
 
 static const struct device_type *const device_types[] = {
 	&device_uart_16550a, &device_cmos_rtc, &device_i8042, &device_reset_cf9,
-	&device_debug_exit, &device_virtio_blk, &device_virtio_rng,
+	&device_debug_exit, &device_virtio_blk, &device_virtio_rng, &device_virtio_net,
 };
 
 const struct device_type *device_type_find(const char *name)

@@ -3,7 +3,8 @@
  * that no request is processed on a vCPU thread. One thread per device, an
  * epoll loop over eventfds: the queues' ioeventfds (KVM signals them on a
  * QueueNotify write without leaving the kernel) and the device's own (e.g.
- * io_uring completions). Why one per device and not one shared: devices
+ * io_uring completions, a timerfd) and, edge-triggered, other descriptors
+ * such as a tap. Why one per device and not one shared: devices
  * never wait on each other (a disk's flush does not delay the entropy
  * device or a future NIC's receive path), and a device's handlers and its
  * lock stay on one thread. Handlers take the device lock themselves.
@@ -37,19 +38,39 @@ int iothread_init(struct iothread *t, const char *name, struct vmm_error *err)
 	return 0;
 }
 
-int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *ctx, struct vmm_error *err)
+static int add_watch(struct iothread *t, int fd, uint32_t events, bool counter, iothread_fn fn,
+		     void *ctx, struct vmm_error *err)
 {
 	if (t->started || t->nwatch == IOTHREAD_MAX_WATCH)
 		return vmm_error_set(err, -ENOSPC, "%s: too many I/O thread watches", t->name);
 	unsigned i = t->nwatch;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = i};
+	struct epoll_event ev = {.events = events, .data.u32 = i};
 	if (epoll_ctl(t->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return vmm_error_set(err, -errno, "%s: epoll_ctl: %s", t->name, strerror(errno));
 	t->watch[i].fd = fd;
 	t->watch[i].fn = fn;
 	t->watch[i].ctx = ctx;
+	t->watch[i].counter = counter;
 	t->nwatch++;
 	return 0;
+}
+
+int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *ctx, struct vmm_error *err)
+{
+	return add_watch(t, fd, EPOLLIN, true, fn, ctx, err);
+}
+
+int iothread_watch_edge(struct iothread *t, int fd, iothread_fn fn, void *ctx,
+			struct vmm_error *err)
+{
+	/* Edge-triggered: a tap stays readable while the guest has no receive
+	 * buffers; level-triggered, that would spin this thread. */
+	return add_watch(t, fd, EPOLLIN | EPOLLET, false, fn, ctx, err);
+}
+
+void iothread_unwatch(struct iothread *t, int fd)
+{
+	epoll_ctl(t->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
 static void *iothread_main(void *arg)
@@ -72,7 +93,8 @@ static void *iothread_main(void *arg)
 				return NULL;
 			uint64_t count;
 			/* nonblocking eventfd: reading resets the counter */
-			if (read(t->watch[w].fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
+			if (t->watch[w].counter &&
+			    read(t->watch[w].fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 				continue;
 			t->watch[w].fn(t->watch[w].ctx);
 		}

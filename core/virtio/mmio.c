@@ -60,6 +60,13 @@ void virtio_mmio_set_needs_reset(struct virtio_mmio *t, const char *why)
 	raise_irq(t);
 }
 
+void virtio_mmio_config_changed(struct virtio_mmio *t)
+{
+	t->s->config_generation++;
+	t->s->interrupt_status |= VIRTIO_INT_CONFIG;
+	raise_irq(t);
+}
+
 void virtio_mmio_notify_used(struct virtio_mmio *t, unsigned q)
 {
 	if (virtq_need_interrupt(&t->vq[q])) {
@@ -126,6 +133,9 @@ static void set_status(struct virtio_mmio *t, uint32_t v)
 				t->dev->name, (unsigned long long)s->driver_features,
 				extra ? "not offered" : "no VIRTIO_F_VERSION_1");
 			v &= ~VIRTIO_STATUS_FEATURES_OK;
+		} else if (t->ops->set_features &&
+			   t->ops->set_features(t, s->driver_features) < 0) {
+			v &= ~VIRTIO_STATUS_FEATURES_OK; /* the device said why */
 		}
 	}
 	s->status = v | (old & VIRTIO_STATUS_DEVICE_NEEDS_RESET);

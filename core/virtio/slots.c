@@ -9,9 +9,10 @@
  *   virtio-<type>.queue-size  its queues' maximum size
  *
  * Slots are handed out in a fixed order, whatever the order of the options:
- * every --disk in the order given, then --rng. So the same command line
- * gives the same hardware on a migration's destination. Devices are named
- * disk0, disk1, ..., rng0; the names are what migration matches.
+ * every --disk in the order given, then --rng, then every --net in the
+ * order given. So the same command line gives the same hardware on a
+ * migration's destination. Devices are named disk0, disk1, ..., rng0,
+ * net0, net1, ...; the names are what migration matches.
  */
 #include "core/devices/devices.h"
 #include "core/virtio/virtio.h"
@@ -89,6 +90,104 @@ int vm_request_add_disk(struct vm_request *req, const char *arg, struct vmm_erro
 	if (!d.path[0])
 		return vmm_error_set(err, -EINVAL, "--disk %s: no path=FILE", arg);
 	req->disks[req->ndisks++] = d;
+	return 0;
+}
+
+/* ---- --net ---- */
+
+/* Linux's rule for interface names (dev_valid_name): 1..15 bytes, not "."
+ * or "..", no '/', ':' or white space. */
+static bool valid_ifname(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > VM_NET_IFNAME_MAX || strcmp(s, ".") == 0 || strcmp(s, "..") == 0)
+		return false;
+	for (; *s; s++)
+		if (*s == '/' || *s == ':' || !isgraph((unsigned char)*s))
+			return false;
+	return true;
+}
+
+static int parse_mac(const char *s, uint8_t mac[6])
+{
+	unsigned v[6];
+	char end;
+	if (strlen(s) != 17 || sscanf(s, "%2x:%2x:%2x:%2x:%2x:%2x%c", &v[0], &v[1], &v[2], &v[3],
+				      &v[4], &v[5], &end) != 6)
+		return -EINVAL;
+	for (int i = 0; i < 6; i++) {
+		if (!isxdigit((unsigned char)s[3 * i]) || !isxdigit((unsigned char)s[3 * i + 1]))
+			return -EINVAL;
+		mac[i] = (uint8_t)v[i];
+	}
+	return 0;
+}
+
+static int net_opt(const char *key, const char *val, struct vm_net *n, struct vmm_error *err)
+{
+	if (strcmp(key, "tap") == 0) {
+		if (!valid_ifname(val))
+			return vmm_error_set(err, -EINVAL,
+					     "--net: tap=%s: not an interface name (1-%d bytes, no "
+					     "'/', ':' or spaces)",
+					     val, VM_NET_IFNAME_MAX);
+		snprintf(n->tap, sizeof(n->tap), "%s", val);
+	} else if (strcmp(key, "mac") == 0) {
+		if (parse_mac(val, n->mac) < 0)
+			return vmm_error_set(err, -EINVAL,
+					     "--net: mac=%s: expected six hex bytes like "
+					     "52:54:00:12:34:56",
+					     val);
+		if (n->mac[0] & 1)
+			return vmm_error_set(err, -EINVAL,
+					     "--net: mac=%s: a multicast address (the first byte "
+					     "is odd) cannot be a card's",
+					     val);
+		static const uint8_t zero[6];
+		if (memcmp(n->mac, zero, 6) == 0)
+			return vmm_error_set(err, -EINVAL, "--net: mac=%s: all zeros", val);
+	} else {
+		return vmm_error_set(err, -EINVAL,
+				     "--net: unknown key \"%s\" (tap=IFNAME[,mac=MAC])", key);
+	}
+	return 0;
+}
+
+int vm_request_add_net(struct vm_request *req, const char *arg, struct vmm_error *err)
+{
+	if (req->nnets == VM_MAX_NETS)
+		return vmm_error_set(err, -E2BIG, "--net: at most %d network cards", VM_MAX_NETS);
+	char *copy = strdup(arg);
+	if (!copy)
+		return vmm_error_set(err, -ENOMEM, "--net: out of memory");
+	/* the default MAC: QEMU's first card's, plus the index */
+	struct vm_net n = {.mac = {0x52, 0x54, 0x00, 0x12, 0x34, (uint8_t)(0x56 + req->nnets)},
+			   .fd = -1};
+	char *save = NULL;
+	int r = 0;
+	for (char *kv = strtok_r(copy, ",", &save); kv && r == 0; kv = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(kv, '=');
+		if (!eq) {
+			r = vmm_error_set(err, -EINVAL, "--net: \"%s\" is not KEY=VALUE", kv);
+			break;
+		}
+		*eq = '\0';
+		r = net_opt(kv, eq + 1, &n, err);
+	}
+	free(copy);
+	if (r < 0)
+		return r;
+	if (!n.tap[0])
+		return vmm_error_set(err, -EINVAL, "--net %s: no tap=IFNAME", arg);
+	for (unsigned i = 0; i < req->nnets; i++) {
+		if (strcmp(req->nets[i].tap, n.tap) == 0)
+			return vmm_error_set(err, -EINVAL, "--net: tap %s given twice", n.tap);
+		if (memcmp(req->nets[i].mac, n.mac, 6) == 0)
+			return vmm_error_set(
+			    err, -EINVAL, "--net: two cards with MAC %02x:%02x:%02x:%02x:%02x:%02x",
+			    n.mac[0], n.mac[1], n.mac[2], n.mac[3], n.mac[4], n.mac[5]);
+	}
+	req->nets[req->nnets++] = n;
 	return 0;
 }
 
@@ -202,9 +301,20 @@ static const void *no_config(const struct vm_spec *spec, unsigned i)
 	return NULL;
 }
 
+static unsigned net_count(const struct vm_spec *spec)
+{
+	return spec->nnets;
+}
+
+static const void *net_config(const struct vm_spec *spec, unsigned i)
+{
+	return &spec->nets[i];
+}
+
 static const char *const disk_names[VM_MAX_DISKS] = {"disk0", "disk1", "disk2", "disk3",
 						      "disk4", "disk5", "disk6", "disk7"};
 static const char *const rng_names[] = {"rng0"};
+static const char *const net_names[VM_MAX_NETS] = {"net0", "net1", "net2", "net3"};
 
 static const struct virtio_frontend {
 	const char *option;
@@ -215,6 +325,7 @@ static const struct virtio_frontend {
 } frontends[] = {
     {"--disk", &device_virtio_blk, disk_count, disk_config, disk_names},
     {"--rng", &device_virtio_rng, rng_count, no_config, rng_names},
+    {"--net", &device_virtio_net, net_count, net_config, net_names},
 };
 #define NFRONTENDS (sizeof(frontends) / sizeof(frontends[0]))
 

@@ -144,6 +144,13 @@ int virtq_setup(struct virtq *vq, struct vmm_error *err);
 int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct vmm_error *err);
 /* Returns the chain to the driver with `written` bytes written into it. */
 void virtq_push(struct virtq *vq, uint16_t head, uint32_t written);
+/* Several chains at once (virtio-net's mergeable receive buffers): the used
+ * entries are written first and the used index moves once, so the driver
+ * never sees part of a frame. */
+void virtq_push_n(struct virtq *vq, const uint16_t *heads, const uint32_t *written, unsigned n);
+/* Gives back the last n chains taken and not pushed (the device could not
+ * use them after all: virtio-net waiting for more receive buffers). */
+void virtq_rewind(struct virtq *vq, unsigned n);
 /* After pushes: does the driver want an interrupt (flags or EVENT_IDX)?
  * Records what was signalled when it returns true. */
 bool virtq_need_interrupt(struct virtq *vq);
@@ -173,6 +180,7 @@ struct iothread {
 		int fd;
 		iothread_fn fn;
 		void *ctx;
+		bool counter; /* an eventfd/timerfd: read its counter before fn */
 	} watch[IOTHREAD_MAX_WATCH];
 	char name[16];
 };
@@ -181,6 +189,13 @@ int iothread_init(struct iothread *t, const char *name, struct vmm_error *err);
 /* Calls fn(ctx) on the thread whenever the eventfd `fd` fires (the
  * counter is read first). Only before iothread_start. */
 int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *ctx, struct vmm_error *err);
+/* Calls fn(ctx) when `fd` (not an eventfd: nothing is read from it, e.g. a
+ * tap) becomes readable or fails, edge-triggered: fn must read until EAGAIN
+ * or arrange to be called again. Only before iothread_start. */
+int iothread_watch_edge(struct iothread *t, int fd, iothread_fn fn, void *ctx,
+			struct vmm_error *err);
+/* Stops watching `fd` (on the I/O thread itself, e.g. a tap that vanished). */
+void iothread_unwatch(struct iothread *t, int fd);
 int iothread_start(struct iothread *t, struct vmm_error *err);
 /* Stops and joins the thread, closes its descriptors (not the watched ones). */
 void iothread_destroy(struct iothread *t);
@@ -215,6 +230,10 @@ struct virtio_dev_ops {
 	void (*queue_notify)(struct virtio_mmio *t, unsigned q);
 	/* The driver reset the device (dev->lock held): drop everything in flight. */
 	void (*reset)(struct virtio_mmio *t);
+	/* The driver sets FEATURES_OK with `features` (already a subset of the
+	 * offer, with VERSION_1): the device checks what depends on what and
+	 * configures its backend; negative refuses FEATURES_OK. NULL = accept. */
+	int (*set_features)(struct virtio_mmio *t, uint64_t features);
 };
 
 struct virtio_mmio {
@@ -254,6 +273,9 @@ int virtio_mmio_start(struct virtio_mmio *t, struct vmm_error *err);
 void virtio_mmio_destroy(struct virtio_mmio *t);
 /* Interrupt the driver for used buffers on queue q, if it wants one. */
 void virtio_mmio_notify_used(struct virtio_mmio *t, unsigned q);
+/* The device changed its config space (e.g. virtio-net's link status):
+ * ConfigGeneration moves on and the driver gets a configuration interrupt. */
+void virtio_mmio_config_changed(struct virtio_mmio *t);
 /* The driver broke the rules: DEVICE_NEEDS_RESET, a config interrupt, and
  * no more processing until it resets the device. Logs why (once). */
 void virtio_mmio_set_needs_reset(struct virtio_mmio *t, const char *why);

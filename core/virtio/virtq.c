@@ -212,20 +212,32 @@ int virtq_pop(struct virtq *vq, struct virtq_chain *c, struct vmm_error *err)
 	return 1;
 }
 
-void virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
+void virtq_push_n(struct virtq *vq, const uint16_t *heads, const uint32_t *written, unsigned n)
 {
 	struct virtq_state *s = vq->s;
-	if (!vq->used)
+	if (!vq->used || n == 0)
 		return;
-	unsigned slot = s->used_idx % s->num;
-	volatile uint8_t *e = vq->used + 4 + 8ull * slot;
-	wr32(e, head);
-	wr32(e + 4, written);
-	atomic_thread_fence(memory_order_release); /* the entry before the index */
-	s->used_idx++;
+	for (unsigned i = 0; i < n; i++) {
+		unsigned slot = (uint16_t)(s->used_idx + i) % s->num;
+		volatile uint8_t *e = vq->used + 4 + 8ull * slot;
+		wr32(e, heads[i]);
+		wr32(e + 4, written[i]);
+		guest_memory_mark_dirty(vq->mem, s->used + 4 + 8ull * slot, 8);
+	}
+	atomic_thread_fence(memory_order_release); /* the entries before the index */
+	s->used_idx = (uint16_t)(s->used_idx + n);
 	wr16(vq->used + 2, s->used_idx);
-	guest_memory_mark_dirty(vq->mem, s->used + 4 + 8ull * slot, 8);
 	guest_memory_mark_dirty(vq->mem, s->used, 4);
+}
+
+void virtq_push(struct virtq *vq, uint16_t head, uint32_t written)
+{
+	virtq_push_n(vq, &head, &written, 1);
+}
+
+void virtq_rewind(struct virtq *vq, unsigned n)
+{
+	vq->s->last_avail_idx = (uint16_t)(vq->s->last_avail_idx - n);
 }
 
 bool virtq_need_interrupt(struct virtq *vq)

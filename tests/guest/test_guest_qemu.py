@@ -57,13 +57,15 @@ class Run:
     """One QEMU boot: output lines, exit code, wall time to the ready line."""
 
     def __init__(self, guest, cmdline, smp="2", timeout=RUN_TIMEOUT, machine="pc", stop_on=None,
-                 extra=()):
-        """stop_on: a regex; QEMU is killed after the first line matching it."""
+                 extra=(), prefix=()):
+        """stop_on: a regex; QEMU is killed after the first line matching it.
+        prefix: e.g. ip netns exec NS (QEMU runs in that namespace)."""
         self.cmdline = cmdline
         self.stopped = False
         args = list(QEMU_ARGS)
         args[args.index("-M") + 1] = machine
-        argv = [QEMU] + args + ["-smp", smp, "-kernel", guest, "-append", cmdline] + list(extra)
+        argv = list(prefix) + [QEMU] + args + ["-smp", smp, "-kernel", guest, "-append",
+                                               cmdline] + list(extra)
         start = time.monotonic()
         deadline = start + timeout
         self.ready_wall = None
@@ -329,8 +331,114 @@ def case_virtio(guest, _):
             f"image checked from the host (generations {gens[0]}..{gens[1]})")
 
 
+def qmp_announce(path, at, result):
+    """Connects to QEMU's QMP socket and, `at` seconds from now, asks it to
+    announce the guest (announce-self: with GUEST_ANNOUNCE negotiated QEMU
+    sets VIRTIO_NET_S_ANNOUNCE and a config interrupt, as our vmm does after
+    a migration)."""
+    import json
+    import socket
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(path)
+            break
+        except OSError:
+            s.close()
+            if time.monotonic() > deadline:
+                result.append("no QMP socket")
+                return
+            time.sleep(0.05)
+    f = s.makefile("rw")
+    f.readline()  # greeting
+    f.write(json.dumps({"execute": "qmp_capabilities"}) + "\n")
+    f.flush()
+    f.readline()
+    time.sleep(max(0.0, at - time.monotonic()))
+    f.write(json.dumps({"execute": "announce-self", "arguments": {
+        "initial": 50, "max": 550, "rounds": 1, "step": 100}}) + "\n")
+    f.flush()
+    result.append(f.readline().strip())
+    s.close()
+
+
+def case_net(guest, _):
+    # Our virtio-net driver (net=echo) against QEMU's virtio-net-device on a
+    # tap in a namespace of its own: a host-side sender's frames come back
+    # with the MACs swapped, and QEMU's announce-self makes the guest
+    # announce itself (RARP) and acknowledge on the control queue.
+    import json
+    import tempfile
+    import threading
+    if os.geteuid() != 0 or not shutil.which("ip") or not os.path.exists("/dev/net/tun"):
+        return "not run: a tap needs root, iproute2 and /dev/net/tun"
+    mac = "52:54:00:12:34:56"
+    ns = f"vmmq-{os.getpid()}"
+    peer = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration",
+                        "netpeer.py")
+
+    def ip(*a):
+        p = subprocess.run(["ip"] + list(a), capture_output=True, text=True)
+        if p.returncode != 0:
+            raise Failure(f"ip {' '.join(a)}: {p.stderr.strip()}")
+
+    with tempfile.TemporaryDirectory(prefix="vmmtest-qemu-") as d:
+        try:
+            ip("netns", "add", ns)
+            subprocess.run(["ip", "netns", "exec", ns, "sysctl", "-qw",
+                            "net.ipv6.conf.all.disable_ipv6=1",
+                            "net.ipv6.conf.default.disable_ipv6=1"], capture_output=True)
+            ip("-n", ns, "tuntap", "add", "dev", "tq0", "mode", "tap")
+            ip("-n", ns, "link", "set", "tq0", "up")
+            qmp = os.path.join(d, "qmp.sock")
+            extra = ["-global", "virtio-mmio.force-legacy=false",
+                     "-netdev", "tap,id=n0,ifname=tq0,script=no,downscript=no,vhost=off",
+                     "-device", f"virtio-net-device,netdev=n0,mac={mac}",
+                     "-qmp", f"unix:{qmp},server=on,wait=off"]
+            netns = ["ip", "netns", "exec", ns]
+            sender = subprocess.Popen(netns + [sys.executable, peer, "send", "--dev", "tq0",
+                                               "--guest", mac, "--rate", "200", "--seconds", "4"],
+                                      stdout=subprocess.PIPE, text=True)
+            capture = subprocess.Popen(netns + [sys.executable, peer, "capture", "--dev", "tq0",
+                                                "--guest", mac, "--seconds", "6"],
+                                       stdout=subprocess.PIPE, text=True)
+            qmp_result = []
+            t = threading.Thread(target=qmp_announce,
+                                 args=(qmp, time.monotonic() + 3, qmp_result))
+            t.start()
+            r = Run(guest, "net=echo runtime=5 progress=500", smp="1", timeout=60,
+                    machine="microvm,pit=on,pic=on,rtc=on,acpi=off", extra=extra, prefix=netns)
+            t.join(timeout=20)
+            out = json.loads(sender.communicate(timeout=20)[0])
+            rarp = json.loads(capture.communicate(timeout=20)[0])["rarp"]
+        finally:
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    r.expect(r"net mac=52:54:00:12:34:56 features=0x[0-9a-f]+ status=0x1 base=0x[0-9a-f]+ "
+             r"irq=\d+", 1)
+    fin = r.expect(r"net-final rx=(\d+) tx=(\d+) bytes=\d+ dropped=0 announces=(\d+) errors=0", 1)[0]
+    r.expect_code(0)
+    seqs = [e[0] for e in out["echoes"]]
+    if len(seqs) != len(set(seqs)):
+        r.fail("a frame came back twice")
+    if len(seqs) < out["sent"] // 2:
+        r.fail(f"{len(seqs)} echoes of {out['sent']} frames")
+    late = [s for s in range(out["sent"] // 2, out["sent"] - 20) if s not in set(seqs)]
+    if late:
+        r.fail(f"frames lost in the steady state: {late[:5]}")
+    if not qmp_result or "return" not in qmp_result[0]:
+        r.fail(f"QMP announce-self: {qmp_result}")
+    ann = r.expect(r"net announce n=1 ack=0 t=\d+", 1)
+    if int(fin.group(3)) != 1 or len(rarp) < 2:
+        r.fail(f"announce: {fin.group(3)} by the guest, {len(rarp)} RARP frames seen "
+               f"(QEMU's and the guest's)")
+    return (f"virtio-net-device of QEMU: {len(seqs)} of {out['sent']} frames echoed, none twice; "
+            f"announce-self: the guest announced itself and acknowledged ({ann[0].group(0)}), "
+            f"{len(rarp)} RARP frames on the tap")
+
+
 CASES = [case_exit, case_one_cpu, case_microvm, case_mptable, case_cpuid, case_dirty, case_corrupt,
-         case_usage, case_idle, case_virtio]
+         case_usage, case_idle, case_virtio, case_net]
 
 
 def main():

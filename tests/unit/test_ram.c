@@ -20,7 +20,7 @@ static void make_vm(struct vm *vm, uint64_t size)
 	struct vmm_error err = {0};
 	vm_init(vm);
 	assert_int_equal(machine_resolve("microvm", &vm->spec.machine, &err), 0);
-	assert_int_equal(guest_memory_create(&vm->mem, size, &vm->spec.machine, &err), 0);
+	assert_int_equal(guest_memory_create(&vm->mem, size, false, &vm->spec.machine, &err), 0);
 }
 
 static void test_ram_round_trip_skips_untouched(void **state)

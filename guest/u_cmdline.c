@@ -1,7 +1,7 @@
 /*
  * u_cmdline.c: the command line, space-separated key=value words:
  *   cpuid  cpuid-interval=SECONDS  dirty=SIZE  rate=SIZE  runtime=SECONDS  exit=N
- *   progress=MS
+ *   progress=MS  fill=random|mixed
  * plus the hidden self-tests selftest-corrupt and selftest-acpi. SIZE is a
  * decimal number with an optional K, M or G suffix (powers of 1024).
  */
@@ -93,6 +93,9 @@ static bool option(const char *key, const char *val, char *err, size_t errsz)
 		ok = parse_uint(val, 86400, &u_cfg.cpuid_interval);
 	} else if (streq(key, "progress")) {
 		ok = parse_uint(val, 86400000, &u_cfg.progress);
+	} else if (streq(key, "fill")) {
+		ok = val && (streq(val, "random") || streq(val, "mixed"));
+		u_cfg.fill_mixed = ok && streq(val, "mixed");
 	} else if (streq(key, "selftest-corrupt") && !val) {
 		u_cfg.selftest_corrupt = true;
 	} else if (streq(key, "selftest-acpi") && !val) {

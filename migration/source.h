@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "migration/migration.h"
+#include "migration/ram.h"
 
 enum mig_status {
 	MIG_STATUS_NONE,
@@ -34,6 +35,8 @@ struct mig_params {
 	unsigned throttle_increment;
 	unsigned throttle_max;
 	uint64_t switchover_timeout_ms; /* guest paused, no Ready yet: resume it here after this */
+	enum mig_compress_mode compression; /* auto: zstd only where measured to pay */
+	unsigned connections;		    /* pages over this many connections (1..8) */
 };
 void mig_params_default(struct mig_params *p);
 
@@ -52,6 +55,16 @@ struct mig_info {
 	bool guest_paused;  /* the guest stays paused here (handover outcome unknown) */
 	bool peer_known;    /* the destination answered the header: */
 	struct mig_peer peer; /* its version and capabilities */
+	/* format 1.2 */
+	bool local;		       /* a same-host move: the memfd went, not pages */
+	unsigned connections;	       /* in use */
+	char compression[16];	       /* "none", "zstd-1" */
+	char compression_reason[200];  /* why (measured rates) */
+	uint64_t zstd_pages;	       /* pages that went compressed */
+	uint64_t backlog;	       /* sent, not yet applied by the destination (Acks) */
+	double applied_mbps;	       /* end-to-end rate (Mbit/s applied at the destination) */
+	uint64_t drain_ms;	       /* waited at the switch-over for the backlog to drain */
+	bool acks;		       /* the destination reports what it applied */
 };
 
 struct mig_source;
@@ -59,8 +72,10 @@ struct mig_source;
 /* Starts migrating vm to uri ("tcp:H:P", "unix:P", "file:P"). `notify` is
  * sent (uv_async_send) when the migration ends, whatever the outcome.
  * user_paused: the operator stopped the guest; the destination keeps it so. */
+/* local: a same-host move over unix: (the RAM memfd instead of its pages);
+ * refused here, before anything starts, for tcp: and file:. */
 int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *params,
-		     bool user_paused, uv_async_t *notify, struct mig_source **out,
+		     bool user_paused, bool local, uv_async_t *notify, struct mig_source **out,
 		     struct vmm_error *err);
 void mig_source_cancel(struct mig_source *s);
 /* Changes the downtime limit and bandwidth cap of a running migration. */
@@ -73,6 +88,9 @@ bool mig_source_finished(struct mig_source *s);
 /* True while the guest stays paused because of this migration (a file
  * snapshot, or a lost connection after handover). */
 bool mig_source_holds_pause(struct mig_source *s);
+/* True when the guest's memory went to a destination that may run it (a
+ * local move past Go): the guest must never run here again. */
+bool mig_source_memory_given(struct mig_source *s);
 /* Joins the worker (it must have finished) and frees. */
 void mig_source_free(struct mig_source *s);
 

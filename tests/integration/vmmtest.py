@@ -285,3 +285,21 @@ def cpuid_report(lines, vcpu=0, mask_per_cpu=False):
                 a, b = 0, b & ~0xff
         out[(leaf, sub)] = (a, b, c, d)
     return out
+
+
+def stream_records(data):
+    """The records of a migration stream (STREAM.md): [(offset, type,
+    length, data_offset, data_len)] after the 16-byte preamble; data_offset
+    and data_len are the page data of a ram-pages record (type 10), else
+    the payload."""
+    import struct
+    out, at = [], 16
+    while at + 8 <= len(data):
+        length, rtype = struct.unpack_from("<IH", data, at)
+        doff, dlen = at + 8, length
+        if rtype == 10:
+            env = struct.unpack_from("<I", data, at + 8)[0]
+            doff, dlen = at + 12 + env, length - 4 - env
+        out.append((at, rtype, length, doff, dlen))
+        at += 8 + length
+    return out

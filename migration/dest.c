@@ -271,7 +271,13 @@ static int on_go(struct mig_dest *d, const struct mig_record *rec, struct vmm_er
 	res.resume_unix_ns = now_ns(CLOCK_REALTIME);
 	struct vmm_error ignored; /* the guest runs here now, whatever the source hears */
 	mig_write_record(&d->reply, MIG_REC_RESUMED, &res.base, &ignored);
-	snprintf(d->msg, sizeof(d->msg), "migration completed");
+	snprintf(d->msg, sizeof(d->msg),
+		 "migration completed (%llu pages over %u connection%s%s; %llu MiB mapped ahead "
+		 "in %llu ms)",
+		 (unsigned long long)atomic_load(&d->ram.pages), d->nconns, d->nconns == 1 ? "" : "s",
+		 d->local ? ", local: memory shared" : "",
+		 (unsigned long long)(d->populated_bytes >> 20),
+		 (unsigned long long)(d->populate_ns / 1000000));
 	return 0;
 }
 

@@ -87,6 +87,18 @@ static int reply_sink(void *ctx, const void *data, size_t len, struct vmm_error 
 	return mig_conn_write_all(&d->conn, data, len, REPLY_TIMEOUT_MS, err);
 }
 
+/* One stream per incoming vmm: once its connections are in, nobody else
+ * gets one. */
+static void stop_listening(struct mig_dest *d)
+{
+	if (d->listen_fd < 0)
+		return;
+	close(d->listen_fd);
+	d->listen_fd = -1;
+	if (d->uri.kind == MIG_UNIX)
+		unlink(d->uri.path);
+}
+
 /* ---- records ---- */
 
 static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
@@ -145,8 +157,10 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	mig_caps_to_accepted(&acc, caps, sizeof(caps) / sizeof(caps[0]));
 	if ((r = mig_write_record(&d->reply, MIG_REC_ACCEPTED, &acc.base, err)) < 0)
 		return r;
-	if (d->nconns == 1)
+	if (d->nconns == 1) {
+		stop_listening(d);
 		return 0;
+	}
 	/* The source opens its data connections once it has read Accepted. */
 	struct mig_dest_multi_cfg mc = {
 		.listen_fd = d->listen_fd,
@@ -160,7 +174,9 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 		.timeout_ms = DATA_CONNS_TIMEOUT_MS,
 		.idle_ms = IDLE_TIMEOUT_MS,
 	};
-	return mig_dest_multi_accept(&d->multi, &mc, err);
+	r = mig_dest_multi_accept(&d->multi, &mc, err);
+	stop_listening(d); /* one migration per incoming vmm: all its connections are in */
+	return r;
 }
 
 static int on_map(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
@@ -394,14 +410,15 @@ static void *dest_main(void *arg)
 	else
 		r = mig_conn_accept(d->listen_fd, &d->uri, &d->conn, 0, &d->cancel, &err);
 	d->conn_open = r == 0;
-	if (r == 0 && d->listen_fd >= 0) { /* one stream per incoming vmm: stop listening */
-		close(d->listen_fd);
-		d->listen_fd = -1;
-		if (d->uri.kind == MIG_UNIX)
-			unlink(d->uri.path);
-	}
+	if (r == 0 && d->uri.kind != MIG_FILE)
+		r = mig_conn_secure(&d->conn, MIG_CONN_SERVER, &err); /* TLS hook */
 	if (r == 0)
 		r = receive(d, &err);
+	stop_listening(d);
+	if (d->populate) {
+		mig_populate_stop(d->populate, &d->populated_bytes, &d->populate_ns);
+		d->populate = NULL;
+	}
 	if (r < 0 && r != -ECANCELED) {
 		if (d->uri.kind == MIG_FILE && !strstr(err.msg, "snapshot"))
 			vmm_error_prefix(&err, "snapshot %s", d->uri.path);

@@ -270,20 +270,33 @@ int vm_memory_adopt(struct vm *vm, int fd, struct vmm_error *err)
 	/* Map first: if this fails, nothing has changed. The source's pool
 	 * reservation covers hugetlb pages; MAP_NORESERVE keeps a second one
 	 * from being charged here. */
-	void *base = mmap(NULL, mem->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
-	if (base == MAP_FAILED)
+	void *probe = mmap(NULL, mem->size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd,
+			   0);
+	if (probe == MAP_FAILED)
 		return vmm_error_set(err, -errno, "cannot map the source's RAM (%llu MiB%s): %s",
 				     (unsigned long long)(mem->size >> 20),
 				     hugetlb ? ", hugetlb" : "", strerror(errno));
-	/* KVM cannot move a slot to another address: delete and add again. */
 	struct guest_memory next = *mem;
-	struct vmm_error ignored;
 	next.fd = fd;
-	next.base = base;
 	next.hugetlb = hugetlb;
 	next.page_size = hugetlb ? GUEST_HUGEPAGE_SIZE : 4096;
+	/* Best: the new memory where the old was. KVM's slots keep their
+	 * addresses (no slot ioctls, each of which waits for an RCU grace
+	 * period), and nothing of the old mapping was ever touched. A hugetlb
+	 * file needs a 2 MiB-aligned address the old mapping may not have. */
+	void *fixed = mmap(mem->base, mem->size, PROT_READ | PROT_WRITE,
+			   MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0);
+	if (fixed != MAP_FAILED) {
+		munmap(probe, mem->size);
+		close(mem->fd);
+		*mem = next;
+		return 0;
+	}
+	/* Else the probe mapping stays, and the slots move to it. */
+	next.base = probe;
 	for (unsigned i = 0; i < next.nregions; i++)
-		next.regions[i].hva = (uint8_t *)base + next.regions[i].offset;
+		next.regions[i].hva = (uint8_t *)probe + next.regions[i].offset;
+	struct vmm_error ignored;
 	int r = delete_slots(mem, vm->vm_fd, err);
 	if (r == 0 && (r = guest_memory_register(&next, vm->vm_fd, 0, err)) == 0) {
 		guest_memory_destroy(mem);
@@ -293,9 +306,10 @@ int vm_memory_adopt(struct vm *vm, int fd, struct vmm_error *err)
 	/* Put the old slots back; the VM stays as it was. */
 	delete_slots(mem, vm->vm_fd, &ignored);
 	guest_memory_register(mem, vm->vm_fd, 0, &ignored);
-	munmap(base, mem->size);
+	munmap(probe, mem->size);
 	return r;
 }
+
 void *guest_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len)
 {
 	for (unsigned i = 0; i < mem->nregions; i++) {

@@ -138,6 +138,13 @@ int mig_in_next(struct mig_in *in, struct mig_record *rec, unsigned timeout_ms,
 			in->current_type = hd.type;
 			return 0;
 		}
+		/* A connection that carries only small records (a data
+		 * connection) never buffers a large one. */
+		if (in->max_payload && len > in->max_payload)
+			return vmm_error_set(err, -EMSGSIZE,
+					     "record %llu (%s): %zu bytes, more than %u on this connection",
+					     (unsigned long long)rec->index, mig_record_name(hd.type), len,
+					     in->max_payload);
 		if ((r = ensure_payload(in, len, err)) < 0 ||
 		    (r = read_exact(in, in->payload, len, timeout_ms, err)) < 0)
 			return r;

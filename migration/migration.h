@@ -45,7 +45,8 @@
 #define MIG_RECORD_HEADER_SIZE 8
 #define MIG_MAX_PAYLOAD (32u << 20) /* no record is larger; bounds every allocation */
 #define MIG_RAM_BATCH_PAGES 256	     /* pages per RamBatch at the source */
-#define MIG_RAM_BATCH_MAX_PAGES 4096 /* what a destination accepts in one batch */
+#define MIG_RAM_BATCH_MAX_PAGES 4096 /* what a destination accepts in one RamBatch (v1) */
+#define MIG_RAM_PAGES_MAX 1024	      /* data (or zero) pages in one ram-pages record (1.2) */
 
 #define MIG_FLAG_REQUIRED 0x01 /* a reader that does not know this type must refuse */
 
@@ -200,6 +201,7 @@ struct mig_conn;
  * same running hash as the push reader. */
 struct mig_in {
 	struct mig_conn *conn;
+	uint32_t max_payload; /* of any record but ram-pages; 0: MIG_MAX_PAYLOAD */
 	XXH3_state_t *hash;
 	uint64_t records;
 	uint64_t bytes;	       /* consumed so far (what an Ack reports once applied) */

@@ -409,6 +409,7 @@ static int check_hello(struct mig_dest_multi *m, struct mig_dest_data *dd, unsig
 	    (r = mig_in_init(&dd->in, &dd->conn, err)) < 0)
 		return r;
 	dd->in_ready = true;
+	dd->in.max_payload = 4096; /* hello, data-end; ram-pages envelopes are bounded apart */
 	struct mig_record rec;
 	if ((r = mig_in_preamble(&dd->in, HELLO_TIMEOUT_MS, err)) < 0)
 		return r;

@@ -23,8 +23,10 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#define MAX_PAGES MIG_RAM_BATCH_MAX_PAGES
+#define MAX_PAGES MIG_RAM_PAGES_MAX /* per ram-pages record: bounds every buffer below */
 #define BATCH_BYTES ((size_t)MAX_PAGES * MIG_PAGE_SIZE)
+#define V1_MAX_PAGES MIG_RAM_BATCH_MAX_PAGES
+#define V1_BATCH_BYTES ((size_t)V1_MAX_PAGES * MIG_PAGE_SIZE)
 
 /* ---- shared state ---- */
 
@@ -208,9 +210,9 @@ int mig_ram_rx_batch(struct mig_ram_rx *rx, const struct mig_record *rec, struct
 		return rc;
 	const uint8_t *data = b->data.data;
 	size_t expect = b->n_pages * MIG_PAGE_SIZE;
-	if (b->n_pages > MAX_PAGES || b->n_zero_pages > MAX_PAGES) {
+	if (b->n_pages > V1_MAX_PAGES || b->n_zero_pages > V1_MAX_PAGES) {
 		rc = vmm_error_set(err, -EMSGSIZE, "RAM batch of %zu + %zu pages exceeds %d",
-				   b->n_pages, b->n_zero_pages, MAX_PAGES);
+				   b->n_pages, b->n_zero_pages, V1_MAX_PAGES);
 		goto out;
 	}
 	if (b->compression == VMM__MIGRATION__COMPRESSION__COMPRESSION_ZSTD) {
@@ -221,7 +223,7 @@ int mig_ram_rx_batch(struct mig_ram_rx *rx, const struct mig_record *rec, struct
 					   size, b->n_pages, expect);
 			goto out;
 		}
-		if (!rx->stage && !(rx->stage = malloc(BATCH_BYTES))) {
+		if (!rx->stage && !(rx->stage = malloc(V1_BATCH_BYTES))) {
 			rc = vmm_error_set(err, -ENOMEM, "migration: out of memory for RAM");
 			goto out;
 		}

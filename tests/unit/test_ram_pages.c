@@ -352,12 +352,12 @@ static void test_ram_pages_refused(void **state)
 	pages_rec_init(&p, 10, 2, data);
 	p.run_count[0] = 0;
 	assert_int_equal(apply_env(&rx, &p.env, data, 2 * 4096, &err), -EMSGSIZE);
-	p.run_count[0] = MIG_RAM_BATCH_MAX_PAGES + 1; /* oversized */
+	p.run_count[0] = MIG_RAM_PAGES_MAX + 1; /* oversized */
 	assert_int_equal(apply_env(&rx, &p.env, data, 2 * 4096, &err), -EMSGSIZE);
 	pages_rec_init(&p, 10, 2, data);
 	p.env.n_zero_first = p.env.n_zero_count = 1;
 	p.env.zero_first = p.zero_first, p.env.zero_count = p.zero_count;
-	p.zero_first[0] = 100, p.zero_count[0] = MIG_RAM_BATCH_MAX_PAGES; /* 2 + 4096 zero: fine */
+	p.zero_first[0] = 100, p.zero_count[0] = MIG_RAM_PAGES_MAX; /* 2 data + 1024 zero: fine */
 	assert_int_equal(apply_env(&rx, &p.env, data, 2 * 4096, &err), 0);
 	p.zero_count[0] = UINT32_MAX;
 	assert_int_equal(apply_env(&rx, &p.env, data, 2 * 4096, &err), -EMSGSIZE);

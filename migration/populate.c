@@ -25,7 +25,8 @@
 struct mig_populate {
 	const struct guest_memory *mem;
 	struct mig_ram_in *in;
-	pthread_t thread;
+	pthread_t threads[MIG_POPULATE_THREADS];
+	unsigned nthreads;
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	uint64_t *off, *len; /* memfd byte ranges, in the order announced */
@@ -80,6 +81,13 @@ static void *populate_main(void *arg)
 		stop = (stop + align - 1) & ~(align - 1);
 		if (stop > p->mem->size)
 			stop = p->mem->size;
+		/* claim [at, stop) before working on it: the others take the next */
+		if (stop >= end) {
+			p->next++;
+			p->pos = 0;
+		} else {
+			p->pos = stop - start;
+		}
 		pthread_mutex_unlock(&p->lock);
 		uint64_t t0 = mono_ns();
 		if (stop > at)
@@ -87,12 +95,6 @@ static void *populate_main(void *arg)
 		pthread_mutex_lock(&p->lock);
 		p->ns += mono_ns() - t0;
 		p->bytes += stop > at ? stop - at : 0;
-		if (stop >= end) {
-			p->next++;
-			p->pos = 0;
-		} else {
-			p->pos = stop - start;
-		}
 	}
 	pthread_mutex_unlock(&p->lock);
 	return NULL;
@@ -117,13 +119,23 @@ int mig_populate_start(struct mig_populate **out, const struct guest_memory *mem
 	p->madvise_ok = true;
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_cond_init(&p->cv, NULL);
-	int r = pthread_create(&p->thread, NULL, populate_main, p);
-	if (r != 0) {
-		free(p->off);
-		free(p->len);
-		free(p);
-		return vmm_error_set(err, -r, "migration: cannot start the populate thread: %s",
-				     strerror(r));
+	/* 4 KiB pages: each fault is dear, use the CPUs; 2 MiB pages are few */
+	const char *env = getenv("VMM_POPULATE_THREADS");
+	unsigned want = env ? (unsigned)atoi(env) : mem->hugetlb ? 1 : MIG_POPULATE_THREADS;
+	if (want < 1 || want > MIG_POPULATE_THREADS)
+		want = 1;
+	for (unsigned i = 0; i < want; i++) {
+		int r = pthread_create(&p->threads[i], NULL, populate_main, p);
+		if (r != 0 && i == 0) {
+			free(p->off);
+			free(p->len);
+			free(p);
+			return vmm_error_set(err, -r, "migration: cannot start the populate thread: %s",
+					     strerror(r));
+		}
+		if (r != 0)
+			break;
+		p->nthreads = i + 1;
 	}
 	*out = p;
 	return 0;
@@ -159,7 +171,7 @@ int mig_populate_map(struct mig_populate *p, const struct mig_record *rec, struc
 		p->len[p->n] = count << MIG_PAGE_SHIFT;
 		p->n++;
 	}
-	pthread_cond_signal(&p->cv);
+	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->lock);
 out:
 	protobuf_c_message_free_unpacked(&m->base, NULL);
@@ -172,9 +184,10 @@ void mig_populate_stop(struct mig_populate *p, uint64_t *bytes, uint64_t *ns)
 		return;
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
-	pthread_cond_signal(&p->cv);
+	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->lock);
-	pthread_join(p->thread, NULL);
+	for (unsigned i = 0; i < p->nthreads; i++)
+		pthread_join(p->threads[i], NULL);
 	if (bytes)
 		*bytes = p->bytes;
 	if (ns)

@@ -287,6 +287,7 @@ int mig_populate_start(struct mig_populate **out, const struct guest_memory *mem
  * (bounded: beyond MIG_POPULATE_MAX_RANGES the rest is left to the faults
  * of the receive path; it is only a hint). */
 #define MIG_POPULATE_MAX_RANGES (64u << 10)
+#define MIG_POPULATE_THREADS 2
 int mig_populate_map(struct mig_populate *p, const struct mig_record *rec, struct vmm_error *err);
 /* Stops and joins the thread. Statistics: bytes mapped and the time spent. */
 void mig_populate_stop(struct mig_populate *p, uint64_t *bytes, uint64_t *ns);

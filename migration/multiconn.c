@@ -148,6 +148,7 @@ static int open_one(struct mig_multi *m, struct mig_data_conn *dc, struct vmm_er
 	dc->tx_ready = true;
 	dc->tx.flow = cfg->flow;
 	dc->tx.zpool = cfg->zpool;
+	dc->tx.hash_pages = cfg->hash_pages;
 	if ((r = pthread_create(&dc->thread, NULL, data_main, dc)) != 0)
 		return vmm_error_set(err, -r, "data connection %u: cannot start its thread: %s",
 				     dc->index, strerror(r));

@@ -183,7 +183,8 @@ struct mig_ram_tx {
 	struct mig_flow *flow;	 /* shared; NULL: raw always (tests) */
 	struct mig_zpool *zpool; /* shared; NULL: compress in this thread */
 	enum mig_ram_encoding enc;
-	int v1_level; /* RamBatch: zstd level as before 1.2 (0: none) */
+	bool hash_pages; /* raw pages carry their XXH3-64 (the default; see source.c) */
+	int v1_level;	 /* RamBatch: zstd level as before 1.2 (0: none) */
 	unsigned index, nconns;
 	uint32_t iteration;
 	/* the batch being collected */

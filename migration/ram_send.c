@@ -3,8 +3,9 @@
  *
  * Pages are read where they are. A raw batch is written with writev()
  * straight from guest memory: the record header and envelope (page runs,
- * zero-page runs, one XXH3-64 per page) in one small buffer, then the page
- * runs themselves; nothing is copied on the way to the socket. Zero pages
+ * zero-page runs, and unless switched off one XXH3-64 per page) in one
+ * small buffer, then the page runs themselves; nothing is copied on the way
+ * to the socket. Zero pages
  * go as numbers only. When the flow says compression pays (flow.c), a
  * batch is copied once into a job buffer (zstd needs input that does not
  * change under it) and compressed by a worker thread; up to MIG_TX_JOBS
@@ -81,6 +82,7 @@ int mig_ram_tx_init(struct mig_ram_tx *tx, struct vm *vm, struct mig_writer *w,
 	tx->enc = enc;
 	tx->index = index;
 	tx->nconns = nconns ? nconns : 1;
+	tx->hash_pages = true;
 	tx->stage = malloc(BATCH_BYTES);
 	tx->packed_cap = ZSTD_compressBound(BATCH_BYTES);
 	tx->packed = malloc(tx->packed_cap);
@@ -307,7 +309,8 @@ static int flush_raw(struct mig_ram_tx *tx, struct vmm_error *err)
 	}
 	size_t len = (size_t)tx->npages * MIG_PAGE_SIZE;
 	int r = write_pages(tx, data, zero, VMM__MIGRATION__COMPRESSION__COMPRESSION_NONE,
-			    tx->hashes, tx->npages, iov, (int)data->n, len, tx->iteration, err);
+			    tx->hash_pages ? tx->hashes : NULL, tx->npages, iov, (int)data->n, len,
+			    tx->iteration, err);
 	tx->stats.normal_pages += tx->npages;
 	tx->stats.zero_pages += tx->nzeros;
 	tx->stats.data_bytes += len;
@@ -387,7 +390,7 @@ int mig_ram_tx_page(struct mig_ram_tx *tx, uint64_t pfn, struct vmm_error *err)
 		/* The hash is of the page as read now; if the guest changes it
 		 * before the socket has copied it, the destination sees a
 		 * mismatch, and the page, being dirty, goes again. */
-		if (tx->enc == MIG_RAM_ENC_PAGES)
+		if (tx->enc == MIG_RAM_ENC_PAGES && tx->hash_pages)
 			tx->hashes[tx->npages] = XXH3_64bits(src, MIG_PAGE_SIZE);
 		tx->iov[tx->npages] = (struct iovec){src, MIG_PAGE_SIZE};
 		tx->pages[tx->npages++] = pfn;

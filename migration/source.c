@@ -69,6 +69,24 @@ const char *mig_status_name(enum mig_status s)
 	return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "unknown";
 }
 
+const char *mig_verify_pages_name(enum mig_verify_pages v)
+{
+	return v == MIG_VERIFY_ON ? "on" : v == MIG_VERIFY_OFF ? "off" : "auto";
+}
+
+int mig_verify_pages_parse(const char *s, enum mig_verify_pages *out)
+{
+	if (strcmp(s, "auto") == 0)
+		*out = MIG_VERIFY_AUTO;
+	else if (strcmp(s, "on") == 0)
+		*out = MIG_VERIFY_ON;
+	else if (strcmp(s, "off") == 0)
+		*out = MIG_VERIFY_OFF;
+	else
+		return -EINVAL;
+	return 0;
+}
+
 void mig_params_default(struct mig_params *p)
 {
 	*p = (struct mig_params){
@@ -289,6 +307,7 @@ static void idle(void *ctx)
 static int pass(struct mig_source *s, bool populated, struct vmm_error *err)
 {
 	uint32_t it = ++s->iteration;
+	TRACE(populated ? "pass 0" : "pass");
 	if (s->multi)
 		mig_multi_start(s->multi, populated ? MIG_MULTI_POPULATED : MIG_MULTI_DIRTY,
 				&s->dirty, it, 0);
@@ -399,8 +418,10 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 				unsigned wait_ms = (unsigned)(limit * DRAIN_LIMIT_X > DRAIN_MIN_MS
 								      ? limit * DRAIN_LIMIT_X
 								      : DRAIN_MIN_MS);
+				TRACE("drain");
 				if ((r = drain(s, wait_ms, err)) < 0)
 					return r;
+				TRACE("drained");
 				pthread_mutex_lock(&s->lock);
 				s->info.drain_ms += (mono_ns() - t0) / 1000000;
 				pthread_mutex_unlock(&s->lock);
@@ -550,6 +571,9 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 static int setup_data_path(struct mig_source *s, struct vmm_error *err)
 {
 	unsigned caps = s->ch.is_file ? ~0u : s->ch.peer.caps;
+	bool hash = s->params.verify_pages == MIG_VERIFY_ON ||
+		    (s->params.verify_pages == MIG_VERIFY_AUTO && s->ch.is_file);
+	s->ram.hash_pages = hash;
 	if (!(caps & MIG_CAP_RAM_PAGES)) { /* a destination before format 1.2 */
 		s->ram.enc = MIG_RAM_ENC_V1;
 		s->ram.v1_level = s->params.compression == MIG_COMPRESS_OFF ? 0
@@ -575,6 +599,7 @@ static int setup_data_path(struct mig_source *s, struct vmm_error *err)
 			.enc = s->ram.enc,
 			.cancel = &s->cancel_ev,
 			.abort = &s->abort,
+			.hash_pages = hash,
 		};
 		s->flow.nconns = s->nconns;
 		return mig_multi_open(&s->multi, &cfg, err);

@@ -26,6 +26,14 @@ enum mig_status {
 };
 const char *mig_status_name(enum mig_status s);
 
+/* Whether raw pages carry a hash each (format 1.2). A socket already checks
+ * what it carries (TCP's checksum; TLS's authentication once it is on), a
+ * file nothing: auto hashes pages for file: only. The hash costs a read of
+ * every page on both sides (XXH3-64, ~11 GB/s on one core here). */
+enum mig_verify_pages { MIG_VERIFY_AUTO, MIG_VERIFY_ON, MIG_VERIFY_OFF };
+const char *mig_verify_pages_name(enum mig_verify_pages v);
+int mig_verify_pages_parse(const char *s, enum mig_verify_pages *out);
+
 struct mig_params {
 	uint64_t downtime_limit_ms; /* stop the guest once the rest fits in this */
 	uint64_t max_bandwidth;	    /* bytes/s, 0 = unlimited */
@@ -36,6 +44,7 @@ struct mig_params {
 	unsigned throttle_max;
 	uint64_t switchover_timeout_ms; /* guest paused, no Ready yet: resume it here after this */
 	enum mig_compress_mode compression; /* auto: zstd only where measured to pay */
+	enum mig_verify_pages verify_pages; /* raw pages with their own hash: auto = files */
 	unsigned connections;		    /* pages over this many connections (1..8) */
 };
 void mig_params_default(struct mig_params *p);

@@ -233,7 +233,7 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 					    "compress-level",	  "auto-converge",
 					    "throttle-initial",	  "throttle-increment",
 					    "switchover-timeout", "connections",
-					    "compression"};
+					    "compression",	  "verify-pages"};
 	json_object_object_foreach(args, key, val)
 	{
 		(void)val;
@@ -284,6 +284,13 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 					     "migrate-set-parameters: compression must be auto, zstd "
 					     "or none");
 	}
+	if (json_object_object_get_ex(args, "verify-pages", &b)) {
+		if (!json_object_is_type(b, json_type_string) ||
+		    mig_verify_pages_parse(json_object_get_string(b), &p.verify_pages) < 0)
+			return vmm_error_set(err, -EINVAL,
+					     "migrate-set-parameters: verify-pages must be auto, on or "
+					     "off");
+	}
 	if (json_object_object_get_ex(args, "auto-converge", &b)) {
 		if (!json_object_is_type(b, json_type_boolean))
 			return vmm_error_set(err, -EINVAL, "auto-converge must be true or false");
@@ -312,6 +319,8 @@ static int cmd_query_migrate_parameters(void *ctx, struct json_object *args,
 	add_u64(*ret, "connections", c->params.connections);
 	json_object_object_add(*ret, "compression",
 			       json_object_new_string(mig_compress_mode_name(c->params.compression)));
+	json_object_object_add(*ret, "verify-pages",
+			       json_object_new_string(mig_verify_pages_name(c->params.verify_pages)));
 	return 0;
 }
 
@@ -398,7 +407,8 @@ const struct api_command vmm_control_commands[] = {
 	{"query-migrate", cmd_query_migrate, "migration status and statistics"},
 	{"migrate-set-parameters", cmd_migrate_set_parameters,
 	 "downtime-limit (ms), max-bandwidth (bytes/s), compress-level, compression "
-	 "(auto|zstd|none), connections (1-8), auto-converge, switchover-timeout (ms), ..."},
+	 "(auto|zstd|none), connections (1-8), verify-pages (auto|on|off), auto-converge, "
+	 "switchover-timeout (ms), ..."},
 	{"query-migrate-parameters", cmd_query_migrate_parameters, "current migration parameters"},
 	{"query-cpuid", cmd_query_cpuid, "the CPUID table KVM holds for each vCPU"},
 	{"query-machine", cmd_query_machine, "the resolved machine type, CPU model and properties"},

@@ -17,7 +17,8 @@ bench loudly):
   veth-512M           touched-512M between two network namespaces over a veth pair
   linux-midboot       the Debian kernel (vmlinux) 1 GiB, migrated mid-boot
   local-1G, local-4G  same-host moves (vmm only): 512 MiB / 2 GiB touched
-vmm configurations: default (4 KiB pages, 1 connection), hugepages, 2 connections.
+vmm configurations: default (4 KiB pages, 1 connection), 2conn (connections=2),
+hugepages (--memory ...,hugepages=on), huge-2conn (both), local (same host).
 QEMU configurations: max-bandwidth raised to 100 GB/s ("raised"), its defaults
 ("defaults"), multifd with 2 channels ("multifd2", bandwidth raised), and
 hugepages (memory-backend-memfd hugetlb=on, bandwidth raised; "huge").
@@ -57,7 +58,7 @@ MIB = 1 << 20
 
 WORKLOADS = {
     "touched-512M": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500",
-                     "vmm": ["default", "hugepages", "2conn"]},
+                     "vmm": ["default", "2conn", "hugepages", "huge-2conn"]},
     "touched-512M-mixed": {"mem": 1024, "cmdline": "dirty=512M rate=1M fill=mixed progress=500",
                            "vmm": ["default"]},
     "touched-2G": {"mem": 4096, "cmdline": "dirty=2G rate=1M progress=500",
@@ -314,7 +315,7 @@ def debian_vmlinux(build):
 # ---- one migration under vmm ----
 
 def run_vmm(exe, guest, wl, cfg, tmp, veth):
-    mem = f"{wl['mem']}M" + (",hugepages=on" if cfg == "hugepages" else "")
+    mem = f"{wl['mem']}M" + (",hugepages=on" if cfg in ("hugepages", "huge-2conn") else "")
     kernel = wl.get("kernel", guest)
     cmdline = LINUX_CMDLINE if wl.get("linux") else wl["cmdline"]
     common = [exe, "--kernel", kernel, "--memory", mem, "--cpus", "1", "--cmdline", cmdline]
@@ -339,7 +340,7 @@ def run_vmm(exe, guest, wl, cfg, tmp, veth):
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         Json(os.path.join(tmp, "vmm-dst.sock")).close()
         api = Json(os.path.join(tmp, "vmm-src.sock"))
-        if cfg == "2conn":
+        if cfg in ("2conn", "huge-2conn"):
             api.cmd("migrate-set-parameters", connections=2)
         rss = RssSampler([src.pid, dst.pid])
         if local:
@@ -475,8 +476,8 @@ def main():
         need = 0
         for n in names:
             wl = WORKLOADS[n]
-            uses = "hugepages" in wl["vmm"] or (not a.vmm_only and "huge" in
-                                                wl.get("qemu", variants))
+            uses = "hugepages" in wl["vmm"] or "huge-2conn" in wl["vmm"] or (
+                not a.vmm_only and "huge" in wl.get("qemu", variants))
             if uses:
                 need = max(need, wl["mem"] + 16)  # two guests of mem/2 pages
         return need
@@ -491,7 +492,7 @@ def main():
             veth = Veth() if wl.get("veth") else None
             try:
                 load_before = loadavg()
-                cfgs = [c for c in wl["vmm"] if c != "hugepages" or have_huge]
+                cfgs = [c for c in wl["vmm"] if "huge" not in c or have_huge]
                 qvars = [] if a.vmm_only else [v for v in wl.get("qemu", variants)
                                                if v != "huge" or have_huge]
                 runs = {("vmm", c): [] for c in cfgs}

@@ -433,6 +433,7 @@ static void refuse(struct mig_dest *d, const struct vmm_error *why)
 
 static void *dest_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "mig-dest");
 	struct mig_dest *d = arg;
 	struct vmm_error err = {0};
 	int r;

@@ -98,6 +98,9 @@ static void *data_main(void *arg)
 	struct mig_data_conn *dc = arg;
 	struct mig_multi *m = dc->m;
 	unsigned seen = 0;
+	char name[16];
+	snprintf(name, sizeof(name), "mig-tx%u", dc->index);
+	pthread_setname_np(pthread_self(), name); /* for top and perf */
 	pthread_mutex_lock(&m->lock);
 	for (;;) {
 		while (m->gen == seen && !m->quit)
@@ -149,6 +152,7 @@ static int open_one(struct mig_multi *m, struct mig_data_conn *dc, struct vmm_er
 	dc->tx.flow = cfg->flow;
 	dc->tx.zpool = cfg->zpool;
 	dc->tx.hash_pages = cfg->hash_pages;
+	dc->tx.ranges = cfg->ranges;
 	if ((r = pthread_create(&dc->thread, NULL, data_main, dc)) != 0)
 		return vmm_error_set(err, -r, "data connection %u: cannot start its thread: %s",
 				     dc->index, strerror(r));
@@ -378,6 +382,9 @@ static void *dest_data_main(void *arg)
 	struct mig_dest_data *dd = arg;
 	struct mig_dest_multi *m = dd->m;
 	struct vmm_error err = {0};
+	char name[16];
+	snprintf(name, sizeof(name), "mig-rx%u", dd->index);
+	pthread_setname_np(pthread_self(), name);
 	int r = receive_data(dd, &err);
 	pthread_mutex_lock(&m->lock);
 	dd->finished = true;

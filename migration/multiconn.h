@@ -44,6 +44,7 @@ struct mig_multi_cfg {
 	struct mig_zpool *zpool;
 	enum mig_ram_encoding enc;
 	bool hash_pages;
+	const struct mig_ram_ranges *ranges; /* pass 0's ranges, shared read-only */
 	const struct mig_cancel *cancel; /* wakes their waits */
 	atomic_bool *abort;		 /* their loops stop when set; they set it on failure */
 };

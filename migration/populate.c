@@ -62,6 +62,7 @@ static void populate(struct mig_populate *p, uint64_t off, uint64_t len)
 
 static void *populate_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "mig-populate");
 	struct mig_populate *p = arg;
 	uint64_t align = p->mem->page_size;
 	pthread_mutex_lock(&p->lock);

@@ -153,9 +153,21 @@ unsigned mig_zpool_threads(const struct mig_zpool *p);
 typedef int (*mig_range_fn)(void *ctx, uint64_t first_pfn, uint64_t count, struct vmm_error *err);
 int mig_ram_walk_populated(const struct guest_memory *mem, atomic_bool *cancel, mig_range_fn fn,
 			   void *ctx, uint64_t *untouched, struct vmm_error *err);
-/* Writes the populated-range map as RamMap records. */
+/* The ranges of that walk, kept for pass 0 (every connection's), so the
+ * memfd is walked once per migration: SEEK_HOLE scans the page cache of a
+ * populated range page by page. Bounded: beyond MIG_RANGES_MAX ranges it
+ * is not kept (complete = false) and each pass walks for itself. */
+#define MIG_RANGES_MAX (64u << 10)
+struct mig_ram_ranges {
+	uint64_t *first, *count;
+	size_t n;
+	uint64_t untouched;
+	bool complete;
+};
+void mig_ram_ranges_free(struct mig_ram_ranges *r);
+/* Writes the populated-range map as RamMap records; fills *keep if given. */
 int mig_ram_send_map(struct vm *vm, struct mig_writer *w, atomic_bool *cancel,
-		     struct vmm_error *err);
+		     struct mig_ram_ranges *keep, struct vmm_error *err);
 
 /* ---- ram_send.c ---- */
 
@@ -181,6 +193,7 @@ struct mig_ram_tx {
 	struct vm *vm;
 	struct mig_writer *w;
 	struct mig_flow *flow;	 /* shared; NULL: raw always (tests) */
+	const struct mig_ram_ranges *ranges; /* pass 0 from these when complete */
 	struct mig_zpool *zpool; /* shared; NULL: compress in this thread */
 	enum mig_ram_encoding enc;
 	bool hash_pages; /* raw pages carry their XXH3-64 (the default; see source.c) */

@@ -54,6 +54,7 @@ int mig_ram_walk_populated(const struct guest_memory *mem, atomic_bool *cancel, 
 
 struct map_out {
 	struct mig_writer *w;
+	struct mig_ram_ranges *keep;
 	uint64_t first[MIG_MAP_MAX_RANGES], count[MIG_MAP_MAX_RANGES];
 	unsigned n;
 };
@@ -73,6 +74,16 @@ static int map_flush(struct map_out *m, struct vmm_error *err)
 static int map_range(void *ctx, uint64_t first, uint64_t count, struct vmm_error *err)
 {
 	struct map_out *m = ctx;
+	struct mig_ram_ranges *k = m->keep;
+	if (k && k->complete) {
+		if (k->n == MIG_RANGES_MAX) {
+			k->complete = false; /* too fragmented to keep: passes walk again */
+		} else {
+			k->first[k->n] = first;
+			k->count[k->n] = count;
+			k->n++;
+		}
+	}
 	m->first[m->n] = first;
 	m->count[m->n] = count;
 	if (++m->n == MIG_MAP_MAX_RANGES)
@@ -80,17 +91,33 @@ static int map_range(void *ctx, uint64_t first, uint64_t count, struct vmm_error
 	return 0;
 }
 
+void mig_ram_ranges_free(struct mig_ram_ranges *r)
+{
+	free(r->first);
+	free(r->count);
+	memset(r, 0, sizeof(*r));
+}
+
 int mig_ram_send_map(struct vm *vm, struct mig_writer *w, atomic_bool *cancel,
-		     struct vmm_error *err)
+		     struct mig_ram_ranges *keep, struct vmm_error *err)
 {
 	struct map_out *m = calloc(1, sizeof(*m)); /* 64 KiB: off the stack */
 	if (!m)
 		return vmm_error_set(err, -ENOMEM, "migration: out of memory for the RAM map");
 	m->w = w;
+	if (keep) {
+		memset(keep, 0, sizeof(*keep));
+		keep->first = malloc(MIG_RANGES_MAX * sizeof(uint64_t));
+		keep->count = malloc(MIG_RANGES_MAX * sizeof(uint64_t));
+		keep->complete = keep->first && keep->count;
+		m->keep = keep;
+	}
 	uint64_t untouched = 0;
 	int r = mig_ram_walk_populated(&vm->mem, cancel, map_range, m, &untouched, err);
 	if (r == 0)
 		r = map_flush(m, err);
+	if (keep)
+		keep->untouched = untouched;
 	free(m);
 	return r;
 }

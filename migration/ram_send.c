@@ -433,7 +433,14 @@ int mig_ram_tx_populated(struct mig_ram_tx *tx, atomic_bool *cancel, struct vmm_
 {
 	struct populated_ctx c = {tx, cancel};
 	uint64_t untouched = 0;
-	int r = mig_ram_walk_populated(&tx->vm->mem, cancel, send_range, &c, &untouched, err);
+	int r = 0;
+	if (tx->ranges && tx->ranges->complete) { /* the map's walk, kept */
+		for (size_t i = 0; i < tx->ranges->n && r == 0; i++)
+			r = send_range(&c, tx->ranges->first[i], tx->ranges->count[i], err);
+		untouched = tx->ranges->untouched;
+	} else {
+		r = mig_ram_walk_populated(&tx->vm->mem, cancel, send_range, &c, &untouched, err);
+	}
 	/* every connection walks all of RAM: count the untouched pages once */
 	if (tx->index == 0)
 		tx->stats.untouched_pages += untouched;

@@ -55,6 +55,7 @@ struct mig_source {
 	uint8_t session[MIG_SESSION_ID_LEN];
 	uint32_t iteration;
 	bool merge_next; /* the next sync adds to the bitmap (it was not sent yet) */
+	struct mig_ram_ranges ranges; /* the map's walk, for pass 0 */
 	struct vm_dirty_log dirty;
 	uint64_t header_sent_ns;
 	uint64_t t_start_ns;
@@ -286,7 +287,7 @@ static int send_header(struct mig_source *s, struct vmm_error *err)
 	/* The populated ranges next, so the destination maps them while the
 	 * pages are on their way (an older one skips the optional record). */
 	if (r == 0 && !s->local)
-		r = mig_ram_send_map(s->vm, &s->w, &s->abort, err);
+		r = mig_ram_send_map(s->vm, &s->w, &s->abort, &s->ranges, err);
 	s->header_sent_ns = mono_ns();
 	/* Out at once: the destination builds its VM meanwhile. */
 	return r < 0 ? r : mig_channel_flush(&s->ch, err);
@@ -600,6 +601,7 @@ static int setup_data_path(struct mig_source *s, struct vmm_error *err)
 			.cancel = &s->cancel_ev,
 			.abort = &s->abort,
 			.hash_pages = hash,
+			.ranges = &s->ranges,
 		};
 		s->flow.nconns = s->nconns;
 		return mig_multi_open(&s->multi, &cfg, err);
@@ -622,6 +624,7 @@ static int run(struct mig_source *s, bool *handed_over, struct vmm_error *err)
 	s->ram_ready = true;
 	s->ram.flow = &s->flow;
 	s->ram.zpool = s->zpool;
+	s->ram.ranges = &s->ranges;
 	/* Logging starts before the first pass reads anything, so every page
 	 * written after it is read again later. A local move reads none. */
 	if (!s->local && (r = vm_dirty_log_start(&s->dirty, s->vm, err)) < 0)
@@ -660,6 +663,7 @@ static int run(struct mig_source *s, bool *handed_over, struct vmm_error *err)
 
 static void *source_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "mig-source");
 	struct mig_source *s = arg;
 	struct vmm_error err = {0};
 	bool handed_over = false;
@@ -687,6 +691,7 @@ static void *source_main(void *arg)
 		mig_ram_tx_free(&s->ram);
 	mig_zpool_stop(s->zpool);
 	s->zpool = NULL;
+	mig_ram_ranges_free(&s->ranges);
 	mig_writer_free(&s->w);
 	pthread_mutex_lock(&s->lock);
 	if (r == 0) {

@@ -34,6 +34,7 @@ static uint64_t mono_ns(void)
 
 static void *worker(void *arg)
 {
+	pthread_setname_np(pthread_self(), "mig-zstd");
 	struct mig_zpool *p = arg;
 	ZSTD_CCtx *cctx = ZSTD_createCCtx();
 	ZSTD_DCtx *dctx = ZSTD_createDCtx();

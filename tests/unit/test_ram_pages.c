@@ -102,9 +102,15 @@ static void test_pages_round_trip_straight_into_ram(void **state)
 	atomic_bool cancel = false;
 	assert_int_equal(mig_writer_init(&w, buf_sink, &b, &err), 0);
 	assert_int_equal(mig_write_preamble(&w, &err), 0);
-	assert_int_equal(mig_ram_send_map(&src, &w, &cancel, &err), 0);
+	struct mig_ram_ranges ranges;
+	assert_int_equal(mig_ram_send_map(&src, &w, &cancel, &ranges, &err), 0);
+	assert_true(ranges.complete);
+	assert_int_equal(ranges.n, 3);
 	assert_int_equal(mig_ram_tx_init(&tx, &src, &w, MIG_RAM_ENC_PAGES, 0, 1, &err), 0);
+	tx.ranges = &ranges; /* pass 0 from the map's walk */
 	assert_int_equal(mig_ram_tx_populated(&tx, &cancel, &err), 0);
+	assert_int_equal(tx.stats.untouched_pages, 64 * MIB / 4096 - 604);
+	mig_ram_ranges_free(&ranges);
 	assert_int_equal(tx.stats.normal_pages, 603);
 	assert_int_equal(tx.stats.zero_pages, 1);
 	assert_int_equal(mig_write_end(&w, 604, &err), 0);

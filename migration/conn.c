@@ -191,6 +191,26 @@ void mig_conn_from_fd(struct mig_conn *c, int fd, enum mig_transport kind, const
 	snprintf(c->peer, sizeof(c->peer), "%s", peer);
 }
 
+bool mig_conn_same_host(const struct mig_conn *c)
+{
+	if (c->kind == MIG_UNIX)
+		return true;
+	if (c->kind != MIG_TCP)
+		return false;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
+}
+
 int mig_conn_secure(struct mig_conn *c, enum mig_conn_role role, struct vmm_error *err)
 {
 	/* Plaintext: nothing to negotiate. TLS (issue 11) replaces c->ops here,

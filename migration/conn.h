@@ -132,6 +132,8 @@ int mig_conn_send_fd(struct mig_conn *c, int fd, const void *data, size_t len,
 /* Takes the descriptor the peer passed (it came with the bytes read so
  * far); -ENOENT when none came. The caller owns it. */
 int mig_conn_recv_fd(struct mig_conn *c, int *fd, struct vmm_error *err);
+/* Whether the peer is this host: a unix: socket or a loopback address. */
+bool mig_conn_same_host(const struct mig_conn *c);
 /* A descriptor of another kind (tests, socketpairs): plain ops. */
 void mig_conn_from_fd(struct mig_conn *c, int fd, enum mig_transport kind, const char *peer,
 		      const struct mig_cancel *cancel);

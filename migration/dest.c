@@ -122,11 +122,9 @@ static int adopt_spec(struct mig_dest *d, const struct vm_spec *theirs, struct v
 	return vm_spec_adopt(&d->request, theirs, want, err);
 }
 
-#define DTRACE(what) do { if (getenv("VMM_TRACE")) fprintf(stderr, "dtrace %.3f %s\n", now_ns(CLOCK_MONOTONIC) / 1e6, what); } while (0)
 static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
 {
 	int r;
-	DTRACE("header in");
 	if (d->header)
 		return vmm_error_set(err, -EPROTO, "a second header record");
 	if ((r = mig_unpack(rec, &vmm__migration__header__descriptor,
@@ -134,14 +132,11 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 		return r;
 	const Vmm__Migration__Header *h = d->header;
 	struct vm_spec theirs, want;
-	DTRACE("unpacked");
 	if ((r = mig_peer_from_header(h, &d->source, err)) < 0 ||
 	    (r = mig_header_check_basic(h, err)) < 0 || (r = mig_header_to_spec(h, &theirs, err)) < 0)
 		return r;
-	DTRACE("to spec");
 	if ((r = adopt_spec(d, &theirs, &want, err)) < 0)
 		return r;
-	DTRACE("adopted spec");
 	fprintf(stderr, "vmm: incoming guest: machine %s, cpu model %s, %llu MiB, %u vCPU%s, from %s "
 		"(vmm %s, format %u.%u)\n", h->machine_type, h->cpu_model_spec,
 		(unsigned long long)(h->ram_size >> 20), h->vcpu_count, h->vcpu_count == 1 ? "" : "s",
@@ -153,11 +148,9 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	if (!vm_spec_same_guest(&d->vm->spec, &want) &&
 	    (r = vm_recreate(d->vm, &want, err)) < 0)
 		return vmm_error_prefix(err, "cannot build the guest here");
-	DTRACE("same guest");
 	if ((r = mig_header_check_vm(h, d->vm, err)) < 0 ||
 	    (r = vm_set_tsc_khz(d->vm, h->tsc_khz, err)) < 0)
 		return r;
-	DTRACE("checked vm");
 	d->local = h->local;
 	d->nconns = h->connections > 1 ? h->connections : 1;
 	if (d->local && d->uri.kind != MIG_UNIX)
@@ -223,11 +216,9 @@ static int on_mem_fd(struct mig_dest *d, const struct mig_record *rec, struct vm
 	if (!d->local || d->adopted)
 		return vmm_error_set(err, -EPROTO, "a mem-fd record %s",
 				     d->adopted ? "twice" : "in a stream that is not a local move");
-	DTRACE("memfd in");
 	int r = mig_local_adopt(&d->conn, d->vm, rec, err);
 	if (r < 0)
 		return r;
-	DTRACE("memfd adopted");
 	d->adopted = true;
 	Vmm__Migration__Ack a = VMM__MIGRATION__ACK__INIT;
 	a.memory_adopted = true;

@@ -21,14 +21,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#define TICK_NS 10000000ull	      /* revisit the choice at most every 10 ms */
-#define RATE_WINDOW_NS 300000000ull   /* rates over the last 300 ms */
+#define TICK_NS		10000000ull   /* revisit the choice at most every 10 ms */
+#define RATE_WINDOW_NS	300000000ull  /* rates over the last 300 ms */
 #define SAMPLE_EVERY_NS 200000000ull  /* a compression sample at most every 200 ms */
-#define PROBE_EVERY_NS 1000000000ull  /* compressing: measure the link raw once a second, */
-#define PROBE_FOR_NS 100000000ull     /* for 100 ms */
-#define MIN_LINK_NS 30000000ull	      /* a link rate needs 30 ms of samples */
-#define GAIN 1.10		      /* zstd must beat raw by this much */
-#define DEST_BUSY 0.10		      /* destination readers idle less than this: it is the limit */
+#define PROBE_EVERY_NS	1000000000ull /* compressing: measure the link raw once a second, */
+#define PROBE_FOR_NS	100000000ull  /* for 100 ms */
+#define MIN_LINK_NS	30000000ull   /* a link rate needs 30 ms of samples */
+#define GAIN		1.10	      /* zstd must beat raw by this much */
+#define DEST_BUSY	0.10	      /* destination readers idle less than this: it is the limit */
 
 const char *mig_compress_mode_name(enum mig_compress_mode m)
 {
@@ -63,11 +63,25 @@ bool mig_compress_choose(const struct mig_compress_inputs *in, char *why, size_t
 		snprintf(why, len, "raw until the link and zstd are measured");
 		return false;
 	}
+	if (in->same_host && !in->capped) {
+		snprintf(why, len,
+			 "raw: the destination is on this host, the link is a memory "
+			 "copy (zstd would only take CPU from it)");
+		return false;
+	}
 	double raw = in->link_bps;
 	double z = in->zstd_bps * (in->workers ? in->workers : 1);
 	double zlink = in->ratio * in->link_bps;
 	double zstd = z < zlink ? z : zlink;
 	bool use = zstd > raw * GAIN;
+	/* the cores compression would keep busy, carrying `zstd` bytes/s */
+	double need = zstd / in->zstd_bps;
+	if (use && !in->capped && in->idle_cores >= 0 && in->idle_cores < need) {
+		snprintf(why, len,
+			 "raw: zstd -%d would need %.1f CPUs at %.0f MB/s, this host has %.1f idle",
+			 in->level, need, zstd / 1e6, in->idle_cores);
+		return false;
+	}
 	snprintf(why, len,
 		 "%s: link %.0f MB/s raw; zstd -%d %.0f MB/s x %u worker%s at %.2fx -> %.0f MB/s",
 		 use ? "zstd pays" : "raw is faster", raw / 1e6, in->level, in->zstd_bps / 1e6,
@@ -135,10 +149,49 @@ void mig_flow_init(struct mig_flow *f, enum mig_compress_mode mode, int level, u
 	f->max_bandwidth = max_bandwidth;
 	f->nconns = 1;
 	f->dest_idle = -1;
+	f->idle_cores = -1;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	f->ncpus = cpus > 0 ? (unsigned)cpus : 1;
 	atomic_init(&f->dest_wait_ns, 0);
 	struct mig_compress_inputs in = {.mode = mode, .level = level, .workers = f->workers};
 	atomic_init(&f->compress, mig_compress_choose(&in, f->reason, sizeof(f->reason)));
 	f->mode_since_ns = mono_ns();
+}
+
+void mig_flow_same_host(struct mig_flow *f, bool same)
+{
+	pthread_mutex_lock(&f->lock);
+	f->same_host = same;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* This host's idle CPUs since the last look (/proc/stat), as a moving
+ * average; called with f->lock held, at most every 50 ms. */
+static void sample_cpu(struct mig_flow *f, uint64_t now_ns)
+{
+	if (now_ns - f->cpu_sample_ns < 50000000ull)
+		return;
+	FILE *fp = fopen("/proc/stat", "re");
+	if (!fp)
+		return;
+	unsigned long long v[8] = {0};
+	int n = fscanf(fp, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+		       &v[3], &v[4], &v[5], &v[6], &v[7]);
+	fclose(fp);
+	if (n < 5)
+		return;
+	uint64_t idle = v[3] + v[4], total = 0;
+	for (int i = 0; i < n; i++)
+		total += v[i];
+	if (f->cpu_sample_ns && total > f->cpu_total_prev) {
+		double frac =
+		    (double)(idle - f->cpu_idle_prev) / (double)(total - f->cpu_total_prev);
+		double cores = frac * f->ncpus;
+		f->idle_cores = f->idle_cores < 0 ? cores : 0.6 * f->idle_cores + 0.4 * cores;
+	}
+	f->cpu_idle_prev = idle;
+	f->cpu_total_prev = total;
+	f->cpu_sample_ns = now_ns;
 }
 
 void mig_flow_free(struct mig_flow *f)
@@ -195,7 +248,8 @@ bool mig_flow_want_sample(struct mig_flow *f, uint64_t now_ns)
 	if (f->mode != MIG_COMPRESS_AUTO || f->level == 0)
 		return false;
 	pthread_mutex_lock(&f->lock);
-	bool want = f->samples == 0 || now_ns - f->last_sample_ns >= SAMPLE_EVERY_NS;
+	bool want = (f->samples == 0 || now_ns - f->last_sample_ns >= SAMPLE_EVERY_NS) &&
+		    !(f->same_host && !f->max_bandwidth); /* no choice to make there */
 	if (want)
 		f->last_sample_ns = now_ns;
 	pthread_mutex_unlock(&f->lock);
@@ -217,6 +271,18 @@ void mig_flow_tick(struct mig_flow *f, uint64_t now_ns)
 		pthread_mutex_unlock(&f->lock);
 		return;
 	}
+	if (f->same_host && !f->max_bandwidth) { /* nothing to decide: see the choice */
+		struct mig_compress_inputs in = {.mode = f->mode,
+						 .level = f->level,
+						 .same_host = true,
+						 .link_bps = 1,
+						 .zstd_bps = 1};
+		mig_compress_choose(&in, f->reason, sizeof(f->reason));
+		atomic_store(&f->compress, false);
+		pthread_mutex_unlock(&f->lock);
+		return;
+	}
+	sample_cpu(f, now_ns);
 	bool compressing = atomic_load(&f->compress);
 	uint64_t since = now_ns - f->mode_since_ns;
 	uint64_t window = since < RATE_WINDOW_NS ? since : RATE_WINDOW_NS;
@@ -229,7 +295,8 @@ void mig_flow_tick(struct mig_flow *f, uint64_t now_ns)
 		/* How much of the time the destination's readers waited for
 		 * input: rarely means the destination, not the link, limits. */
 		if (acks)
-			f->dest_idle = mig_rate_get(&f->idle, window) / 1e9 / (f->nconns ? f->nconns : 1);
+			f->dest_idle =
+			    mig_rate_get(&f->idle, window) / 1e9 / (f->nconns ? f->nconns : 1);
 	}
 	if (f->probing && since < PROBE_FOR_NS) {
 		pthread_mutex_unlock(&f->lock);
@@ -239,9 +306,15 @@ void mig_flow_tick(struct mig_flow *f, uint64_t now_ns)
 	double link = f->link_bps;
 	if (f->max_bandwidth && (link == 0 || link > (double)f->max_bandwidth))
 		link = (double)f->max_bandwidth; /* the cap is the link */
-	struct mig_compress_inputs in = {.mode = f->mode, .level = f->level, .link_bps = link,
-					 .zstd_bps = f->zstd_bps, .ratio = f->ratio,
-					 .workers = f->workers};
+	struct mig_compress_inputs in = {.mode = f->mode,
+					 .level = f->level,
+					 .link_bps = link,
+					 .zstd_bps = f->zstd_bps,
+					 .ratio = f->ratio,
+					 .workers = f->workers,
+					 .capped = f->max_bandwidth != 0,
+					 .same_host = f->same_host,
+					 .idle_cores = f->idle_cores};
 	char why[sizeof(f->reason)];
 	bool want = mig_compress_choose(&in, why, sizeof(why));
 	if (want && !f->max_bandwidth && acks && f->dest_idle >= 0 && f->dest_idle < DEST_BUSY) {

@@ -43,7 +43,8 @@ static int read_exact(struct mig_in *in, void *buf, size_t len, unsigned timeout
 		if (n < 0)
 			return (int)n;
 		if (n == 0)
-			return vmm_error_set(err, -ECONNRESET, "the stream ends before the end record, "
+			return vmm_error_set(err, -ECONNRESET,
+					     "the stream ends before the end record, "
 					     "in the middle of a record (%s): truncated?",
 					     in->conn->peer);
 		p += n;
@@ -105,7 +106,8 @@ int mig_in_next(struct mig_in *in, struct mig_record *rec, unsigned timeout_ms,
 		struct mig_record_hdr hd;
 		if ((r = mig_check_record_header(h, in->records, &hd, err)) < 0)
 			return r;
-		*rec = (struct mig_record){.type = hd.type, .version = hd.version,
+		*rec = (struct mig_record){.type = hd.type,
+					   .version = hd.version,
 					   .flags = hd.flags,
 					   .hash_before = XXH3_64bits_digest(in->hash),
 					   .index = in->records};
@@ -115,7 +117,8 @@ int mig_in_next(struct mig_in *in, struct mig_record *rec, unsigned timeout_ms,
 		if (hd.type == MIG_REC_RAM_PAGES) {
 			uint8_t lb[4];
 			if (len < 4)
-				return vmm_error_set(err, -EBADMSG, "record %llu (ram-pages): %zu "
+				return vmm_error_set(err, -EBADMSG,
+						     "record %llu (ram-pages): %zu "
 						     "bytes, no envelope",
 						     (unsigned long long)rec->index, len);
 			if ((r = read_exact(in, lb, 4, timeout_ms, err)) < 0)
@@ -123,10 +126,11 @@ int mig_in_next(struct mig_in *in, struct mig_record *rec, unsigned timeout_ms,
 			size_t env = (size_t)lb[0] | (size_t)lb[1] << 8 | (size_t)lb[2] << 16 |
 				     (size_t)lb[3] << 24;
 			if (env > len - 4 || env > MIG_MAX_ENVELOPE)
-				return vmm_error_set(err, -EBADMSG,
-						     "record %llu (ram-pages): envelope of %zu bytes "
-						     "in a %zu-byte record",
-						     (unsigned long long)rec->index, env, len);
+				return vmm_error_set(
+				    err, -EBADMSG,
+				    "record %llu (ram-pages): envelope of %zu bytes "
+				    "in a %zu-byte record",
+				    (unsigned long long)rec->index, env, len);
 			if ((r = ensure_payload(in, env, err)) < 0 ||
 			    (r = read_exact(in, in->payload, env, timeout_ms, err)) < 0)
 				return r;
@@ -141,10 +145,11 @@ int mig_in_next(struct mig_in *in, struct mig_record *rec, unsigned timeout_ms,
 		/* A connection that carries only small records (a data
 		 * connection) never buffers a large one. */
 		if (in->max_payload && len > in->max_payload)
-			return vmm_error_set(err, -EMSGSIZE,
-					     "record %llu (%s): %zu bytes, more than %u on this connection",
-					     (unsigned long long)rec->index, mig_record_name(hd.type), len,
-					     in->max_payload);
+			return vmm_error_set(
+			    err, -EMSGSIZE,
+			    "record %llu (%s): %zu bytes, more than %u on this connection",
+			    (unsigned long long)rec->index, mig_record_name(hd.type), len,
+			    in->max_payload);
 		if ((r = ensure_payload(in, len, err)) < 0 ||
 		    (r = read_exact(in, in->payload, len, timeout_ms, err)) < 0)
 			return r;
@@ -176,7 +181,8 @@ int mig_in_readv(struct mig_in *in, struct iovec *iov, int n, unsigned timeout_m
 		if (got < 0)
 			return (int)got;
 		if (got == 0)
-			return vmm_error_set(err, -ECONNRESET, "the stream ends before the end record, "
+			return vmm_error_set(err, -ECONNRESET,
+					     "the stream ends before the end record, "
 					     "in the middle of page data (%s): truncated?",
 					     in->conn->peer);
 		in->bytes += (uint64_t)got;

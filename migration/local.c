@@ -14,8 +14,8 @@
 #include <errno.h>
 #include <unistd.h>
 
-int mig_local_send(struct mig_channel *ch, struct mig_writer *w, struct vm *vm,
-		   unsigned timeout_ms, struct vmm_error *err)
+int mig_local_send(struct mig_channel *ch, struct mig_writer *w, struct vm *vm, unsigned timeout_ms,
+		   struct vmm_error *err)
 {
 	int r = mig_channel_flush(ch, err); /* the descriptor rides with this record alone */
 	if (r < 0)
@@ -39,7 +39,8 @@ int mig_local_adopt(struct mig_conn *conn, struct vm *vm, const struct mig_recor
 	uint64_t size = m->size;
 	protobuf_c_message_free_unpacked(&m->base, NULL);
 	if (size != vm->mem.size)
-		return vmm_error_set(err, -EINVAL, "local move: the source's RAM is %llu MiB, this "
+		return vmm_error_set(err, -EINVAL,
+				     "local move: the source's RAM is %llu MiB, this "
 				     "guest's %llu MiB",
 				     (unsigned long long)(size >> 20),
 				     (unsigned long long)(vm->mem.size >> 20));

@@ -7,8 +7,8 @@
 
 /* Source: the MemFd record with the RAM memfd attached; waits (timeout_ms)
  * for the destination's Ack that it mapped it. */
-int mig_local_send(struct mig_channel *ch, struct mig_writer *w, struct vm *vm,
-		   unsigned timeout_ms, struct vmm_error *err);
+int mig_local_send(struct mig_channel *ch, struct mig_writer *w, struct vm *vm, unsigned timeout_ms,
+		   struct vmm_error *err);
 /* Destination: takes the descriptor that came with `rec` and makes it the
  * VM's RAM (checked: a memfd of this guest's size that maps here). */
 int mig_local_adopt(struct mig_conn *conn, struct vm *vm, const struct mig_record *rec,

@@ -9,9 +9,9 @@
 #include <unistd.h>
 
 #define HELLO_TIMEOUT_MS 2000 /* a data connection names its session this soon */
-#define MAX_STRANGERS 16      /* connections dropped before the real ones came */
-#define ACK_BYTES (1u << 20)
-#define ACK_NS 2000000ull
+#define MAX_STRANGERS	 16   /* connections dropped before the real ones came */
+#define ACK_BYTES	 (1u << 20)
+#define ACK_NS		 2000000ull
 
 static uint64_t mono_ns(void)
 {
@@ -115,7 +115,8 @@ static void *data_main(void *arg)
 		pthread_mutex_lock(&m->lock);
 		if (r < 0 && !m->error) {
 			m->error = r;
-			snprintf(m->msg, sizeof(m->msg), "connection %u: %.900s", dc->index, err.msg);
+			snprintf(m->msg, sizeof(m->msg), "connection %u: %.900s", dc->index,
+				 err.msg);
 			atomic_store(m->cfg.abort, true); /* the others stop too */
 		}
 		m->done++;
@@ -160,13 +161,12 @@ static int open_one(struct mig_multi *m, struct mig_data_conn *dc, struct vmm_er
 	return 0;
 }
 
-int mig_multi_open(struct mig_multi **out, const struct mig_multi_cfg *cfg,
-		   struct vmm_error *err)
+int mig_multi_open(struct mig_multi **out, const struct mig_multi_cfg *cfg, struct vmm_error *err)
 {
 	*out = NULL;
 	if (cfg->connections < 2 || cfg->connections > MIG_MAX_CONNECTIONS)
-		return vmm_error_set(err, -EINVAL, "connections=%u: must be 1..%u", cfg->connections,
-				     MIG_MAX_CONNECTIONS);
+		return vmm_error_set(err, -EINVAL, "connections=%u: must be 1..%u",
+				     cfg->connections, MIG_MAX_CONNECTIONS);
 	struct mig_multi *m = calloc(1, sizeof(*m));
 	if (!m)
 		return vmm_error_set(err, -ENOMEM, "migration: out of memory");
@@ -209,8 +209,7 @@ void mig_multi_start(struct mig_multi *m, enum mig_multi_cmd cmd, const struct v
 	pthread_mutex_unlock(&m->lock);
 }
 
-int mig_multi_wait(struct mig_multi *m, void (*idle)(void *ctx), void *ctx,
-		   struct vmm_error *err)
+int mig_multi_wait(struct mig_multi *m, void (*idle)(void *ctx), void *ctx, struct vmm_error *err)
 {
 	pthread_mutex_lock(&m->lock);
 	while (m->done < m->n) {
@@ -329,14 +328,16 @@ static int reply_sink(void *ctx, const void *data, size_t len, struct vmm_error 
 static int data_end(struct mig_dest_data *dd, const struct mig_record *rec, struct vmm_error *err)
 {
 	Vmm__Migration__DataEnd *e;
-	int r = mig_unpack(rec, &vmm__migration__data_end__descriptor, (ProtobufCMessage **)&e, err);
+	int r =
+	    mig_unpack(rec, &vmm__migration__data_end__descriptor, (ProtobufCMessage **)&e, err);
 	if (r < 0)
 		return r;
 	bool ok = e->checksum == rec->hash_before && e->records == rec->index;
 	uint64_t pages = e->ram_pages;
 	protobuf_c_message_free_unpacked(&e->base, NULL);
 	if (!ok)
-		return vmm_error_set(err, -EBADMSG, "checksum or record count mismatch: the stream "
+		return vmm_error_set(err, -EBADMSG,
+				     "checksum or record count mismatch: the stream "
 				     "was corrupted");
 	if ((r = mig_ram_rx_drain(&dd->rx, err)) < 0)
 		return r;
@@ -357,7 +358,8 @@ static int receive_data(struct mig_dest_data *dd, struct vmm_error *err)
 		struct mig_record rec;
 		r = mig_in_next(&dd->in, &rec, cfg->idle_ms, err);
 		if (r == -ECONNRESET && !err->msg[0])
-			return vmm_error_set(err, -ECONNRESET, "the source closed it before its end");
+			return vmm_error_set(err, -ECONNRESET,
+					     "the source closed it before its end");
 		if (r < 0)
 			return r;
 		switch (rec.type) {
@@ -390,7 +392,8 @@ static void *dest_data_main(void *arg)
 	dd->finished = true;
 	if (r < 0) {
 		dd->error = r;
-		snprintf(dd->msg, sizeof(dd->msg), "data connection %u: %.900s", dd->index, err.msg);
+		snprintf(dd->msg, sizeof(dd->msg), "data connection %u: %.900s", dd->index,
+			 err.msg);
 		if (!m->error && r != -ECANCELED) {
 			m->error = r;
 			snprintf(m->msg, sizeof(m->msg), "%s", dd->msg);
@@ -460,8 +463,10 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 		return vmm_error_set(err, -EPROTO, "the header's session id has %zu bytes, not %u",
 				     cfg->session_len, MIG_SESSION_ID_LEN);
 	if (cfg->listen_fd < 0)
-		return vmm_error_set(err, -EPROTO, "%u connections, but nothing listens here "
-				     "(file:)", cfg->connections);
+		return vmm_error_set(err, -EPROTO,
+				     "%u connections, but nothing listens here "
+				     "(file:)",
+				     cfg->connections);
 	struct mig_dest_multi *m = calloc(1, sizeof(*m));
 	if (!m)
 		return vmm_error_set(err, -ENOMEM, "migration: out of memory");
@@ -484,8 +489,10 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 	while (have < m->n) {
 		uint64_t now = mono_ms();
 		if (now >= deadline) {
-			r = vmm_error_set(err, -ETIMEDOUT, "only %u of the %u data connections "
-					  "arrived within %u s", have, m->n, cfg->timeout_ms / 1000);
+			r = vmm_error_set(err, -ETIMEDOUT,
+					  "only %u of the %u data connections "
+					  "arrived within %u s",
+					  have, m->n, cfg->timeout_ms / 1000);
 			break;
 		}
 		struct mig_dest_data tmp = {.m = m};
@@ -501,8 +508,10 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 				why.msg[0] ? why.msg : "a second one for the same index");
 			drop(&tmp);
 			if (++strangers > MAX_STRANGERS) {
-				r = vmm_error_set(err, -EPROTO, "%u connections that were not this "
-						  "migration's: giving up", strangers);
+				r = vmm_error_set(err, -EPROTO,
+						  "%u connections that were not this "
+						  "migration's: giving up",
+						  strangers);
 				break;
 			}
 			continue;
@@ -523,7 +532,8 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 			break;
 		dd->rx_ready = true;
 		if ((r = pthread_create(&dd->thread, NULL, dest_data_main, dd)) != 0) {
-			r = vmm_error_set(err, -r, "cannot start a receiving thread: %s", strerror(r));
+			r = vmm_error_set(err, -r, "cannot start a receiving thread: %s",
+					  strerror(r));
 			break;
 		}
 		dd->started = true;

@@ -24,7 +24,7 @@
 #include "migration/ram.h"
 
 #define MIG_MAX_CONNECTIONS 8
-#define MIG_SESSION_ID_LEN 16
+#define MIG_SESSION_ID_LEN  16
 
 /* ---- source ---- */
 
@@ -45,22 +45,20 @@ struct mig_multi_cfg {
 	enum mig_ram_encoding enc;
 	bool hash_pages;
 	const struct mig_ram_ranges *ranges; /* pass 0's ranges, shared read-only */
-	const struct mig_cancel *cancel; /* wakes their waits */
-	atomic_bool *abort;		 /* their loops stop when set; they set it on failure */
+	const struct mig_cancel *cancel;     /* wakes their waits */
+	atomic_bool *abort;		     /* their loops stop when set; they set it on failure */
 };
 
 struct mig_multi;
 /* Opens connections 1..N-1 (each: connect, security hook, preamble, Hello)
  * and starts their threads. */
-int mig_multi_open(struct mig_multi **out, const struct mig_multi_cfg *cfg,
-		   struct vmm_error *err);
+int mig_multi_open(struct mig_multi **out, const struct mig_multi_cfg *cfg, struct vmm_error *err);
 /* Starts a command on every data connection. */
 void mig_multi_start(struct mig_multi *m, enum mig_multi_cmd cmd, const struct vm_dirty_log *d,
 		     uint32_t iteration, unsigned drain_ms);
 /* Waits until all have done it, calling idle(ctx) every few ms meanwhile;
  * the first failure of any connection. */
-int mig_multi_wait(struct mig_multi *m, void (*idle)(void *ctx), void *ctx,
-		   struct vmm_error *err);
+int mig_multi_wait(struct mig_multi *m, void (*idle)(void *ctx), void *ctx, struct vmm_error *err);
 /* Their statistics, summed. */
 void mig_multi_stats(struct mig_multi *m, struct mig_ram_stats *sum, uint64_t *bytes);
 void mig_multi_close(struct mig_multi *m);
@@ -75,10 +73,10 @@ struct mig_dest_multi_cfg {
 	size_t session_len;
 	unsigned connections; /* N: waits for N-1 */
 	struct mig_ram_in *ram;
-	bool acks;			 /* the source reads Acks */
+	bool acks;		   /* the source reads Acks */
 	struct mig_cancel *cancel; /* raised on failure of any of them, too */
-	unsigned timeout_ms;		 /* for all of them to arrive */
-	unsigned idle_ms;		 /* the most a data connection may stay silent */
+	unsigned timeout_ms;	   /* for all of them to arrive */
+	unsigned idle_ms;	   /* the most a data connection may stay silent */
 };
 /* Accepts the N-1 data connections (strangers dropped, bounded) and starts
  * a receiving thread for each. */

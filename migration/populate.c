@@ -131,7 +131,8 @@ int mig_populate_start(struct mig_populate **out, const struct guest_memory *mem
 			free(p->off);
 			free(p->len);
 			free(p);
-			return vmm_error_set(err, -r, "migration: cannot start the populate thread: %s",
+			return vmm_error_set(err, -r,
+					     "migration: cannot start the populate thread: %s",
 					     strerror(r));
 		}
 		if (r != 0)
@@ -159,10 +160,11 @@ int mig_populate_map(struct mig_populate *p, const struct mig_record *rec, struc
 		uint64_t first = m->first[i], count = m->count[i];
 		int64_t a = mig_page_index(p->mem, first);
 		int64_t b = count == 0 || count > total || first + count - 1 < first
-				    ? -1
-				    : mig_page_index(p->mem, first + count - 1);
+				? -1
+				: mig_page_index(p->mem, first + count - 1);
 		if (a < 0 || b < 0 || (uint64_t)(b - a) != count - 1) {
-			r = vmm_error_set(err, -EFAULT, "ram-map: pages 0x%llx+%llu are not guest RAM",
+			r = vmm_error_set(err, -EFAULT,
+					  "ram-map: pages 0x%llx+%llu are not guest RAM",
 					  (unsigned long long)first, (unsigned long long)count);
 			break;
 		}

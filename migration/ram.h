@@ -29,11 +29,11 @@
 
 #include "migration/migration.h"
 
-#define MIG_PAGE_SIZE 4096u
-#define MIG_PAGE_SHIFT 12
-#define MIG_CHUNK_SHIFT 9 /* 512 pages: the unit pages are spread over connections by */
+#define MIG_PAGE_SIZE	   4096u
+#define MIG_PAGE_SHIFT	   12
+#define MIG_CHUNK_SHIFT	   9	/* 512 pages: the unit pages are spread over connections by */
 #define MIG_MAP_MAX_RANGES 4096 /* per RamMap record */
-#define MIG_BITS_PER_WORD (8 * sizeof(unsigned long))
+#define MIG_BITS_PER_WORD  (8 * sizeof(unsigned long))
 
 static inline unsigned mig_page_conn(uint64_t pfn, unsigned nconns)
 {
@@ -57,15 +57,22 @@ int mig_compress_mode_parse(const char *s, enum mig_compress_mode *out);
  *   raw:  pages move at the link's rate L (bytes the destination applies/s)
  *   zstd: pages move at min(W x Z, R x L): W workers compressing Z bytes/s
  *         each, R = uncompressed/compressed
- * zstd is chosen when that beats raw by 10%; without a measured link (or
- * sample) raw stays. */
+ * zstd is chosen when that beats raw by 10%, and only where compressing
+ * costs nothing else: not on this host's own memory (unix:, loopback: the
+ * "link" is a memory copy, the CPUs it shares are the limit), and only with
+ * idle CPU to do it (W workers need W x (what they carry / Z) cores; the
+ * host had `idle_cores` idle). A max-bandwidth cap is a link by itself.
+ * Without a measured link (or sample) raw stays. */
 struct mig_compress_inputs {
 	enum mig_compress_mode mode;
 	int level;
-	double link_bps;  /* 0: not measured yet */
-	double zstd_bps;  /* per worker, 0: no sample yet */
-	double ratio;	  /* uncompressed / compressed of the samples */
+	double link_bps; /* 0: not measured yet */
+	double zstd_bps; /* per worker, 0: no sample yet */
+	double ratio;	 /* uncompressed / compressed of the samples */
 	unsigned workers;
+	bool capped;	   /* the link is a max-bandwidth cap */
+	bool same_host;	   /* unix:, or a loopback address */
+	double idle_cores; /* idle CPUs of this host, < 0: unknown */
 };
 /* Returns whether to compress; `why` says why in one line. */
 bool mig_compress_choose(const struct mig_compress_inputs *in, char *why, size_t len);
@@ -82,16 +89,16 @@ double mig_rate_get(const struct mig_rate *r, uint64_t window_ns);
 
 /* Shared by every sender of one migration (thread-safe). */
 struct mig_flow {
-	atomic_uint_fast64_t sent;    /* bytes the transports took, all connections */
-	atomic_uint_fast64_t applied; /* bytes the destination reported applied (Acks) */
-	atomic_bool acks;	      /* the destination sends Acks */
-	atomic_bool compress;	      /* what senders do with the next batch */
+	atomic_uint_fast64_t sent;	   /* bytes the transports took, all connections */
+	atomic_uint_fast64_t applied;	   /* bytes the destination reported applied (Acks) */
+	atomic_bool acks;		   /* the destination sends Acks */
+	atomic_bool compress;		   /* what senders do with the next batch */
 	atomic_uint_fast64_t dest_wait_ns; /* Acks: time the destination's readers waited */
-	pthread_mutex_t lock;	      /* guards everything below */
+	pthread_mutex_t lock;		   /* guards everything below */
 	unsigned nconns;
-	struct mig_rate rate;	      /* of `applied` (of `sent` without Acks) */
-	struct mig_rate idle;	      /* of dest_wait_ns */
-	double dest_idle;	      /* fraction of time waiting for input, -1 unknown */
+	struct mig_rate rate; /* of `applied` (of `sent` without Acks) */
+	struct mig_rate idle; /* of dest_wait_ns */
+	double dest_idle;     /* fraction of time waiting for input, -1 unknown */
 	bool probing;
 	uint64_t last_tick_ns;
 	/* the bandwidth cap, one window per second over all connections */
@@ -107,10 +114,16 @@ struct mig_flow {
 	uint64_t last_sample_ns;
 	uint64_t zstd_bytes_in, zstd_bytes_out;
 	char reason[200];
+	bool same_host;
+	uint64_t cpu_idle_prev, cpu_total_prev, cpu_sample_ns;
+	double idle_cores; /* moving average, -1 unknown */
+	unsigned ncpus;
 };
 void mig_flow_init(struct mig_flow *f, enum mig_compress_mode mode, int level, unsigned workers,
 		   uint64_t max_bandwidth);
 void mig_flow_free(struct mig_flow *f);
+/* The destination is on this host (unix:, loopback): zstd never pays there. */
+void mig_flow_same_host(struct mig_flow *f, bool same);
 void mig_flow_set_bandwidth(struct mig_flow *f, uint64_t max_bandwidth);
 /* Sleeps as needed so all connections together stay under the cap. */
 void mig_flow_throttle(struct mig_flow *f, size_t len);
@@ -192,9 +205,9 @@ struct mig_tx_job;
 struct mig_ram_tx {
 	struct vm *vm;
 	struct mig_writer *w;
-	struct mig_flow *flow;	 /* shared; NULL: raw always (tests) */
+	struct mig_flow *flow;		     /* shared; NULL: raw always (tests) */
 	const struct mig_ram_ranges *ranges; /* pass 0 from these when complete */
-	struct mig_zpool *zpool; /* shared; NULL: compress in this thread */
+	struct mig_zpool *zpool;	     /* shared; NULL: compress in this thread */
 	enum mig_ram_encoding enc;
 	bool hash_pages; /* raw pages carry their XXH3-64 (the default; see source.c) */
 	int v1_level;	 /* RamBatch: zstd level as before 1.2 (0: none) */
@@ -261,8 +274,8 @@ struct mig_ram_rx {
 	unsigned index;
 	void *dctx; /* ZSTD_DCtx for v1 batches */
 	uint8_t *stage;
-	uint64_t pages;	       /* this connection's */
-	uint64_t applied_end;  /* stream bytes applied in order (for Acks) */
+	uint64_t pages;		      /* this connection's */
+	uint64_t applied_end;	      /* stream bytes applied in order (for Acks) */
 	uint64_t acked_bytes, ack_ns; /* the last Ack sent */
 	struct mig_rx_job *jobs;
 	void *scratch;
@@ -301,7 +314,7 @@ int mig_populate_start(struct mig_populate **out, const struct guest_memory *mem
  * (bounded: beyond MIG_POPULATE_MAX_RANGES the rest is left to the faults
  * of the receive path; it is only a hint). */
 #define MIG_POPULATE_MAX_RANGES (64u << 10)
-#define MIG_POPULATE_THREADS 2
+#define MIG_POPULATE_THREADS	2
 int mig_populate_map(struct mig_populate *p, const struct mig_record *rec, struct vmm_error *err);
 /* Stops and joins the thread. Statistics: bytes mapped and the time spent. */
 void mig_populate_stop(struct mig_populate *p, uint64_t *bytes, uint64_t *ns);

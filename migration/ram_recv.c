@@ -23,9 +23,9 @@
 #include <unistd.h>
 #include <zstd.h>
 
-#define MAX_PAGES MIG_RAM_PAGES_MAX /* per ram-pages record: bounds every buffer below */
-#define BATCH_BYTES ((size_t)MAX_PAGES * MIG_PAGE_SIZE)
-#define V1_MAX_PAGES MIG_RAM_BATCH_MAX_PAGES
+#define MAX_PAGES      MIG_RAM_PAGES_MAX /* per ram-pages record: bounds every buffer below */
+#define BATCH_BYTES    ((size_t)MAX_PAGES * MIG_PAGE_SIZE)
+#define V1_MAX_PAGES   MIG_RAM_BATCH_MAX_PAGES
 #define V1_BATCH_BYTES ((size_t)V1_MAX_PAGES * MIG_PAGE_SIZE)
 
 /* ---- shared state ---- */
@@ -218,16 +218,18 @@ int mig_ram_rx_batch(struct mig_ram_rx *rx, const struct mig_record *rec, struct
 	if (b->compression == VMM__MIGRATION__COMPRESSION__COMPRESSION_ZSTD) {
 		unsigned long long size = ZSTD_getFrameContentSize(b->data.data, b->data.len);
 		if (size != expect) {
-			rc = vmm_error_set(err, -EBADMSG,
-					   "RAM batch: compressed data holds %llu bytes, %zu pages need %zu",
-					   size, b->n_pages, expect);
+			rc = vmm_error_set(
+			    err, -EBADMSG,
+			    "RAM batch: compressed data holds %llu bytes, %zu pages need %zu", size,
+			    b->n_pages, expect);
 			goto out;
 		}
 		if (!rx->stage && !(rx->stage = malloc(V1_BATCH_BYTES))) {
 			rc = vmm_error_set(err, -ENOMEM, "migration: out of memory for RAM");
 			goto out;
 		}
-		size_t n = ZSTD_decompressDCtx(rx->dctx, rx->stage, expect, b->data.data, b->data.len);
+		size_t n =
+		    ZSTD_decompressDCtx(rx->dctx, rx->stage, expect, b->data.data, b->data.len);
 		if (ZSTD_isError(n) || n != expect) {
 			rc = vmm_error_set(err, -EBADMSG, "RAM batch: zstd: %s",
 					   ZSTD_isError(n) ? ZSTD_getErrorName(n) : "short output");
@@ -257,7 +259,8 @@ int mig_ram_rx_batch(struct mig_ram_rx *rx, const struct mig_record *rec, struct
 	for (size_t i = 0; i < b->n_zero_pages; i++) {
 		int64_t idx = mig_page_index(&in->vm->mem, b->zero_pages[i]);
 		if (idx < 0) {
-			rc = vmm_error_set(err, -EFAULT, "RAM batch: zero page 0x%llx is not guest RAM",
+			rc = vmm_error_set(err, -EFAULT,
+					   "RAM batch: zero page 0x%llx is not guest RAM",
 					   (unsigned long long)b->zero_pages[i]);
 			goto out;
 		}
@@ -290,12 +293,12 @@ static int check_runs(struct mig_ram_rx *rx, const char *what, size_t n, const u
 					     MAX_PAGES, what);
 		int64_t a = mig_page_index(mem, first[i]);
 		int64_t b = first[i] + count[i] - 1 < first[i]
-				    ? -1
-				    : mig_page_index(mem, first[i] + count[i] - 1);
+				? -1
+				: mig_page_index(mem, first[i] + count[i] - 1);
 		if (a < 0 || b < 0 || (uint64_t)(b - a) != count[i] - 1u)
 			return vmm_error_set(err, -EFAULT,
-					     "ram-pages: %s pages 0x%llx+%u are not guest RAM", what,
-					     (unsigned long long)first[i], count[i]);
+					     "ram-pages: %s pages 0x%llx+%u are not guest RAM",
+					     what, (unsigned long long)first[i], count[i]);
 		/* every copy of a page travels on one connection (ordering) */
 		for (uint64_t c = first[i] >> MIG_CHUNK_SHIFT;
 		     c <= (first[i] + count[i] - 1) >> MIG_CHUNK_SHIFT; c++)
@@ -303,7 +306,8 @@ static int check_runs(struct mig_ram_rx *rx, const char *what, size_t n, const u
 				return vmm_error_set(err, -EPROTO,
 						     "ram-pages: page 0x%llx arrived on connection "
 						     "%u, it belongs to connection %u",
-						     (unsigned long long)(c << MIG_CHUNK_SHIFT), rx->index,
+						     (unsigned long long)(c << MIG_CHUNK_SHIFT),
+						     rx->index,
 						     mig_page_conn(c << MIG_CHUNK_SHIFT, nconns));
 		idx_out[i] = (uint64_t)a;
 		count_out[i] = count[i];
@@ -326,7 +330,8 @@ static int src_readv(struct data_src *s, struct iovec *iov, int n, struct vmm_er
 		return mig_in_readv(s->in, iov, n, s->timeout_ms, err);
 	for (int i = 0; i < n; i++) {
 		if (iov[i].iov_len > s->left)
-			return vmm_error_set(err, -EBADMSG, "ram-pages: data shorter than announced");
+			return vmm_error_set(err, -EBADMSG,
+					     "ram-pages: data shorter than announced");
 		memcpy(iov[i].iov_base, s->buf, iov[i].iov_len);
 		s->buf += iov[i].iov_len;
 		s->left -= iov[i].iov_len;
@@ -424,8 +429,8 @@ static int rx_pages(struct mig_ram_rx *rx, const struct mig_record *rec, struct 
 {
 	struct mig_ram_in *in = rx->in;
 	Vmm__Migration__RamPages *e;
-	int rc = mig_unpack(rec, &vmm__migration__ram_pages__descriptor, (ProtobufCMessage **)&e,
-			    err);
+	int rc =
+	    mig_unpack(rec, &vmm__migration__ram_pages__descriptor, (ProtobufCMessage **)&e, err);
 	if (rc < 0)
 		return rc;
 	struct rx_scratch *sc = rx->scratch;
@@ -444,8 +449,10 @@ static int rx_pages(struct mig_ram_rx *rx, const struct mig_record *rec, struct 
 			     zero_count, &nzeros, err)) < 0)
 		goto out;
 	if (e->data_len != rec->data_len && src->in) {
-		rc = vmm_error_set(err, -EBADMSG, "ram-pages: envelope says %u data bytes, the "
-				   "record holds %zu", e->data_len, rec->data_len);
+		rc = vmm_error_set(err, -EBADMSG,
+				   "ram-pages: envelope says %u data bytes, the "
+				   "record holds %zu",
+				   e->data_len, rec->data_len);
 		goto out;
 	}
 	if (zstd) {
@@ -462,8 +469,8 @@ static int rx_pages(struct mig_ram_rx *rx, const struct mig_record *rec, struct 
 	} else if (e->data_len != (size_t)npages * MIG_PAGE_SIZE ||
 		   (e->n_page_hash != npages && e->n_page_hash != 0)) {
 		rc = vmm_error_set(err, -EBADMSG,
-				   "ram-pages: %u data bytes and %zu hashes for %u pages", e->data_len,
-				   e->n_page_hash, npages);
+				   "ram-pages: %u data bytes and %zu hashes for %u pages",
+				   e->data_len, e->n_page_hash, npages);
 		goto out;
 	}
 
@@ -511,7 +518,8 @@ static int rx_pages(struct mig_ram_rx *rx, const struct mig_record *rec, struct 
 			free(j->in);
 			j->in_cap = 0;
 			if (!(j->in = malloc(e->data_len))) {
-				rc = vmm_error_set(err, -ENOMEM, "migration: out of memory for a batch");
+				rc = vmm_error_set(err, -ENOMEM,
+						   "migration: out of memory for a batch");
 				goto out;
 			}
 			j->in_cap = e->data_len;
@@ -554,8 +562,7 @@ int mig_ram_rx_pages(struct mig_ram_rx *rx, const struct mig_record *rec, struct
 	return rx_pages(rx, rec, &s, src->bytes + src->data_left, err);
 }
 
-int mig_ram_rx_pages_buf(struct mig_ram_rx *rx, const struct mig_record *rec,
-			 struct vmm_error *err)
+int mig_ram_rx_pages_buf(struct mig_ram_rx *rx, const struct mig_record *rec, struct vmm_error *err)
 {
 	struct mig_record env;
 	const uint8_t *data;
@@ -571,7 +578,8 @@ int mig_ram_rx_pages_buf(struct mig_ram_rx *rx, const struct mig_record *rec,
 	bool ok = e->data_len == len;
 	protobuf_c_message_free_unpacked(&e->base, NULL);
 	if (!ok)
-		return vmm_error_set(err, -EBADMSG, "ram-pages: envelope and record disagree on the "
+		return vmm_error_set(err, -EBADMSG,
+				     "ram-pages: envelope and record disagree on the "
 				     "data length");
 	r = rx_pages(rx, &env, &s, 0, err);
 	if (r == 0)

@@ -22,7 +22,7 @@
 #include <time.h>
 #include <zstd.h>
 
-#define BATCH_BYTES ((size_t)MIG_RAM_BATCH_PAGES * MIG_PAGE_SIZE)
+#define BATCH_BYTES	      ((size_t)MIG_RAM_BATCH_PAGES * MIG_PAGE_SIZE)
 #define SKIP_COMPRESS_BATCHES 16 /* v1: batches sent raw after one did not compress */
 
 struct mig_tx_job {
@@ -66,7 +66,8 @@ static bool page_is_zero(const uint8_t *p)
 {
 	const uint64_t *w = (const uint64_t *)p;
 	for (unsigned i = 0; i < MIG_PAGE_SIZE / 8; i += 8) {
-		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] | w[i + 7])
+		if (w[i] | w[i + 1] | w[i + 2] | w[i + 3] | w[i + 4] | w[i + 5] | w[i + 6] |
+		    w[i + 7])
 			return false;
 	}
 	return true;
@@ -152,7 +153,8 @@ static int write_pages(struct mig_ram_tx *tx, const struct runs *data, const str
 		env.page_hash = (uint64_t *)hashes;
 	}
 	uint64_t before = tx->w->bytes;
-	int r = mig_write_record_data(tx->w, MIG_REC_RAM_PAGES, &env.base, iov, niov, data_len, err);
+	int r =
+	    mig_write_record_data(tx->w, MIG_REC_RAM_PAGES, &env.base, iov, niov, data_len, err);
 	tx->stats.wire_bytes += tx->w->bytes - before;
 	if (tx->flow)
 		mig_flow_tick(tx->flow, mono_ns());
@@ -179,7 +181,8 @@ static void compress_job(struct mig_zjob *z, void *cctx, void *dctx)
 	j->out_len = n;
 	if (!j->compressed) /* goes raw from this consistent copy: hash it */
 		for (unsigned i = 0; i < j->npages; i++)
-			j->hashes[i] = XXH3_64bits(j->raw + (size_t)i * MIG_PAGE_SIZE, MIG_PAGE_SIZE);
+			j->hashes[i] =
+			    XXH3_64bits(j->raw + (size_t)i * MIG_PAGE_SIZE, MIG_PAGE_SIZE);
 }
 
 static int write_job(struct mig_ram_tx *tx, struct mig_tx_job *j, struct vmm_error *err)
@@ -304,7 +307,8 @@ static int flush_raw(struct mig_ram_tx *tx, struct vmm_error *err)
 	/* one buffer per run: the run's pages are contiguous in guest memory */
 	unsigned k = 0;
 	for (unsigned i = 0; i < data->n; i++) {
-		iov[i] = (struct iovec){tx->iov[k].iov_base, (size_t)data->count[i] * MIG_PAGE_SIZE};
+		iov[i] =
+		    (struct iovec){tx->iov[k].iov_base, (size_t)data->count[i] * MIG_PAGE_SIZE};
 		k += data->count[i];
 	}
 	size_t len = (size_t)tx->npages * MIG_PAGE_SIZE;
@@ -337,10 +341,11 @@ static int flush_v1(struct mig_ram_tx *tx, struct vmm_error *err)
 	if (raw_len && tx->v1_level && tx->skip_compress) {
 		tx->skip_compress--; /* recent batches did not compress: do not try */
 	} else if (raw_len && tx->v1_level) {
-		size_t n = ZSTD_compressCCtx(tx->zctx, tx->packed, tx->packed_cap, tx->stage, raw_len,
-					     tx->v1_level);
+		size_t n = ZSTD_compressCCtx(tx->zctx, tx->packed, tx->packed_cap, tx->stage,
+					     raw_len, tx->v1_level);
 		if (ZSTD_isError(n))
-			return vmm_error_set(err, -EIO, "migration: zstd: %s", ZSTD_getErrorName(n));
+			return vmm_error_set(err, -EIO, "migration: zstd: %s",
+					     ZSTD_getErrorName(n));
 		if (n < raw_len - raw_len / 16) {
 			b.compression = VMM__MIGRATION__COMPRESSION__COMPRESSION_ZSTD;
 			b.data.data = tx->packed;

@@ -116,7 +116,6 @@ static uint64_t mono_ns(void)
 	return now_ns(CLOCK_MONOTONIC);
 }
 
-#define TRACE(what) do { if (getenv("VMM_TRACE")) fprintf(stderr, "trace %.3f ms %s\n", (mono_ns() - s->t_start_ns) / 1e6, what); } while (0)
 static void update_counters(struct mig_source *s)
 {
 	struct mig_ram_stats st = s->ram.stats;
@@ -308,7 +307,6 @@ static void idle(void *ctx)
 static int pass(struct mig_source *s, bool populated, struct vmm_error *err)
 {
 	uint32_t it = ++s->iteration;
-	TRACE(populated ? "pass 0" : "pass");
 	if (s->multi)
 		mig_multi_start(s->multi, populated ? MIG_MULTI_POPULATED : MIG_MULTI_DIRTY,
 				&s->dirty, it, 0);
@@ -419,10 +417,8 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 				unsigned wait_ms = (unsigned)(limit * DRAIN_LIMIT_X > DRAIN_MIN_MS
 								      ? limit * DRAIN_LIMIT_X
 								      : DRAIN_MIN_MS);
-				TRACE("drain");
 				if ((r = drain(s, wait_ms, err)) < 0)
 					return r;
-				TRACE("drained");
 				pthread_mutex_lock(&s->lock);
 				s->info.drain_ms += (mono_ns() - t0) / 1000000;
 				pthread_mutex_unlock(&s->lock);
@@ -489,10 +485,8 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	set_status(s, MIG_STATUS_DEVICE);
 	throttle_stop(s);
 	uint64_t stop_mono = mono_ns(), stop_real = now_ns(CLOCK_REALTIME);
-	TRACE("pausing");
 	vm_pause(s->vm);
 	s->paused_by_us = true;
-	TRACE("paused");
 
 	if ((r = mig_sections_save(s->vm, &s->w, MIG_SAVE_AT_STOP, err)) < 0)
 		return r;
@@ -534,10 +528,8 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 	pthread_mutex_lock(&s->lock);
 	unsigned switchover_ms = (unsigned)s->params.switchover_timeout_ms;
 	pthread_mutex_unlock(&s->lock);
-	TRACE("end sent");
 	if ((r = wait_record(s, switchover_ms, MIG_REC_READY, "ready", err)) < 0)
 		return r;
-	TRACE("ready");
 	Vmm__Migration__Go go = VMM__MIGRATION__GO__INIT;
 	go.source_stop_unix_ns = stop_real;
 	go.paused = s->user_paused; /* the destination understands it: check_accepted() */
@@ -581,6 +573,7 @@ static int setup_data_path(struct mig_source *s, struct vmm_error *err)
 									  : s->params.compress_level;
 	}
 	atomic_store(&s->flow.acks, !s->ch.is_file && (caps & MIG_CAP_ACK));
+	mig_flow_same_host(&s->flow, !s->ch.is_file && mig_conn_same_host(&s->ch.conn));
 	if (s->local && !(caps & MIG_CAP_LOCAL))
 		return vmm_error_set(err, -EPROTONOSUPPORT,
 				     "the destination (vmm %s) cannot take a local move",
@@ -612,7 +605,6 @@ static int setup_data_path(struct mig_source *s, struct vmm_error *err)
 static int run(struct mig_source *s, bool *handed_over, struct vmm_error *err)
 {
 	int r;
-	TRACE("start");
 	if ((r = mig_channel_open(&s->ch, s->info.uri, &s->cancel_ev, err)) < 0)
 		return r;
 	s->ch.flow = &s->flow;
@@ -630,10 +622,8 @@ static int run(struct mig_source *s, bool *handed_over, struct vmm_error *err)
 	if (!s->local && (r = vm_dirty_log_start(&s->dirty, s->vm, err)) < 0)
 		return r;
 	s->log_start_ns = mono_ns();
-	TRACE("opened");
 	if ((r = send_header(s, err)) < 0)
 		return r;
-	TRACE("header sent");
 	pthread_mutex_lock(&s->lock);
 	s->info.setup_time_ms = (mono_ns() - s->t_start_ns) / 1000000;
 	s->info.status = MIG_STATUS_ACTIVE;
@@ -647,14 +637,12 @@ static int run(struct mig_source *s, bool *handed_over, struct vmm_error *err)
 		if ((r = check_accepted(s, err)) < 0)
 			return r;
 	}
-	TRACE("accepted");
 	if ((r = setup_data_path(s, err)) < 0)
 		return r;
 	update_counters(s);
 	if (s->local) {
 		if ((r = mig_local_send(&s->ch, &s->w, s->vm, ADOPT_TIMEOUT_MS, err)) < 0)
 			return r;
-		TRACE("adopted");
 	} else if ((r = precopy(s, err)) < 0) {
 		return r;
 	}

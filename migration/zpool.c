@@ -79,7 +79,8 @@ int mig_zpool_start(struct mig_zpool **out, unsigned threads, struct vmm_error *
 		if (r != 0) {
 			p->nthreads = i;
 			mig_zpool_stop(p);
-			return vmm_error_set(err, -r, "migration: cannot start a compression worker: %s",
+			return vmm_error_set(err, -r,
+					     "migration: cannot start a compression worker: %s",
 					     strerror(r));
 		}
 		p->nthreads = i + 1;

@@ -15,8 +15,13 @@
 static bool choose(enum mig_compress_mode mode, int level, double link, double z, double ratio,
 		   unsigned workers, char *why)
 {
-	struct mig_compress_inputs in = {.mode = mode, .level = level, .link_bps = link,
-					 .zstd_bps = z, .ratio = ratio, .workers = workers};
+	struct mig_compress_inputs in = {.mode = mode,
+					 .level = level,
+					 .link_bps = link,
+					 .zstd_bps = z,
+					 .ratio = ratio,
+					 .workers = workers,
+					 .idle_cores = -1};
 	return mig_compress_choose(&in, why, 200);
 }
 
@@ -43,6 +48,25 @@ static void test_choice(void **state)
 	/* more workers make zstd pay where one does not */
 	assert_false(choose(MIG_COMPRESS_AUTO, 1, 1e9, 0.8e9, 3, 1, why));
 	assert_true(choose(MIG_COMPRESS_AUTO, 1, 1e9, 0.8e9, 3, 2, why));
+	/* the same host: the link is a memory copy, never zstd (unless capped) */
+	struct mig_compress_inputs in = {.mode = MIG_COMPRESS_AUTO,
+					 .level = 1,
+					 .link_bps = 125e6,
+					 .zstd_bps = 1.7e9,
+					 .ratio = 2.4,
+					 .workers = 1,
+					 .same_host = true,
+					 .idle_cores = -1};
+	assert_false(mig_compress_choose(&in, why, sizeof(why)));
+	assert_non_null(strstr(why, "on this host"));
+	in.capped = true;
+	assert_true(mig_compress_choose(&in, why, sizeof(why)));
+	/* no idle CPU for the workers: raw */
+	in.capped = false, in.same_host = false, in.idle_cores = 0.1;
+	assert_false(mig_compress_choose(&in, why, sizeof(why)));
+	assert_non_null(strstr(why, "idle"));
+	in.idle_cores = 1.5;
+	assert_true(mig_compress_choose(&in, why, sizeof(why)));
 }
 
 static void test_rate_window(void **state)
@@ -112,9 +136,9 @@ static void test_flow_revisits_choice(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_choice),
-		cmocka_unit_test(test_rate_window),
-		cmocka_unit_test(test_flow_revisits_choice),
+	    cmocka_unit_test(test_choice),
+	    cmocka_unit_test(test_rate_window),
+	    cmocka_unit_test(test_flow_revisits_choice),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -172,7 +172,8 @@ static void test_two_connections_split_by_chunk(void **state)
 	for (unsigned i = 0; i < 2; i++) {
 		assert_int_equal(mig_writer_init(&w[i], buf_sink, &b[i], &err), 0);
 		assert_int_equal(mig_write_preamble(&w[i], &err), 0);
-		assert_int_equal(mig_ram_tx_init(&tx[i], &src, &w[i], MIG_RAM_ENC_PAGES, i, 2, &err), 0);
+		assert_int_equal(
+		    mig_ram_tx_init(&tx[i], &src, &w[i], MIG_RAM_ENC_PAGES, i, 2, &err), 0);
 		assert_int_equal(mig_ram_tx_populated(&tx[i], &cancel, &err), 0);
 		assert_int_equal(mig_write_end(&w[i], 0, &err), 0);
 	}
@@ -534,9 +535,9 @@ static void test_small_records_refuse_garbage(void **state)
 {
 	(void)state;
 	static const ProtobufCMessageDescriptor *descs[] = {
-		&vmm__migration__hello__descriptor, &vmm__migration__ack__descriptor,
-		&vmm__migration__data_end__descriptor, &vmm__migration__mem_fd__descriptor,
-		&vmm__migration__ram_map__descriptor,
+	    &vmm__migration__hello__descriptor,	   &vmm__migration__ack__descriptor,
+	    &vmm__migration__data_end__descriptor, &vmm__migration__mem_fd__descriptor,
+	    &vmm__migration__ram_map__descriptor,
 	};
 	uint8_t sid[16] = {1, 2, 3};
 	Vmm__Migration__Hello h = VMM__MIGRATION__HELLO__INIT;
@@ -574,14 +575,14 @@ static void test_small_records_refuse_garbage(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pages_round_trip_straight_into_ram),
-		cmocka_unit_test(test_two_connections_split_by_chunk),
-		cmocka_unit_test(test_compressed_batches_on_workers),
-		cmocka_unit_test(test_ram_pages_refused),
-		cmocka_unit_test(test_torn_pages_must_come_again),
-		cmocka_unit_test(test_truncated_page_data),
-		cmocka_unit_test(test_map_refused),
-		cmocka_unit_test(test_small_records_refuse_garbage),
+	    cmocka_unit_test(test_pages_round_trip_straight_into_ram),
+	    cmocka_unit_test(test_two_connections_split_by_chunk),
+	    cmocka_unit_test(test_compressed_batches_on_workers),
+	    cmocka_unit_test(test_ram_pages_refused),
+	    cmocka_unit_test(test_torn_pages_must_come_again),
+	    cmocka_unit_test(test_truncated_page_data),
+	    cmocka_unit_test(test_map_refused),
+	    cmocka_unit_test(test_small_records_refuse_garbage),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -64,7 +64,7 @@ WORKLOADS = {
     "touched-2G": {"mem": 4096, "cmdline": "dirty=2G rate=1M progress=500",
                    "vmm": ["default", "2conn"]},
     "touched-2G-mixed": {"mem": 4096, "cmdline": "dirty=2G rate=1M fill=mixed progress=500",
-                         "vmm": ["default"]},
+                         "vmm": ["default"], "qemu": ["raised", "defaults", "multifd2"]},
     "veth-512M": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500", "veth": True,
                   "vmm": ["default", "2conn"], "qemu": ["raised", "multifd2"]},
     "linux-midboot": {"mem": 1024, "linux": True, "vmm": ["default", "hugepages"]},
@@ -238,6 +238,12 @@ HUGEPAGES = "/proc/sys/vm/nr_hugepages"
 def hugepage_pool(pages):
     """Adds `pages` to the pool, touches them once, gives them back."""
     if pages == 0:
+        yield False
+        return
+    avail = int(re.search(r"MemAvailable:\s+(\d+)", open("/proc/meminfo").read()).group(1))
+    if avail * 1024 < pages * 2 * MIB + 8 * 1024 * MIB:
+        print(f"bench: {avail >> 10} MiB available: not reserving {pages * 2} MiB of "
+              "hugepages (other jobs need memory too)", file=sys.stderr)
         yield False
         return
     if os.geteuid() != 0:
@@ -471,26 +477,22 @@ def main():
             sys.exit(f"bench: unknown workload {n} (one of {', '.join(WORKLOADS)})")
     variants = [v for v in a.qemu_variants.split(",") if v]
 
-    # Hugepages for the largest pair of guests that use them at once.
-    def huge_pages_needed():
-        need = 0
-        for n in names:
-            wl = WORKLOADS[n]
-            uses = "hugepages" in wl["vmm"] or "huge-2conn" in wl["vmm"] or (
-                not a.vmm_only and "huge" in wl.get("qemu", variants))
-            if uses:
-                need = max(need, wl["mem"] + 16)  # two guests of mem/2 pages
-        return need
+    # Hugepages for the pair of guests of one workload that use them, held
+    # only while that workload runs (the machine is shared).
+    def huge_pages_needed(wl):
+        uses = "hugepages" in wl["vmm"] or "huge-2conn" in wl["vmm"] or (
+            not a.vmm_only and "huge" in wl.get("qemu", variants))
+        return wl["mem"] + 16 if uses else 0  # two guests of mem/2 pages
 
     results = {}
     started = time.strftime("%Y-%m-%d %H:%M:%S")
-    with hugepage_pool(huge_pages_needed()) as have_huge:
-        for name in names:
-            wl = dict(WORKLOADS[name])
-            if wl.get("linux"):
-                wl["kernel"] = debian_vmlinux(a.build)
-            veth = Veth() if wl.get("veth") else None
-            try:
+    for name in names:
+        wl = dict(WORKLOADS[name])
+        if wl.get("linux"):
+            wl["kernel"] = debian_vmlinux(a.build)
+        veth = Veth() if wl.get("veth") else None
+        try:
+            with hugepage_pool(huge_pages_needed(wl)) as have_huge:
                 load_before = loadavg()
                 cfgs = [c for c in wl["vmm"] if "huge" not in c or have_huge]
                 qvars = [] if a.vmm_only else [v for v in wl.get("qemu", variants)
@@ -505,16 +507,16 @@ def main():
                             r = fn(exe, guest, wl, c, tmp, veth)
                             runs[(side, c)].append(r)
                             print(f"  {name} {side} {c}: {r['total_ms']:.0f} ms, downtime "
-                                  f"{r['downtime_ms']:.1f} ms, rss {r['rss_mib']:.0f} MiB",
-                                  file=sys.stderr)
+                                  f"{r['downtime_ms']:.1f} ms, rss {r['rss_mib']:.0f} MiB, "
+                                  f"load {loadavg():.1f}", file=sys.stderr)
                 med = {f"{s}:{c}": median_of(r) for (s, c), r in runs.items()}
                 results[name] = {"medians": med, "load_before": load_before,
                                  "load_after": loadavg(), "memory_mib": wl["mem"],
                                  "guest": "linux" if wl.get("linux") else wl["cmdline"],
                                  "runs": {f"{s}:{c}": r for (s, c), r in runs.items()}}
-            finally:
-                if veth:
-                    veth.close()
+        finally:
+            if veth:
+                veth.close()
 
     if a.json:
         print(json.dumps({"benchmark": "live-migration", "repeat": a.repeat, "started": started,

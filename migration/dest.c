@@ -271,10 +271,11 @@ static int on_end(struct mig_dest *d, const struct mig_record *rec, struct vmm_e
 		return r;
 	if ((r = mig_ram_in_check(&d->ram, err)) < 0)
 		return r;
-	if (d->populate) {
-		mig_populate_stop(d->populate, &d->populated_bytes, &d->populate_ns);
-		d->populate = NULL;
-	}
+	/* Every page is in: the populate threads have nothing left to do. Tell
+	 * them, but do not wait here: one may be in the middle of a step of
+	 * faults, and this is downtime. They are joined once the guest runs. */
+	if (d->populate)
+		mig_populate_request_stop(d->populate);
 	d->seen_end = true;
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
 	if ((r = mig_sections_load(&d->saved, err)) < 0)
@@ -309,13 +310,7 @@ static int on_go(struct mig_dest *d, const struct mig_record *rec, struct vmm_er
 	res.resume_unix_ns = now_ns(CLOCK_REALTIME);
 	struct vmm_error ignored; /* the guest runs here now, whatever the source hears */
 	mig_write_record(&d->reply, MIG_REC_RESUMED, &res.base, &ignored);
-	snprintf(d->msg, sizeof(d->msg),
-		 "migration completed (%llu pages over %u connection%s%s; %llu MiB mapped ahead "
-		 "in %llu ms)",
-		 (unsigned long long)atomic_load(&d->ram.pages), d->nconns, d->nconns == 1 ? "" : "s",
-		 d->local ? ", local: memory shared" : "",
-		 (unsigned long long)(d->populated_bytes >> 20),
-		 (unsigned long long)(d->populate_ns / 1000000));
+	snprintf(d->msg, sizeof(d->msg), "migration completed");
 	return 0;
 }
 
@@ -438,10 +433,18 @@ static void *dest_main(void *arg)
 	if (r == 0)
 		r = receive(d, &err);
 	stop_listening(d);
-	if (d->populate) {
+	if (d->populate) { /* after the guest started: never part of the downtime */
 		mig_populate_stop(d->populate, &d->populated_bytes, &d->populate_ns);
 		d->populate = NULL;
 	}
+	if (r == 0 && d->uri.kind != MIG_FILE)
+		snprintf(d->msg, sizeof(d->msg),
+			 "migration completed (%llu pages over %u connection%s%s; %llu MiB mapped "
+			 "ahead, %llu ms of populate threads)",
+			 (unsigned long long)atomic_load(&d->ram.pages), d->nconns,
+			 d->nconns == 1 ? "" : "s", d->local ? ", local: memory shared" : "",
+			 (unsigned long long)(d->populated_bytes >> 20),
+			 (unsigned long long)(d->populate_ns / 1000000));
 	if (r < 0 && r != -ECANCELED) {
 		if (d->uri.kind == MIG_FILE && !strstr(err.msg, "snapshot"))
 			vmm_error_prefix(&err, "snapshot %s", d->uri.path);

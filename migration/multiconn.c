@@ -75,18 +75,18 @@ static int run_cmd(struct mig_data_conn *dc, enum mig_multi_cmd cmd, struct vmm_
 		r = mig_ram_tx_populated(&dc->tx, m->cfg.abort, err);
 		break;
 	case MIG_MULTI_DIRTY:
+	case MIG_MULTI_LAST:
 		dc->tx.iteration = m->iteration;
 		r = mig_ram_tx_dirty(&dc->tx, m->dirty, m->cfg.abort, err);
+		if (r == 0 && cmd == MIG_MULTI_LAST)
+			r = mig_write_data_end(&dc->w,
+					       dc->tx.stats.normal_pages + dc->tx.stats.zero_pages, err);
 		break;
 	case MIG_MULTI_DRAIN:
 		if ((r = mig_channel_flush(&dc->ch, err)) < 0)
 			return r;
 		r = mig_channel_wait_applied(&dc->ch, atomic_load(&dc->ch.acked), m->drain_ms, err);
 		return r == -ETIMEDOUT ? 0 : r; /* a slow drain is the caller's call */
-	case MIG_MULTI_FINISH:
-		r = mig_write_data_end(&dc->w, dc->tx.stats.normal_pages + dc->tx.stats.zero_pages,
-				       err);
-		break;
 	default:
 		return 0;
 	}

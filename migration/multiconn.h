@@ -32,7 +32,7 @@ enum mig_multi_cmd {
 	MIG_MULTI_POPULATED, /* pass 0: their share of the populated pages */
 	MIG_MULTI_DIRTY,     /* their share of the dirty bitmaps */
 	MIG_MULTI_DRAIN,     /* wait until the destination applied what they sent */
-	MIG_MULTI_FINISH,    /* DataEnd */
+	MIG_MULTI_LAST,	     /* the last dirty pass, then DataEnd (one hand-off in the downtime) */
 };
 
 struct mig_multi_cfg {

@@ -20,7 +20,9 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
-#define STEP (2ull << 20) /* populated per call: the receivers can overtake in between */
+/* Populated per call: the receivers can overtake in between, and a stop
+ * request waits for at most one step (512 KiB: 128 faults of 4 KiB). */
+#define STEP (512ull << 10)
 
 struct mig_populate {
 	const struct guest_memory *mem;
@@ -78,7 +80,8 @@ static void *populate_main(void *arg)
 		if (hw > at && hw < end)
 			at = hw;
 		at &= ~(align - 1);
-		uint64_t stop = at + STEP < end ? at + STEP : end;
+		uint64_t step = STEP > align ? STEP : align; /* at least one huge page */
+		uint64_t stop = at + step < end ? at + step : end;
 		stop = (stop + align - 1) & ~(align - 1);
 		if (stop > p->mem->size)
 			stop = p->mem->size;
@@ -181,14 +184,19 @@ out:
 	return r;
 }
 
-void mig_populate_stop(struct mig_populate *p, uint64_t *bytes, uint64_t *ns)
+void mig_populate_request_stop(struct mig_populate *p)
 {
-	if (!p)
-		return;
 	pthread_mutex_lock(&p->lock);
 	p->stop = true;
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->lock);
+}
+
+void mig_populate_stop(struct mig_populate *p, uint64_t *bytes, uint64_t *ns)
+{
+	if (!p)
+		return;
+	mig_populate_request_stop(p);
 	for (unsigned i = 0; i < p->nthreads; i++)
 		pthread_join(p->threads[i], NULL);
 	if (bytes)

@@ -316,7 +316,10 @@ int mig_populate_start(struct mig_populate **out, const struct guest_memory *mem
 #define MIG_POPULATE_MAX_RANGES (64u << 10)
 #define MIG_POPULATE_THREADS	2
 int mig_populate_map(struct mig_populate *p, const struct mig_record *rec, struct vmm_error *err);
-/* Stops and joins the thread. Statistics: bytes mapped and the time spent. */
+/* Asks the threads to stop after their current step, without waiting. */
+void mig_populate_request_stop(struct mig_populate *p);
+/* Stops and joins the threads, frees. Statistics: bytes mapped and the
+ * threads' time. */
 void mig_populate_stop(struct mig_populate *p, uint64_t *bytes, uint64_t *ns);
 
 #endif

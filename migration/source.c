@@ -21,6 +21,7 @@
 #define MAX_SHRINK_PASSES 10 /* extra passes while the dirty set keeps halving */
 #define DRAIN_MIN_MS 1000    /* the most the switch-over waits for the backlog: */
 #define DRAIN_LIMIT_X 4	     /* ... or this many downtime limits, whichever is more */
+#define MAX_DRAINS 8	     /* waits for the backlog before the switch-over goes ahead anyway */
 #define ADOPT_TIMEOUT_MS 10000 /* local move: the destination maps the RAM this soon */
 
 struct mig_source {
@@ -304,11 +305,13 @@ static void idle(void *ctx)
 
 /* One pass over RAM on every connection: pass 0 (populated pages) or the
  * dirty bitmaps. The main connection does its share in this thread. */
-static int pass(struct mig_source *s, bool populated, struct vmm_error *err)
+static int pass(struct mig_source *s, bool populated, bool last, struct vmm_error *err)
 {
 	uint32_t it = ++s->iteration;
 	if (s->multi)
-		mig_multi_start(s->multi, populated ? MIG_MULTI_POPULATED : MIG_MULTI_DIRTY,
+		mig_multi_start(s->multi,
+				populated ? MIG_MULTI_POPULATED
+					  : last ? MIG_MULTI_LAST : MIG_MULTI_DIRTY,
 				&s->dirty, it, 0);
 	s->ram.iteration = it;
 	int r = populated ? mig_ram_tx_populated(&s->ram, &s->abort, err)
@@ -356,12 +359,11 @@ static int drain(struct mig_source *s, unsigned timeout_ms, struct vmm_error *er
 static int precopy(struct mig_source *s, struct vmm_error *err)
 {
 	uint64_t last_sync = s->log_start_ns, last_sent = atomic_load(&s->flow.sent);
-	int r = pass(s, true, err);
+	int r = pass(s, true, false, err);
 	if (r < 0)
 		return r;
-	unsigned hot_iterations = 0;
+	unsigned hot_iterations = 0, drains = 0;
 	int64_t prev_dirty = -1;
-	bool drained = false;
 	for (uint32_t iter = 1;; iter++) {
 		if ((r = mig_channel_poll(&s->ch, err)) < 0 || (r = check_handshake(s, err)) < 0)
 			return r;
@@ -411,7 +413,7 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 			 * would be downtime. Wait for it with the guest running, then
 			 * look again (the bitmap just fetched is kept and merged). */
 			uint64_t quick = (uint64_t)(bw / 1000); /* what applies in 1 ms */
-			if (atomic_load(&s->flow.acks) && !drained &&
+			if (atomic_load(&s->flow.acks) && drains < MAX_DRAINS &&
 			    backlog > (quick > (64u << 10) ? quick : (64u << 10))) {
 				uint64_t t0 = mono_ns();
 				unsigned wait_ms = (unsigned)(limit * DRAIN_LIMIT_X > DRAIN_MIN_MS
@@ -422,13 +424,13 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 				pthread_mutex_lock(&s->lock);
 				s->info.drain_ms += (mono_ns() - t0) / 1000000;
 				pthread_mutex_unlock(&s->lock);
-				drained = true;
+				drains++; /* bounded: a destination that never catches up
+					   * still gets the guest, with its backlog */
 				s->merge_next = true;
 				continue;
 			}
 			return 0; /* the bitmap just fetched is sent in the final pass */
 		}
-		drained = false;
 		prev_dirty = dirty;
 		/* Dirtying more than half of what the link moved, twice in a row:
 		 * the guest outruns the link; slow it down. */
@@ -438,7 +440,7 @@ static int precopy(struct mig_source *s, struct vmm_error *err)
 		} else {
 			hot_iterations = 0;
 		}
-		if ((r = pass(s, false, err)) < 0)
+		if ((r = pass(s, false, false, err)) < 0)
 			return r;
 	}
 }
@@ -496,13 +498,9 @@ static int stop_and_copy(struct mig_source *s, bool *handed_over, struct vmm_err
 		int64_t last = vm_dirty_log_sync_merge(&s->dirty, err);
 		if (last < 0)
 			return (int)last;
-		if ((r = pass(s, false, err)) < 0)
+		/* ... and the data connections end with it (DataEnd). */
+		if ((r = pass(s, false, true, err)) < 0)
 			return r;
-		if (s->multi) {
-			mig_multi_start(s->multi, MIG_MULTI_FINISH, NULL, 0, 0);
-			if ((r = mig_multi_wait(s->multi, idle, s, err)) < 0)
-				return r;
-		}
 	}
 	if ((r = mig_sections_save(s->vm, &s->w, MIG_SAVE_AFTER_RAM, err)) < 0)
 		return r;

@@ -5,8 +5,9 @@
  * instead of taking a page fault per 4 KiB page (microseconds each on a
  * nested host: more than the copy). Only the announced ranges are
  * populated: never-touched guest memory stays unpopulated here too. The
- * thread keeps ahead of the receivers: if they have passed it, it jumps to
- * where they are rather than populate what they already wrote.
+ * threads keep ahead of the receivers: if they have passed them, they jump
+ * to where they are rather than populate what they already wrote; and they
+ * stop when pass 0 is over (the rest is written, or zero).
  */
 #include "migration/ram.h"
 
@@ -71,6 +72,11 @@ static void *populate_main(void *arg)
 	for (;;) {
 		while (!p->stop && p->next == p->n)
 			pthread_cond_wait(&p->cv, &p->lock);
+		/* Pass 0 has brought every page of the map: what is left is
+		 * written already or zero (it would be zero here too), and the
+		 * receivers, now on dirty pages, need the CPUs more. */
+		if (atomic_load(&p->in->last_iteration) > 1)
+			p->stop = true;
 		if (p->stop)
 			break;
 		uint64_t start = p->off[p->next], end = start + p->len[p->next];

@@ -256,6 +256,7 @@ struct mig_ram_in {
 	atomic_long torn_pages;
 	atomic_uint_fast64_t pages;
 	atomic_uint_fast64_t high_water; /* highest memfd offset written, for populate */
+	atomic_uint last_iteration;	 /* the latest pass any receiver has seen */
 	struct mig_zpool *zpool;	 /* decompression workers, started on demand */
 	pthread_mutex_t lock;
 	unsigned nconns;

@@ -43,6 +43,7 @@ int mig_ram_in_init(struct mig_ram_in *in, struct vm *vm, unsigned nconns, struc
 	atomic_init(&in->torn_pages, 0);
 	atomic_init(&in->pages, 0);
 	atomic_init(&in->high_water, 0);
+	atomic_init(&in->last_iteration, 0);
 	if (!in->received || !in->torn) {
 		mig_ram_in_free(in);
 		return vmm_error_set(err, -ENOMEM, "migration: out of memory for receiving RAM");
@@ -550,6 +551,8 @@ static int rx_pages(struct mig_ram_rx *rx, const struct mig_record *rec, struct 
 	}
 	rx->pages += npages + nzeros;
 	atomic_fetch_add(&in->pages, npages + nzeros);
+	if (e->iteration > atomic_load(&in->last_iteration))
+		atomic_store(&in->last_iteration, e->iteration);
 out:
 	protobuf_c_message_free_unpacked(&e->base, NULL);
 	return rc;

@@ -1,7 +1,8 @@
 """Hugepage-backed guest RAM (--memory SIZE,hugepages=on): a guest on 2 MiB
 hugetlb pages migrates to another hugepage vmm, and (host-side, not guest
 ABI) from 4 KiB pages to hugepages and back; the guest's own verification
-proves its memory each time. Never-touched memory is still skipped on a
+proves its memory each time; a same-host move passes a hugetlb memfd to a
+4 KiB vmm. Never-touched memory is still skipped on a
 hugetlb source (SEEK_DATA sees no holes there; the page cache is asked).
 A pool too small is a clear error naming /proc/sys/vm/nr_hugepages. The
 pages are reserved for the test and given back."""
@@ -24,26 +25,33 @@ check(p.returncode == 1 and "/proc/sys/vm/nr_hugepages" in p.stderr and "hugepag
       f"a pool too small is refused, naming the knob: {p.stderr.strip()}")
 
 
-def move(src_huge, dst_huge, n):
+def move(src_huge, dst_huge, n, local=False):
     mem = lambda huge: "256M" + (",hugepages=on" if huge else "")
     src = Guest(guest_args(cmdline, memory=mem(src_huge))
                 + ["--api-socket", os.path.join(d, f"s{n}.sock")], name=f"source {n}")
     src.wait_line(r"progress vcpu=0 .* sweeps=[1-9]", timeout=60)
-    port = free_port()
+    uri = f"unix:{d}/m{n}.sock" if local else f"tcp:127.0.0.1:{free_port()}"
     dst = Guest(guest_args(cmdline, memory=mem(dst_huge))
-                + ["--incoming", f"tcp:127.0.0.1:{port}",
-                   "--api-socket", os.path.join(d, f"d{n}.sock")], name=f"destination {n}")
+                + ["--incoming", uri, "--api-socket", os.path.join(d, f"d{n}.sock")],
+                name=f"destination {n}")
     Api(os.path.join(d, f"d{n}.sock")).close()
     api = Api(os.path.join(d, f"s{n}.sock"))
-    api.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+    if local:
+        api.cmd("migrate", uri=uri, local=True)
+    else:
+        api.cmd("migrate", uri=uri)
     info = wait_migration(api)
-    what = f"{'2 MiB' if src_huge else '4 KiB'} -> {'2 MiB' if dst_huge else '4 KiB'} pages"
+    what = (f"{'2 MiB' if src_huge else '4 KiB'} -> {'2 MiB' if dst_huge else '4 KiB'} pages"
+            + (", local" if local else ""))
     if info["status"] != "completed":
         fail(f"{what}: {info['status']}: {info.get('error-desc')}")
     ram = info["ram"]
-    check(ram["untouched"] > (64 << 20) // 4096,
-          f"{what}: never-touched memory skipped ({ram['untouched']} pages), total "
-          f"{info['total-time']} ms, downtime {info['downtime-us']} us")
+    if local:
+        check(ram["normal"] == 0, f"{what}: the hugetlb memfd was passed, no page copied")
+    else:
+        check(ram["untouched"] > (64 << 20) // 4096,
+              f"{what}: never-touched memory skipped ({ram['untouched']} pages), total "
+              f"{info['total-time']} ms, downtime {info['downtime-us']} us")
     check(src.wait(timeout=15) == 0, f"{what}: the source exits after the handover")
     last = progress_lines(src.lines)[-1]
     m = dst.wait_line(r"progress vcpu=0 t=\d+ writes=(\d+) sweeps=\d+ errors=0", timeout=30)
@@ -59,3 +67,4 @@ with hugepages(260):
     move(True, True, 1)
     move(False, True, 2)
     move(True, False, 3)
+    move(True, False, 4, local=True)  # a hugetlb memfd mapped where 4 KiB RAM was

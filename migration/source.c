@@ -754,6 +754,8 @@ int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *pa
 		workers = 4;
 	mig_flow_init(&s->flow, params->compression, params->compress_level, workers,
 		      params->max_bandwidth);
+	if (local)
+		snprintf(s->flow.reason, sizeof(s->flow.reason), "local move: no page travels");
 	if (!local && params->compression != MIG_COMPRESS_OFF && params->compress_level != 0 &&
 	    (r = mig_zpool_start(&s->zpool, workers, err)) < 0) {
 		mig_flow_free(&s->flow);

@@ -1,33 +1,54 @@
 #!/usr/bin/env python3
-"""Live-migration benchmark: vmm against QEMU, same guest, same machine, one run.
+"""Live-migration benchmark: vmm against QEMU, same guests, same machine, one run.
 
-Migrates the bundled test guest over loopback TCP, first under vmm, then
-under Debian's qemu-system-x86_64 (-enable-kvm, -kernel with the same PVH
-ELF, same RAM size, same guest command line), and prints both sides' total
-time, downtime and bytes sent, with ratios (vmm / QEMU: lower is better for
-vmm). Scenarios: idle guests of 1 and 4 GiB, a guest dirtying memory at a
-set rate, and a guest with 512 MiB touched, over plaintext and over TLS 1.3
-with mutual x509 authentication (both VMMs with certificates made here by
-certtool: vmm's --tls-creds / tls-creds, QEMU's tls-creds-x509 objects, the
-same directory layout). Each scenario runs --repeat times per VMM; the table
-shows the median, and for the TLS scenario its throughput against the same
-guest in plaintext.
+For each workload (a guest and what it does) the bench migrates it under vmm
+in each vmm configuration, and under Debian's qemu-system-x86_64 in each of
+QEMU's configurations, all in the same run, interleaved, --repeat times each;
+the table shows medians and compares vmm with QEMU's best configuration for
+that workload (its lowest median total time; its lowest median downtime).
 
-usage: bench/migrate-bench.py [--build DIR] [--repeat N] [--json] [--scenarios a,b,...]
-                              [--guest-extra OPTS]
-QEMU runs with max-bandwidth raised to 100 GB/s (its default cap would
-otherwise decide the result) and the same 300 ms downtime limit as vmm.
+Workloads (the test guest's own verification runs on both sides and is
+checked after every move: a single VERIFY-FAIL or errors= line fails the
+bench loudly):
+  touched-512M        1 GiB guest, 512 MiB written with random data, then 1 MiB/s
+  touched-512M-mixed  the same with fill=mixed (compresses ~2.4x, like real memory)
+  touched-2G          4 GiB guest, 2 GiB touched (random), then 1 MiB/s
+  touched-2G-mixed
+  veth-512M           touched-512M between two network namespaces over a veth pair
+  linux-midboot       the Debian kernel (vmlinux) 1 GiB, migrated mid-boot
+  local-1G, local-4G  same-host moves (vmm only): 512 MiB / 2 GiB touched
+  touched-512M-tls    touched-512M inside TLS 1.3 with mutual x509 authentication
+                      (certificates made here by certtool, QEMU's directory layout
+                      for both VMMs), against the same guest in plaintext
+vmm configurations: default (4 KiB pages, 1 connection), 2conn (connections=2),
+hugepages (--memory ...,hugepages=on), huge-2conn (both), local (same host),
+tls and tls-2conn (--tls-creds / tls-creds).
+QEMU configurations: max-bandwidth raised to 100 GB/s ("raised"), its defaults
+("defaults"), multifd with 2 channels ("multifd2", bandwidth raised),
+hugepages (memory-backend-memfd hugetlb=on, bandwidth raised; "huge"), and
+TLS (tls-creds-x509 objects, bandwidth raised; "tls").
 
-A run counts only if the guest survived it: after every migration, under
-both VMMs, the destination must still run the guest (its process alive,
-a fresh console line from the guest: a heartbeat or a clean progress line),
-and neither side's console may show VERIFY-FAIL or a progress line with
-errors. Otherwise the benchmark stops with exit 1 and says which run failed.
---guest-extra appends test-guest options to every scenario's command line
-(e.g. selftest-corrupt, to see that check fail).
+Also reported: peak RSS of each vmm process beyond guest RAM during the
+migration (RssAnon + RssFile sampled every 5 ms; guest RAM is RssShmem or
+hugetlb, not counted), and the load average before and after each workload
+(2 cores here: anything above ~1 means other jobs shared the machine).
+
+Hugepages: the bench adds what it needs to /proc/sys/vm/nr_hugepages (root),
+touches every new page once (a freshly reserved page's first touch costs a
+fault in the outer hypervisor on these nested machines, for vmm and QEMU
+alike) and gives them back at the end.
+
+usage: bench/migrate-bench.py [--build DIR] [--repeat N] [--json] [--workloads a,b]
+       [--vmm-only] [--qemu-variants raised,defaults,multifd2,huge,tls]
+       [--guest-extra OPTS]
+--guest-extra appends test-guest options to every workload's command line
+(e.g. selftest-corrupt, to see the guest-verification check fail the bench).
 """
 import argparse
+import contextlib
+import glob
 import json
+import mmap
 import os
 import re
 import shutil
@@ -36,31 +57,50 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+MIB = 1 << 20
 
-SCENARIOS = {
-    "idle-1G": {"memory_mib": 1024, "cmdline": "", "settle": 1.0},
-    "idle-4G": {"memory_mib": 4096, "cmdline": "", "settle": 1.0},
-    "dirty-256M-64MBs": {"memory_mib": 1024, "cmdline": "dirty=256M rate=64M progress=1000",
-                         "settle": 4.0},
-    "touched-512M": {"memory_mib": 1024, "cmdline": "dirty=512M rate=1M progress=1000",
-                     "settle": 6.0},
-    "touched-512M-tls": {"memory_mib": 1024, "cmdline": "dirty=512M rate=1M progress=1000",
-                         "settle": 6.0, "tls": True},
+WORKLOADS = {
+    "touched-512M": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500",
+                     "vmm": ["default", "2conn", "hugepages", "huge-2conn"]},
+    "touched-512M-mixed": {"mem": 1024, "cmdline": "dirty=512M rate=1M fill=mixed progress=500",
+                           "vmm": ["default"]},
+    "touched-2G": {"mem": 4096, "cmdline": "dirty=2G rate=1M progress=500",
+                   "vmm": ["default", "2conn"]},
+    "touched-2G-mixed": {"mem": 4096, "cmdline": "dirty=2G rate=1M fill=mixed progress=500",
+                         "vmm": ["default"], "qemu": ["raised", "defaults", "multifd2"]},
+    "veth-512M": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500", "veth": True,
+                  "vmm": ["default", "2conn"], "qemu": ["raised", "multifd2"]},
+    "linux-midboot": {"mem": 1024, "linux": True, "vmm": ["default", "hugepages"]},
+    "local-1G": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500", "vmm": ["local"],
+                 "qemu": []},
+    "local-4G": {"mem": 4096, "cmdline": "dirty=2G rate=1M progress=500", "vmm": ["local"],
+                 "qemu": []},
+    "touched-512M-tls": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500",
+                         "vmm": ["default", "tls", "tls-2conn"], "qemu": ["raised", "tls"]},
 }
-CREDS = None  # {role: dir}, made once per run when a TLS scenario runs
+# "tls" only where a workload asks for it (its own QEMU list)
+QEMU_VARIANTS = ["raised", "defaults", "multifd2", "huge"]
+CREDS = None  # {role: dir}, made once per run when a TLS configuration runs
 
 
-def tls_creds(tmp_root):
+def tls_creds():
     global CREDS
     if CREDS is None:
         sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
         import tlscerts
-        CREDS = tlscerts.make_all(tmp_root)
+        CREDS = tlscerts.make_all(tempfile.mkdtemp(prefix="vmm-bench-certs-"))
     return CREDS
+LINUX_CMDLINE = "console=ttyS0 earlyprintk=ttyS0 panic=-1"
+LINUX_MIGRATE_AFTER = 6.0  # seconds after "Linux version": mid-boot, before it stops
+
+
+class BenchError(Exception):
+    pass
 
 
 def free_port():
@@ -74,7 +114,7 @@ def free_port():
 class Json:
     """A JSON-lines control connection (vmm's API or QEMU's QMP)."""
 
-    def __init__(self, path, timeout=20):
+    def __init__(self, path, timeout=30):
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -84,7 +124,7 @@ class Json:
             except OSError:
                 self.s.close()
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"no control socket at {path}")
+                    raise BenchError(f"no control socket at {path}")
                 time.sleep(0.02)
         self.f = self.s.makefile("rwb")
         json.loads(self.f.readline())  # greeting
@@ -101,8 +141,11 @@ class Json:
             if "event" in r:
                 continue
             if "error" in r:
-                raise RuntimeError(f"{name}: {r['error']}")
+                raise BenchError(f"{name}: {r['error']}")
             return r["return"]
+
+    def close(self):
+        self.s.close()
 
 
 def wait_status(api, timeout=300):
@@ -112,62 +155,88 @@ def wait_status(api, timeout=300):
         if info.get("status") in ("completed", "failed", "cancelled"):
             return info
         time.sleep(0.01)
-    raise RuntimeError("migration did not finish")
+    raise BenchError("migration did not finish")
 
 
-def wait_file_line(path, text, timeout=60):
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def wait_file(path, pattern, timeout=120, start=0):
+    rx = re.compile(pattern)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            with open(path, errors="replace") as f:
-                if text in f.read():
-                    return
-        except FileNotFoundError:
-            pass
+        m = rx.search(read(path), start)
+        if m:
+            return m
         time.sleep(0.05)
-    raise RuntimeError(f"{path}: no '{text}' within {timeout}s")
+    raise BenchError(f"{path}: no '{pattern}' within {timeout}s; last lines:\n"
+                     + "\n".join(read(path).splitlines()[-5:]))
 
 
-class GuestDied(RuntimeError):
-    pass
+PROGRESS = re.compile(r"progress vcpu=(\d+) t=(\d+) writes=(\d+) sweeps=(\d+) errors=(\d+)")
 
 
-def check_guest_survived(who, src_log, dst_log, dst_proc, timeout=20):
-    """The guest runs on at the destination and its own verification held:
-    a new line of its own (heartbeat every 5 s when idle, progress with
-    errors=0 when dirtying) appears on the destination console, and neither
-    console shows VERIFY-FAIL or a progress line reporting errors."""
-    alive = re.compile(r"^(heartbeat t=\d+|progress vcpu=\d+ t=\d+ .* errors=0 )")
+def check_guest(log, who):
+    """The test guest's own verification: any failure fails the bench."""
+    text = read(log)
+    bad = [l for l in text.splitlines() if "VERIFY-FAIL" in l]
+    errs = [m.group(0) for m in PROGRESS.finditer(text) if m.group(5) != "0"]
+    if bad or errs:
+        raise BenchError(f"GUEST VERIFICATION FAILED ({who}): " + "; ".join((bad + errs)[:3]))
+
+
+def verified_after_move(src_log, dst_log, who, timeout=60):
+    """Waits for one more full verification sweep on the destination."""
+    src = [m for m in PROGRESS.finditer(read(src_log))]
+    if not src:
+        raise BenchError(f"{who}: the source guest never reported progress")
+    base = int(src[-1].group(4))
     deadline = time.monotonic() + timeout
-    while True:
-        text = open(dst_log, errors="replace").read() if os.path.exists(dst_log) else ""
-        if any(alive.match(l) for l in text.splitlines()):
+    while time.monotonic() < deadline:
+        dst = [m for m in PROGRESS.finditer(read(dst_log))]
+        if dst and int(dst[-1].group(4)) >= base + 2:
             break
-        if dst_proc.poll() is not None:
-            raise GuestDied(f"{who}: the destination exited ({dst_proc.returncode}) after the "
-                            f"migration; its console:\n{text[-800:]}")
-        if time.monotonic() > deadline:
-            raise GuestDied(f"{who}: no sign of the guest at the destination within {timeout} s "
-                            f"after the migration; its console:\n{text[-800:]}")
         time.sleep(0.1)
-    for side, log in (("source", src_log), ("destination", dst_log)):
-        bad = [l for l in open(log, errors="replace").read().splitlines()
-               if "VERIFY-FAIL" in l or re.search(r"\berrors=[1-9]", l)]
-        if bad:
-            raise GuestDied(f"{who}: the guest's own verification failed at the {side}:\n"
-                            + "\n".join(bad[:3]))
+    else:
+        raise BenchError(f"{who}: the guest did not verify a full sweep after the move")
+    check_guest(src_log, who + " source")
+    check_guest(dst_log, who + " destination")
 
 
-def check_source(who, src_log, src_proc):
-    """Before migrating: the guest still runs at the source and verifies."""
-    text = open(src_log, errors="replace").read()
-    bad = [l for l in text.splitlines() if "VERIFY-FAIL" in l or re.search(r"\berrors=[1-9]", l)]
-    if bad:
-        raise GuestDied(f"{who}: the guest's own verification failed at the source before the "
-                        "migration:\n" + "\n".join(bad[:3]))
-    if src_proc.poll() is not None:
-        raise GuestDied(f"{who}: the source exited ({src_proc.returncode}) before the "
-                        f"migration; its console:\n{text[-800:]}")
+class RssSampler:
+    """Peak RssAnon+RssFile (the VMM's own memory, not guest RAM) of pids."""
+
+    def __init__(self, pids):
+        self.pids = pids
+        self.peak = {p: 0 for p in pids}
+        self.stop = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _sample(self):
+        for p in self.pids:
+            try:
+                st = open(f"/proc/{p}/status").read()
+            except OSError:
+                continue
+            kb = sum(int(m.group(1)) for m in re.finditer(r"^Rss(?:Anon|File):\s+(\d+)", st, re.M))
+            self.peak[p] = max(self.peak[p], kb * 1024)
+
+    def _run(self):
+        while not self.stop.is_set():
+            self._sample()
+            time.sleep(0.005)
+
+    def done(self):
+        self.stop.set()
+        self.t.join()
+        self._sample()
+        return max(self.peak.values()) if self.peak else 0
 
 
 def kill(*procs):
@@ -177,92 +246,248 @@ def kill(*procs):
             p.wait()
 
 
-def run_vmm(vmm, guest, sc, tmp):
-    port = free_port()
-    common = [vmm, "--kernel", guest, "--memory", f"{sc['memory_mib']}M", "--cpus", "1",
-              "--cmdline", sc["cmdline"]]
-    log = os.path.join(tmp, "vmm-src.log")
-    src = subprocess.Popen(common + ["--serial", f"file:{log}", "--api-socket",
-                                     os.path.join(tmp, "vmm-src.sock")],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tls = ["--tls-creds", CREDS["dst"]] if sc.get("tls") else []
-    dst = subprocess.Popen(common + ["--serial", f"file:{os.path.join(tmp, 'vmm-dst.log')}",
-                                     "--incoming", f"tcp:127.0.0.1:{port}",
-                                     "--api-socket", os.path.join(tmp, "vmm-dst.sock")] + tls,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def loadavg():
+    return os.getloadavg()[0]
+
+
+# ---- the machine: hugepages, namespaces, the Debian kernel ----
+
+HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+
+
+@contextlib.contextmanager
+def hugepage_pool(pages):
+    """Adds `pages` to the pool, touches them once, gives them back."""
+    if pages == 0:
+        yield False
+        return
+    avail = int(re.search(r"MemAvailable:\s+(\d+)", open("/proc/meminfo").read()).group(1))
+    if avail * 1024 < pages * 2 * MIB + 8 * 1024 * MIB:
+        print(f"bench: {avail >> 10} MiB available: not reserving {pages * 2} MiB of "
+              "hugepages (other jobs need memory too)", file=sys.stderr)
+        yield False
+        return
+    if os.geteuid() != 0:
+        print(f"bench: not root: no hugepages ({HUGEPAGES})", file=sys.stderr)
+        yield False
+        return
+    before = int(open(HUGEPAGES).read())
+    with open(HUGEPAGES, "w") as f:
+        f.write(str(before + pages))
+    got = int(open(HUGEPAGES).read()) - before
     try:
-        wait_file_line(log, "testguest: ready")
-        time.sleep(sc["settle"])
-        check_source("vmm", log, src)
-        Json(os.path.join(tmp, "vmm-dst.sock")).s.close()
+        if got < pages:
+            print(f"bench: the hugepage pool grew by {got} of {pages} pages only",
+                  file=sys.stderr)
+            yield False
+            return
+        warm_pool(got)
+        yield True
+    finally:
+        with open(HUGEPAGES, "w") as f:
+            f.write(str(max(0, int(open(HUGEPAGES).read()) - got)))
+
+
+def warm_pool(pages):
+    """Touches every free pool page once (a hugetlb memfd of that size)."""
+    fd = os.memfd_create("warm", os.MFD_HUGETLB)
+    try:
+        os.ftruncate(fd, pages * 2 * MIB)
+        m = mmap.mmap(fd, pages * 2 * MIB)
+        for off in range(0, pages * 2 * MIB, 2 * MIB):
+            m[off] = 1
+        m.close()
+    finally:
+        os.close(fd)
+
+
+class Veth:
+    """Two network namespaces joined by a veth pair (192.0.2.1 <-> .2)."""
+
+    def __init__(self):
+        pid = os.getpid()
+        self.a, self.b = f"vmmb-a-{pid}", f"vmmb-b-{pid}"
+        va, vb = f"vba{pid % 100000}", f"vbb{pid % 100000}"
+        cmds = [["netns", "add", self.a], ["netns", "add", self.b],
+                ["link", "add", va, "type", "veth", "peer", "name", vb],
+                ["link", "set", va, "netns", self.a], ["link", "set", vb, "netns", self.b],
+                ["-n", self.a, "addr", "add", "192.0.2.1/30", "dev", va],
+                ["-n", self.b, "addr", "add", "192.0.2.2/30", "dev", vb],
+                ["-n", self.a, "link", "set", va, "up"], ["-n", self.b, "link", "set", vb, "up"],
+                ["-n", self.a, "link", "set", "lo", "up"], ["-n", self.b, "link", "set", "lo", "up"]]
+        try:
+            for c in cmds:
+                subprocess.run(["ip"] + c, check=True, capture_output=True)
+        except (subprocess.CalledProcessError, FileNotFoundError) as e:
+            self.close()
+            raise BenchError(f"cannot make network namespaces: {e}")
+
+    def close(self):
+        for ns in (self.a, self.b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def debian_vmlinux(build):
+    images = sorted(glob.glob("/boot/vmlinuz-*"))
+    if not images:
+        raise BenchError("no /boot/vmlinuz-*: install linux-image-amd64")
+    out = os.path.join(build, "tests", "vmlinux-" + os.path.basename(images[-1]))
+    if not os.path.exists(out):
+        os.makedirs(os.path.dirname(out), exist_ok=True)
+        subprocess.run([os.path.join(ROOT, "scripts", "extract-vmlinux.sh"), images[-1], out],
+                       check=True, timeout=300)
+    return out
+
+
+# ---- one migration under vmm ----
+
+def run_vmm(exe, guest, wl, cfg, tmp, veth):
+    mem = f"{wl['mem']}M" + (",hugepages=on" if cfg in ("hugepages", "huge-2conn") else "")
+    kernel = wl.get("kernel", guest)
+    cmdline = LINUX_CMDLINE if wl.get("linux") else wl["cmdline"]
+    common = [exe, "--kernel", kernel, "--memory", mem, "--cpus", "1", "--cmdline", cmdline]
+    local = cfg == "local"
+    pre_a = ["ip", "netns", "exec", veth.a] if veth else []
+    pre_b = ["ip", "netns", "exec", veth.b] if veth else []
+    if local:
+        uri = f"unix:{tmp}/mig.sock"
+    elif veth:
+        uri = f"tcp:192.0.2.2:{free_port()}"
+    else:
+        uri = f"tcp:127.0.0.1:{free_port()}"
+    slog, dlog = os.path.join(tmp, "vmm-src.log"), os.path.join(tmp, "vmm-dst.log")
+    src = subprocess.Popen(pre_a + common + ["--serial", f"file:{slog}", "--api-socket",
+                                             os.path.join(tmp, "vmm-src.sock")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    dst = None
+    try:
+        settle(slog, wl)
+        tls = ["--tls-creds", tls_creds()["dst"]] if cfg.startswith("tls") else []
+        dst = subprocess.Popen(pre_b + common + ["--serial", f"file:{dlog}", "--incoming", uri,
+                                                 "--api-socket", os.path.join(tmp, "vmm-dst.sock")]
+                               + tls, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        Json(os.path.join(tmp, "vmm-dst.sock")).close()
         api = Json(os.path.join(tmp, "vmm-src.sock"))
-        if sc.get("tls"):
-            api.cmd("migrate-set-parameters", **{"tls-creds": CREDS["src"],
+        if cfg in ("2conn", "huge-2conn", "tls-2conn"):
+            api.cmd("migrate-set-parameters", connections=2)
+        if tls:
+            api.cmd("migrate-set-parameters", **{"tls-creds": tls_creds()["src"],
                                                  "tls-hostname": "localhost"})
-        api.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        rss = RssSampler([src.pid, dst.pid])
+        if local:
+            api.cmd("migrate", uri=uri, local=True)
+        else:
+            api.cmd("migrate", uri=uri)
         info = wait_status(api)
+        peak = rss.done()
         if info["status"] != "completed":
-            raise RuntimeError(f"vmm migration {info['status']}: {info.get('error-desc')}")
-        check_guest_survived("vmm", log, os.path.join(tmp, "vmm-dst.log"), dst)
-        if sc.get("tls") and not info.get("tls", {}).get("encrypted"):
-            raise RuntimeError("vmm: the TLS scenario ran without TLS")
+            raise BenchError(f"vmm {cfg} migration {info['status']}: {info.get('error-desc')}")
+        if tls and not info.get("tls", {}).get("encrypted"):
+            raise BenchError(f"vmm {cfg}: the TLS configuration ran without TLS")
+        after_move(slog, dlog, wl, f"vmm {cfg}")
         return {"total_ms": info["total-time"], "downtime_ms": info["downtime-us"] / 1000.0,
-                "bytes": info["ram"]["transferred"],
-                "MB_per_s": info["ram"]["transferred"] / 1000.0 / max(info["total-time"], 1)}
+                "bytes": info["ram"]["transferred"], "rss_mib": peak / MIB,
+                "compression": info.get("compression"), "reason": info.get("compression-reason")}
     finally:
         kill(src, dst)
 
 
-def run_qemu(qemu, guest, sc, tmp):
+def settle(log, wl):
+    if wl.get("linux"):
+        wait_file(log, r"Linux version", timeout=120)
+        time.sleep(LINUX_MIGRATE_AFTER)
+        return
+    wait_file(log, r"dirty vcpu=0", timeout=300)  # the fill is done
+    wait_file(log, r"progress vcpu=0 .* sweeps=[1-9]", timeout=60)
+
+
+def after_move(slog, dlog, wl, who):
+    if wl.get("linux"):
+        # The kernel goes on printing at the destination (it stops later on
+        # an instruction this KVM cannot emulate, wherever it runs).
+        before = len(read(dlog))
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(read(dlog)) == before:
+            time.sleep(0.1)
+        if len(read(dlog)) == before:
+            raise BenchError(f"{who}: the kernel printed nothing after the move")
+        return
+    verified_after_move(slog, dlog, who)
+
+
+# ---- one migration under QEMU ----
+
+def run_qemu(exe, guest, wl, variant, tmp, veth):
+    kernel = wl.get("kernel", guest)
+    cmdline = LINUX_CMDLINE if wl.get("linux") else wl["cmdline"]
+    mem = wl["mem"]
+    common = [exe, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", f"{mem}M", "-smp",
+              "1", "-display", "none", "-nodefaults", "-no-reboot", "-kernel", kernel,
+              "-append", cmdline or " "]
+    if variant == "huge":
+        common += ["-object", f"memory-backend-memfd,id=ram,size={mem}M,hugetlb=on,"
+                   "hugetlbsize=2M,share=on", "-M", "pc,memory-backend=ram"]
+    else:
+        common += ["-M", "pc"]
+    pre_a = ["ip", "netns", "exec", veth.a] if veth else []
+    pre_b = ["ip", "netns", "exec", veth.b] if veth else []
+    host = "192.0.2.2" if veth else "127.0.0.1"
     port = free_port()
-    common = [qemu, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-M", "pc",
-              "-m", f"{sc['memory_mib']}M", "-smp", "1", "-display", "none", "-nodefaults",
-              "-no-reboot", "-kernel", guest, "-append", sc["cmdline"] or " "]
-    log = os.path.join(tmp, "qemu-src.log")
-    tls = sc.get("tls")
-    src_tls = ["-object", f"tls-creds-x509,id=tls0,dir={CREDS['src']},endpoint=client"] \
+    tls = variant == "tls"
+    src_tls = ["-object", f"tls-creds-x509,id=tls0,dir={tls_creds()['src']},endpoint=client"] \
         if tls else []
-    dst_tls = ["-object", f"tls-creds-x509,id=tls0,dir={CREDS['dst']},endpoint=server,"
+    dst_tls = ["-object", f"tls-creds-x509,id=tls0,dir={tls_creds()['dst']},endpoint=server,"
                "verify-peer=on"] if tls else []
-    src = subprocess.Popen(common + src_tls + [
-                                     "-serial", f"file:{log}", "-qmp",
-                                     f"unix:{os.path.join(tmp, 'qemu-src.sock')},server=on,wait=off"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    dst = subprocess.Popen(common + dst_tls + [
-                                     "-serial", f"file:{os.path.join(tmp, 'qemu-dst.log')}",
-                                     "-incoming", "defer" if tls else f"tcp:127.0.0.1:{port}",
-                                     "-qmp",
-                                     f"unix:{os.path.join(tmp, 'qemu-dst.sock')},server=on,wait=off"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    slog, dlog = os.path.join(tmp, "qemu-src.log"), os.path.join(tmp, "qemu-dst.log")
+    ssock, dsock = os.path.join(tmp, "qemu-src.sock"), os.path.join(tmp, "qemu-dst.sock")
+    src = subprocess.Popen(pre_a + common + src_tls + ["-serial", f"file:{slog}", "-qmp",
+                                                       f"unix:{ssock},server=on,wait=off"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    dst = None
     try:
-        wait_file_line(log, "testguest: ready")
-        time.sleep(sc["settle"])
-        check_source("QEMU", log, src)
-        dapi = Json(os.path.join(tmp, "qemu-dst.sock"))
+        settle(slog, wl)
+        incoming = "defer" if variant in ("multifd2", "tls") else f"tcp:{host}:{port}"
+        dst = subprocess.Popen(pre_b + common + dst_tls + ["-serial", f"file:{dlog}",
+                                                           "-incoming", incoming,
+                                                 "-qmp", f"unix:{dsock},server=on,wait=off"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        api_dst = Json(dsock)
+        api = Json(ssock)
+        if variant == "multifd2":
+            for a in (api, api_dst):
+                a.cmd("migrate-set-capabilities",
+                      capabilities=[{"capability": "multifd", "state": True}])
+                a.cmd("migrate-set-parameters", **{"multifd-channels": 2})
+            api_dst.cmd("migrate-incoming", uri=f"tcp:{host}:{port}")
         if tls:  # QEMU's TLS destination: parameters first, then listen
-            dapi.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
-            dapi.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
-        dapi.s.close()
-        api = Json(os.path.join(tmp, "qemu-src.sock"))
-        api.cmd("migrate-set-parameters", **{"max-bandwidth": 100 * 1000 * 1000 * 1000,
-                                             "downtime-limit": 300})
-        if tls:
+            api_dst.cmd("migrate-set-parameters", **{"tls-creds": "tls0"})
+            api_dst.cmd("migrate-incoming", uri=f"tcp:{host}:{port}")
             api.cmd("migrate-set-parameters", **{"tls-creds": "tls0",
                                                  "tls-hostname": "localhost"})
-        api.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        if variant != "defaults":
+            api.cmd("migrate-set-parameters", **{"max-bandwidth": 100 * 1000 * 1000 * 1000,
+                                                 "downtime-limit": 300})
+        rss = RssSampler([src.pid, dst.pid])
+        api.cmd("migrate", uri=f"tcp:{host}:{port}")
         info = wait_status(api)
+        peak = rss.done()
         if info["status"] != "completed":
-            raise RuntimeError(f"QEMU migration {info['status']}: {info.get('error-desc')}")
-        check_guest_survived("QEMU", log, os.path.join(tmp, "qemu-dst.log"), dst)
-        return {"total_ms": info["total-time"], "downtime_ms": info["downtime"],
-                "bytes": info["ram"]["transferred"],
-                "MB_per_s": info["ram"]["transferred"] / 1000.0 / max(info["total-time"], 1)}
+            raise BenchError(f"QEMU {variant} migration {info['status']}: "
+                             f"{info.get('error-desc')}")
+        after_move(slog, dlog, wl, f"QEMU {variant}")
+        return {"total_ms": info["total-time"], "downtime_ms": float(info["downtime"]),
+                "bytes": info["ram"]["transferred"], "rss_mib": peak / MIB}
     finally:
         kill(src, dst)
 
 
 def median_of(runs):
-    return {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+    keys = [k for k in runs[0] if isinstance(runs[0][k], (int, float))]
+    out = {k: statistics.median(r[k] for r in runs) for k in keys}
+    for k in ("compression", "reason"):
+        if k in runs[0]:
+            out[k] = runs[-1][k]
+    return out
 
 
 def main():
@@ -270,9 +495,11 @@ def main():
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", action="store_true", help="one JSON object on stdout")
-    ap.add_argument("--scenarios", default=",".join(SCENARIOS))
+    ap.add_argument("--workloads", default=",".join(WORKLOADS))
+    ap.add_argument("--vmm-only", action="store_true")
+    ap.add_argument("--qemu-variants", default=",".join(QEMU_VARIANTS + ["tls"]))
     ap.add_argument("--guest-extra", default="",
-                    help="test-guest options appended to every scenario (e.g. selftest-corrupt)")
+                    help="test-guest options appended to every workload (e.g. selftest-corrupt)")
     a = ap.parse_args()
     vmm = os.path.join(a.build, "vmm", "vmm")
     guest = os.path.join(a.build, "guest", "testguest")
@@ -280,61 +507,98 @@ def main():
     for what, path in (("vmm", vmm), ("test guest", guest)):
         if not os.path.exists(path):
             sys.exit(f"bench: {what} not built at {path} (run scripts/setup.sh)")
-    if not qemu:
+    if not qemu and not a.vmm_only:
         sys.exit("bench: qemu-system-x86_64 not found (apt-get install qemu-system-x86)")
     if not os.access("/dev/kvm", os.R_OK | os.W_OK):
         sys.exit("bench: /dev/kvm is not usable here")
+    names = [n for n in a.workloads.split(",") if n]
+    for n in names:
+        if n not in WORKLOADS:
+            sys.exit(f"bench: unknown workload {n} (one of {', '.join(WORKLOADS)})")
+    variants = [v for v in a.qemu_variants.split(",") if v]
+
+    # Hugepages for the pair of guests of one workload that use them, held
+    # only while that workload runs (the machine is shared).
+    def huge_pages_needed(wl):
+        uses = "hugepages" in wl["vmm"] or "huge-2conn" in wl["vmm"] or (
+            not a.vmm_only and "huge" in wl.get("qemu", QEMU_VARIANTS) and "huge" in variants)
+        return wl["mem"] + 16 if uses else 0  # two guests of mem/2 pages
 
     results = {}
-    creds_tmp = tempfile.TemporaryDirectory(prefix="vmm-bench-certs-")
-    for name in a.scenarios.split(","):
-        sc = dict(SCENARIOS[name])
-        sc["cmdline"] = " ".join(x for x in (sc["cmdline"], a.guest_extra) if x)
-        if sc.get("tls"):
-            tls_creds(creds_tmp.name)
-        runs = {"vmm": [], "qemu": []}
-        for _ in range(a.repeat):
-            for side, fn, exe in (("vmm", run_vmm, vmm), ("qemu", run_qemu, qemu)):
-                with tempfile.TemporaryDirectory(prefix="vmm-bench-") as tmp:
-                    runs[side].append(fn(exe, guest, sc, tmp))
-        med = {side: median_of(r) for side, r in runs.items()}
-        ratio = {k: (med["vmm"][k] / med["qemu"][k] if med["qemu"][k] else None)
-                 for k in med["vmm"]}
-        results[name] = {"vmm": med["vmm"], "qemu": med["qemu"], "ratio": ratio,
-                         "runs": runs, "memory_mib": sc["memory_mib"],
-                         "guest_cmdline": sc["cmdline"]}
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    for name in names:
+        wl = dict(WORKLOADS[name])
+        if "cmdline" in wl:
+            wl["cmdline"] = " ".join(x for x in (wl["cmdline"], a.guest_extra) if x)
+        if wl.get("linux"):
+            wl["kernel"] = debian_vmlinux(a.build)
+        veth = Veth() if wl.get("veth") else None
+        try:
+            with hugepage_pool(huge_pages_needed(wl)) as have_huge:
+                load_before = loadavg()
+                cfgs = [c for c in wl["vmm"] if "huge" not in c or have_huge]
+                qvars = [] if a.vmm_only else [v for v in wl.get("qemu", QEMU_VARIANTS)
+                                               if v in variants and (v != "huge" or have_huge)]
+                runs = {("vmm", c): [] for c in cfgs}
+                runs.update({("qemu", v): [] for v in qvars})
+                for _ in range(a.repeat):
+                    for (side, c) in runs:
+                        with tempfile.TemporaryDirectory(prefix="vmm-bench-") as tmp:
+                            fn = run_vmm if side == "vmm" else run_qemu
+                            exe = vmm if side == "vmm" else qemu
+                            r = fn(exe, guest, wl, c, tmp, veth)
+                            runs[(side, c)].append(r)
+                            print(f"  {name} {side} {c}: {r['total_ms']:.0f} ms, downtime "
+                                  f"{r['downtime_ms']:.1f} ms, rss {r['rss_mib']:.0f} MiB, "
+                                  f"load {loadavg():.1f}", file=sys.stderr)
+                med = {f"{s}:{c}": median_of(r) for (s, c), r in runs.items()}
+                results[name] = {"medians": med, "load_before": load_before,
+                                 "load_after": loadavg(), "memory_mib": wl["mem"],
+                                 "guest": "linux" if wl.get("linux") else wl["cmdline"],
+                                 "runs": {f"{s}:{c}": r for (s, c), r in runs.items()}}
+        finally:
+            if veth:
+                veth.close()
 
     if a.json:
-        print(json.dumps({"benchmark": "live-migration", "repeat": a.repeat,
+        print(json.dumps({"benchmark": "live-migration", "repeat": a.repeat, "started": started,
                           "qemu": subprocess.run([qemu, "--version"], capture_output=True,
-                                                 text=True).stdout.splitlines()[0],
-                          "scenarios": results}, indent=2))
+                                                 text=True).stdout.splitlines()[0] if qemu else None,
+                          "workloads": results}, indent=2))
         return
-    print(f"live migration over loopback TCP, median of {a.repeat} runs "
-          f"(ratio = vmm / QEMU, lower is better for vmm)")
-    print(f"{'scenario':<20} {'metric':<12} {'vmm':>12} {'QEMU':>12} {'ratio':>8}")
+    print(f"live migration, vmm vs QEMU, median of {a.repeat} runs, started {started}")
+    print("QEMU's = its best configuration for the workload (lowest median total; lowest "
+          "median downtime)")
+    hdr = (f"{'workload':<19} {'vmm config':<10} {'total ms':>9} {'downtime':>9} {'MB sent':>8} "
+           f"{'rss MiB':>7} {'QEMU total':>10} {'(best)':<9} {'QEMU down':>9} {'ratio':>6} "
+           f"{'load':>9}")
+    print(hdr)
     for name, r in results.items():
-        for k, label in (("total_ms", "total ms"), ("downtime_ms", "downtime ms"),
-                         ("bytes", "bytes"), ("MB_per_s", "MB/s")):
-            ratio = r["ratio"][k]
-            shown = f"{ratio:>8.3f}" if ratio is not None else f"{'n/a':>8}"
-            print(f"{name:<20} {label:<12} {r['vmm'][k]:>12.1f} {r['qemu'][k]:>12.1f} {shown}")
-
-
-    if "touched-512M" in results and "touched-512M-tls" in results:
-        for side, label in (("vmm", "vmm"), ("qemu", "QEMU")):
-            plain = results["touched-512M"][side]["MB_per_s"]
-            enc = results["touched-512M-tls"][side]["MB_per_s"]
-            print(f"{label}: TLS throughput {enc:.0f} MB/s = {100 * enc / plain:.0f}% of plaintext "
-                  f"({plain:.0f} MB/s)")
+        med = r["medians"]
+        q = {k.split(":")[1]: v for k, v in med.items() if k.startswith("qemu:")}
+        best_t = min(q.items(), key=lambda kv: kv[1]["total_ms"]) if q else None
+        best_d = min(v["downtime_ms"] for v in q.values()) if q else None
+        for k, v in med.items():
+            if not k.startswith("vmm:"):
+                continue
+            ratio = f"{v['total_ms'] / best_t[1]['total_ms']:.2f}" if best_t else "-"
+            qt = f"{best_t[1]['total_ms']:.0f}" if best_t else "-"
+            qn = best_t[0] if best_t else ""
+            qd = f"{best_d:.1f}" if best_d is not None else "-"
+            print(f"{name:<19} {k[4:]:<10} {v['total_ms']:>9.0f} {v['downtime_ms']:>9.1f} "
+                  f"{v['bytes'] / 1e6:>8.1f} {v['rss_mib']:>7.0f} {qt:>10} {qn:<9} {qd:>9} "
+                  f"{ratio:>6} {r['load_before']:>4.1f}/{r['load_after']:<4.1f}")
+        for qn, v in q.items():  # (QEMU's RSS holds its guest RAM: anonymous memory)
+            print(f"{'':<19} {'  QEMU ' + qn:<10} {v['total_ms']:>9.0f} {v['downtime_ms']:>9.1f} "
+                  f"{v['bytes'] / 1e6:>8.1f} {'':>7}")
+    loaded = [n for n, r in results.items() if max(r["load_before"], r["load_after"]) > 1.5]
+    if loaded:
+        print(f"note: the machine was loaded (load average > 1.5 on 2 cores) during: "
+              f"{', '.join(loaded)}: other jobs shared the CPUs")
 
 
 if __name__ == "__main__":
     try:
         main()
-    except GuestDied as e:
-        print(f"bench: FAILED: the guest did not survive: {e}", file=sys.stderr)
-        sys.exit(1)
-    except RuntimeError as e:
-        print(f"bench: FAILED: {e}", file=sys.stderr)
-        sys.exit(1)
+    except BenchError as e:
+        sys.exit(f"bench: FAILED: {e}")

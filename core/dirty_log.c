@@ -24,7 +24,8 @@ int vm_dirty_log_start(struct vm_dirty_log *d, struct vm *vm, struct vmm_error *
 		uint64_t pages = vm->mem.regions[i].size / PAGE_SIZE;
 		d->words[i] = (pages + BITS_PER_WORD - 1) / BITS_PER_WORD;
 		d->bitmaps[i] = calloc(d->words[i], sizeof(unsigned long));
-		if (!d->bitmaps[i]) {
+		d->scratch[i] = calloc(d->words[i], sizeof(unsigned long));
+		if (!d->bitmaps[i] || !d->scratch[i]) {
 			vm_dirty_log_stop(d);
 			return vmm_error_set(err, -ENOMEM, "out of memory for dirty bitmaps");
 		}
@@ -60,6 +61,25 @@ int64_t vm_dirty_log_sync(struct vm_dirty_log *d, struct vmm_error *err)
 	return dirty;
 }
 
+int64_t vm_dirty_log_sync_merge(struct vm_dirty_log *d, struct vmm_error *err)
+{
+	int64_t dirty = 0;
+	for (unsigned i = 0; i < d->vm->mem.nregions; i++) {
+		struct kvm_dirty_log log = {.slot = d->vm->mem.regions[i].slot,
+					    .dirty_bitmap = d->scratch[i]};
+		if (ioctl(d->vm->vm_fd, KVM_GET_DIRTY_LOG, &log) < 0)
+			return vmm_error_set(err, -errno, "KVM_GET_DIRTY_LOG slot %u: %s", log.slot,
+					     strerror(errno));
+		for (size_t w = 0; w < d->words[i]; w++)
+			d->bitmaps[i][w] |= d->scratch[i][w];
+		/* and what the devices wrote: the last pass must carry it too */
+		guest_memory_take_dirty(&d->vm->mem, i, d->bitmaps[i], d->words[i]);
+		for (size_t w = 0; w < d->words[i]; w++)
+			dirty += __builtin_popcountl(d->bitmaps[i][w]);
+	}
+	return dirty;
+}
+
 void vm_dirty_log_stop(struct vm_dirty_log *d)
 {
 	if (d->enabled) {
@@ -69,6 +89,7 @@ void vm_dirty_log_stop(struct vm_dirty_log *d)
 	}
 	for (unsigned i = 0; i < GUEST_MEM_MAX_REGIONS; i++) {
 		free(d->bitmaps[i]);
-		d->bitmaps[i] = NULL;
+		free(d->scratch[i]);
+		d->bitmaps[i] = d->scratch[i] = NULL;
 	}
 }

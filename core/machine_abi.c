@@ -30,7 +30,7 @@ static int dump_e820(const struct machine *m, uint64_t ram, FILE *out, struct vm
 	static struct vm vm;
 	vm_init(&vm);
 	vm.spec.machine = *m;
-	int r = guest_memory_create(&vm.mem, ram, m, err);
+	int r = guest_memory_create(&vm.mem, ram, false, m, err);
 	if (r < 0)
 		return r;
 	struct e820_entry e[E820_MAX];

@@ -111,6 +111,7 @@ int vm_spec_resolve(const struct vm_request *req, struct vm_spec *out, struct vm
 		return r;
 
 	out->mem_size = req->mem_size;
+	out->mem_hugepages = req->mem_hugepages;
 	out->mem_origin = SPEC_FROM_REQUEST;
 	if (!out->mem_size) {
 		if ((r = machine_get_u64(&out->machine, "memory", "default-size", &out->mem_size,
@@ -214,7 +215,8 @@ int vm_spec_adopt(const struct vm_request *req, const struct vm_spec *theirs, st
 	if (ncpus != theirs->ncpus)
 		return vmm_error_set(err, -EINVAL, "vCPU count mismatch: stream %u, this side %u",
 				     theirs->ncpus, ncpus);
-	/* Host-side settings are ours. */
+	/* Host-side settings are ours: RAM backing, CPU profile, console. */
+	out->mem_hugepages = req->mem_hugepages;
 	snprintf(out->host_cpu_profile, sizeof(out->host_cpu_profile), "%s",
 		 req->host_cpu_profile ? req->host_cpu_profile : "");
 	out->serial = req->serial;

@@ -169,12 +169,16 @@ int vm_clock_set(struct vm *vm, const struct vm_clock_state *st, struct vmm_erro
 struct vm_dirty_log {
 	struct vm *vm;
 	unsigned long *bitmaps[GUEST_MEM_MAX_REGIONS]; /* one bit per page of each region */
+	unsigned long *scratch[GUEST_MEM_MAX_REGIONS];	/* for vm_dirty_log_sync_merge */
 	size_t words[GUEST_MEM_MAX_REGIONS];
 	bool enabled;
 };
 int vm_dirty_log_start(struct vm_dirty_log *d, struct vm *vm, struct vmm_error *err);
 /* Fetches and clears KVM's log into the bitmaps; returns the dirty page count. */
 int64_t vm_dirty_log_sync(struct vm_dirty_log *d, struct vmm_error *err);
+/* The same, but adds to the bitmaps instead of replacing them (pages of the
+ * last sync not sent yet stay marked); returns the count of all marked. */
+int64_t vm_dirty_log_sync_merge(struct vm_dirty_log *d, struct vmm_error *err);
 /* Back to plain slots (the guest runs on without write tracking); frees. */
 void vm_dirty_log_stop(struct vm_dirty_log *d);
 

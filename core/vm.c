@@ -265,7 +265,8 @@ int vm_create(struct vm *vm, const struct vm_spec *spec, struct vmm_error *err)
 		return r;
 	vm->ncpus = spec->ncpus; /* only now: vm_destroy walks vcpus[0..ncpus) */
 	/* Memory first: size errors are the user's and should come before KVM's. */
-	if ((r = guest_memory_create(&vm->mem, spec->mem_size, &vm->spec.machine, err)) < 0)
+	if ((r = guest_memory_create(&vm->mem, spec->mem_size, spec->mem_hugepages, &vm->spec.machine,
+				       err)) < 0)
 		return r;
 	if ((r = create_cpu_model(vm, err)) < 0 || (r = check_phys_bits(vm, err)) < 0 ||
 	    (r = request_dynamic_xstate(vm, err)) < 0)

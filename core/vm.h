@@ -77,6 +77,7 @@ struct vm_request {
 	const char *machine;	      /* name or alias */
 	const char *cpu_model;	      /* "NAME[-vN][,+feat][,-feat]" */
 	uint64_t mem_size;	      /* bytes */
+	bool mem_hugepages;	      /* back RAM with 2 MiB hugetlb pages (host-side only) */
 	unsigned ncpus;		      /* 0 = the machine type's default */
 	const char *host_cpu_profile; /* act as the host this CPUID profile describes */
 	enum serial_backend serial;
@@ -116,6 +117,7 @@ struct vm_spec {
 	enum vm_spec_origin cpu_origin;
 	uint64_t mem_size;
 	enum vm_spec_origin mem_origin;
+	bool mem_hugepages; /* host-side: never part of the guest ABI or the stream */
 	unsigned ncpus;
 	enum vm_spec_origin ncpus_origin;
 	char host_cpu_profile[VM_SPEC_STR_MAX]; /* "" = this host's KVM */
@@ -170,18 +172,41 @@ struct guest_memory {
 	int fd;		/* memfd holding all of guest RAM, MAP_SHARED */
 	uint64_t size;	/* total RAM bytes */
 	uint8_t *base;	/* mapping of the whole memfd */
+	uint64_t page_size; /* host backing: 4096, or 2 MiB for hugetlb */
+	bool hugetlb;	    /* a hugetlbfs memfd: SEEK_DATA does not see holes there */
 	unsigned nregions;
 	struct mem_region regions[GUEST_MEM_MAX_REGIONS];
 };
 
+#define GUEST_HUGEPAGE_SIZE (2ull << 20)
+
 /* Creates the memfd and mapping and splits RAM around the 32-bit hole as the
- * machine type says. */
-int guest_memory_create(struct guest_memory *mem, uint64_t size, const struct machine *m,
-			struct vmm_error *err);
+ * machine type says. With `hugepages` the memfd is hugetlb (2 MiB pages),
+ * reserved from the host's pool at once: a pool too small is an error
+ * naming /proc/sys/vm/nr_hugepages, never a SIGBUS later. Dirty tracking
+ * stays at 4 KiB either way (KVM maps the huge pages small while logging). */
+int guest_memory_create(struct guest_memory *mem, uint64_t size, bool hugepages,
+			const struct machine *m, struct vmm_error *err);
+/* The next populated range at or after memfd offset `off`, below `end`:
+ * [*data, *hole). -ENXIO when there is none. Never-touched memory is a
+ * hole: for a plain memfd SEEK_DATA/SEEK_HOLE says so; hugetlbfs reports
+ * every offset as data, so there the page cache is asked (mincore) per
+ * 2 MiB page. Reads nothing and populates nothing. */
+int guest_memory_next_data(const struct guest_memory *mem, uint64_t off, uint64_t end,
+			   uint64_t *data, uint64_t *hole, struct vmm_error *err);
 /* Registers the regions with KVM (flags: e.g. KVM_MEM_LOG_DIRTY_PAGES). */
 int guest_memory_register(struct guest_memory *mem, int vm_fd, uint32_t flags,
 			  struct vmm_error *err);
 void guest_memory_destroy(struct guest_memory *mem);
+/* Same-host migration: makes the VM's RAM the memfd `fd` (the source's,
+ * received over a unix socket) instead of its own. Checks that fd is a
+ * memfd (or hugetlbfs file) of exactly this RAM's size and maps it before
+ * anything changes; on success the KVM slots point at the new mapping, the
+ * old memory is freed and fd is owned by the VM. On failure nothing
+ * changed and fd is still the caller's. Nothing here reads or writes the
+ * guest's memory. vCPUs must not be running. */
+struct vm;
+int vm_memory_adopt(struct vm *vm, int fd, struct vmm_error *err);
 /* The one checked accessor for guest-physical memory: a host pointer for
  * [gpa, gpa+len) if it lies inside one RAM region, else NULL. */
 void *guest_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);

@@ -1,8 +1,8 @@
 /*
  * u_cmdline.c: the command line, space-separated key=value words:
  *   cpuid  cpuid-interval=SECONDS  dirty=SIZE  rate=SIZE  runtime=SECONDS  exit=N
- *   progress=MS  blk=SIZE  rng=N  blkbench=MODE  net=echo  net-announce=on|off
- *   virtio_mmio.device=SIZE@ADDR:IRQ
+ *   progress=MS  fill=random|mixed  blk=SIZE  rng=N  blkbench=MODE  net=echo
+ *   net-announce=on|off  virtio_mmio.device=SIZE@ADDR:IRQ
  * plus the hidden self-tests selftest-corrupt and selftest-acpi. SIZE is a
  * decimal number with an optional K, M or G suffix (powers of 1024).
  */
@@ -170,6 +170,9 @@ static bool option(const char *key, const char *val, char *err, size_t errsz)
 	} else if (streq(key, "net-announce")) {
 		ok = val && (streq(val, "on") || streq(val, "off"));
 		u_cfg.net_announce = ok && streq(val, "on");
+	} else if (streq(key, "fill")) {
+		ok = val && (streq(val, "random") || streq(val, "mixed"));
+		u_cfg.fill_mixed = ok && streq(val, "mixed");
 	} else if (streq(key, "selftest-corrupt") && !val) {
 		u_cfg.selftest_corrupt = true;
 	} else if (streq(key, "selftest-acpi") && !val) {

@@ -40,6 +40,7 @@ struct config {
 	uint64_t runtime;      /* seconds */
 	uint64_t progress;     /* ms */
 	uint64_t cpuid_interval; /* s: repeat the cpuid report while working; 0 = once */
+	bool fill_mixed;       /* fill=mixed: pages compress ~2.4x with zstd -1, like real memory */
 	bool selftest_corrupt; /* hidden: corrupt a page behind the writer's back */
 	bool selftest_acpi;    /* hidden: ignore the MP table, use the ACPI MADT */
 	const char *dirty_arg; /* the value as written, for messages */

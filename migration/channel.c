@@ -27,6 +27,27 @@ static int on_return_record(void *ctx, const struct mig_record *rec, struct vmm_
 	if (rec->len > sizeof(c->rec_payload))
 		return vmm_error_set(err, -EMSGSIZE, "destination sent a %zu-byte %s record",
 				     rec->len, mig_record_name(rec->type));
+	if (rec->type == MIG_REC_ACK) { /* taken at once: progress, not an answer */
+		Vmm__Migration__Ack *a = vmm__migration__ack__unpack(NULL, rec->len, rec->payload);
+		if (!a)
+			return vmm_error_set(err, -EBADMSG, "destination sent a malformed ack record");
+		uint64_t prev = atomic_load(&c->applied), prev_wait = c->wait_ns;
+		if (a->applied_bytes > prev) {
+			atomic_store(&c->applied, a->applied_bytes);
+			if (c->flow)
+				atomic_fetch_add(&c->flow->applied, a->applied_bytes - prev);
+		}
+		atomic_store(&c->applied_pages, a->applied_pages);
+		if (a->wait_ns > prev_wait) {
+			c->wait_ns = a->wait_ns;
+			if (c->flow)
+				atomic_fetch_add(&c->flow->dest_wait_ns, a->wait_ns - prev_wait);
+		}
+		if (a->memory_adopted)
+			c->memory_adopted = true;
+		vmm__migration__ack__free_unpacked(a, NULL);
+		return 0;
+	}
 	if (rec->type == MIG_REC_ACCEPTED) { /* taken at once: never left pending */
 		Vmm__Migration__Accepted *a;
 		int r = mig_unpack_bytes(rec->type, &vmm__migration__accepted__descriptor,
@@ -124,20 +145,43 @@ int mig_channel_open(struct mig_channel *c, const char *uri, const struct mig_ca
 	return r;
 }
 
-/* Sends buf, reading the return path while the socket is full. */
-static int send_all(struct mig_channel *c, const uint8_t *p, size_t len, struct vmm_error *err)
+static void count_sent(struct mig_channel *c, size_t n)
 {
-	while (len) {
+	atomic_fetch_add(&c->acked, n);
+	if (c->flow)
+		atomic_fetch_add(&c->flow->sent, n);
+}
+
+/* Sends the buffers, reading the return path while the socket is full. */
+static int send_iov(struct mig_channel *c, struct iovec *iov, int n, struct vmm_error *err)
+{
+	if (c->flow) { /* the bandwidth cap, shared by all connections */
+		size_t total = 0;
+		for (int i = 0; i < n; i++)
+			total += iov[i].iov_len;
+		mig_flow_throttle(c->flow, total);
+	}
+	while (n > 0) {
+		if (iov->iov_len == 0) {
+			iov++, n--;
+			continue;
+		}
 		int r = channel_status(c, err);
 		if (r < 0)
 			return r;
-		struct iovec iov = {(void *)p, len};
 		struct vmm_error e;
-		ssize_t w = mig_conn_writev_once(&c->conn, &iov, 1, &e);
+		ssize_t w = mig_conn_writev_once(&c->conn, iov, n, &e);
 		if (w > 0) {
-			p += w;
-			len -= (size_t)w;
-			c->acked += (uint64_t)w;
+			count_sent(c, (size_t)w);
+			size_t done = (size_t)w;
+			while (n > 0 && done >= iov->iov_len) {
+				done -= iov->iov_len;
+				iov++, n--;
+			}
+			if (n > 0) {
+				iov->iov_base = (uint8_t *)iov->iov_base + done;
+				iov->iov_len -= done;
+			}
 			continue;
 		}
 		if (w != -EAGAIN) {
@@ -160,7 +204,38 @@ static int submit_chunk(struct mig_channel *c, struct vmm_error *err)
 {
 	if (!c->chunk_len)
 		return 0;
-	int r = send_all(c, c->chunk, c->chunk_len, err);
+	struct iovec iov = {c->chunk, c->chunk_len};
+	int r = send_iov(c, &iov, 1, err);
+	c->chunk_len = 0;
+	return r;
+}
+
+int mig_channel_writev(void *ctx, const struct iovec *iov, int n, struct vmm_error *err)
+{
+	struct mig_channel *c = ctx;
+	int r = submit_chunk(c, err);
+	if (r < 0)
+		return r;
+	struct iovec local[1 + 1024];
+	if (n > (int)(sizeof(local) / sizeof(local[0])))
+		return vmm_error_set(err, -E2BIG, "migration: %d buffers in one write", n);
+	memcpy(local, iov, (size_t)n * sizeof(*iov)); /* send_iov advances them */
+	if ((r = send_iov(c, local, n, err)) < 0)
+		return r;
+	read_return_path(c); /* Acks, without waiting: the rate and backlog stay fresh */
+	return channel_status(c, err);
+}
+
+int mig_channel_flush_fd(struct mig_channel *c, int fd, struct vmm_error *err)
+{
+	if (c->is_file || c->conn.kind != MIG_UNIX)
+		return vmm_error_set(err, -EINVAL, "only a unix: socket carries a descriptor");
+	int r = channel_status(c, err);
+	if (r < 0)
+		return r;
+	r = mig_conn_send_fd(&c->conn, fd, c->chunk, c->chunk_len, MIG_CHANNEL_STALL_MS, err);
+	if (r == 0)
+		count_sent(c, c->chunk_len);
 	c->chunk_len = 0;
 	return r;
 }
@@ -274,6 +349,44 @@ int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms, struct
 		return channel_status(c, err);
 	return vmm_error_set(err, -ETIMEDOUT,
 			     "the destination did not accept the stream within %u s",
+			     timeout_ms / 1000);
+}
+
+static bool is_applied(struct mig_channel *c)
+{
+	return atomic_load(&c->applied) >= c->want_applied;
+}
+
+int mig_channel_wait_applied(struct mig_channel *c, uint64_t bytes, unsigned timeout_ms,
+			     struct vmm_error *err)
+{
+	c->want_applied = bytes;
+	int r = wait_for(c, is_applied, timeout_ms, err);
+	if (is_applied(c))
+		return 0;
+	if (r < 0 && r != -ETIMEDOUT)
+		return r;
+	if (c->error)
+		return channel_status(c, err);
+	return -ETIMEDOUT;
+}
+
+static bool is_adopted(struct mig_channel *c)
+{
+	return c->memory_adopted;
+}
+
+int mig_channel_wait_adopted(struct mig_channel *c, unsigned timeout_ms, struct vmm_error *err)
+{
+	int r = wait_for(c, is_adopted, timeout_ms, err);
+	if (c->memory_adopted)
+		return 0;
+	if (r < 0 && r != -ETIMEDOUT)
+		return r;
+	if (c->error)
+		return channel_status(c, err);
+	return vmm_error_set(err, -ETIMEDOUT,
+			     "the destination did not map the guest's memory within %u s",
 			     timeout_ms / 1000);
 }
 

@@ -13,6 +13,7 @@
 #include "migration/conn.h"
 #include "migration/migration.h"
 #include "migration/tls.h"
+#include "migration/ram.h"
 
 #define MIG_CHANNEL_CHUNK (1u << 20)
 #define MIG_CHANNEL_STALL_MS 30000
@@ -29,7 +30,13 @@ struct mig_channel {
 	char errmsg[VMM_ERROR_MAX];
 	uint8_t *chunk;
 	size_t chunk_len;
-	uint64_t acked; /* bytes the transport took */
+	atomic_uint_fast64_t acked; /* bytes the transport took */
+	struct mig_flow *flow;	    /* optional: totals of all connections, Acks */
+	/* what the destination's Acks said (format 1.2) */
+	atomic_uint_fast64_t applied, applied_pages;
+	uint64_t wait_ns;
+	uint64_t want_applied; /* mig_channel_wait_applied's target */
+	bool memory_adopted; /* local move: the destination mapped our RAM */
 	/* return path */
 	struct mig_reader rp;
 	bool rp_ready;
@@ -52,6 +59,18 @@ int mig_channel_open(struct mig_channel *c, const char *uri, const struct mig_ca
 		     struct vmm_error *err);
 /* mig_sink_fn: buffers, and sends full chunks. */
 int mig_channel_write(void *c, const void *data, size_t len, struct vmm_error *err);
+/* mig_sink_iov_fn: sends what is buffered, then the buffers as they are
+ * (writev: page data goes from guest memory to the socket uncopied). */
+int mig_channel_writev(void *c, const struct iovec *iov, int n, struct vmm_error *err);
+/* Sends the buffered bytes (one record, just written) with descriptor fd
+ * attached: unix: only (a same-host move's RAM). */
+int mig_channel_flush_fd(struct mig_channel *c, int fd, struct vmm_error *err);
+/* Waits until the destination has acknowledged `bytes` of this connection
+ * as applied (or timeout_ms): the backlog drained. */
+int mig_channel_wait_applied(struct mig_channel *c, uint64_t bytes, unsigned timeout_ms,
+			     struct vmm_error *err);
+/* Waits for the destination's Ack that it mapped our RAM (local move). */
+int mig_channel_wait_adopted(struct mig_channel *c, unsigned timeout_ms, struct vmm_error *err);
 /* Sends the partial chunk (a file: and fsyncs it). */
 int mig_channel_flush(struct mig_channel *c, struct vmm_error *err);
 /* Reads what the destination sent, without waiting; fails when the

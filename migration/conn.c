@@ -104,8 +104,52 @@ static ssize_t plain_writev(struct mig_conn *c, const struct iovec *iov, int n)
 	return w < 0 ? -errno : w;
 }
 
+/* unix sockets: keep a descriptor the peer passed (a same-host move's
+ * RAM); plain read() would drop it, and more than one is never wanted. */
+static void take_fds(struct mig_conn *c, struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		const int *fds = (const int *)(void *)CMSG_DATA(cm);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+			memcpy(&fd, fds + i, sizeof(fd));
+			if (!c->has_passed_fd) {
+				c->passed_fd = fd;
+				c->has_passed_fd = true;
+			} else {
+				close(fd);
+			}
+		}
+	}
+}
+
+static ssize_t plain_readv(struct mig_conn *c, const struct iovec *iov, int n)
+{
+	if (c->kind != MIG_UNIX) {
+		ssize_t r = readv(c->fd, iov, n);
+		return r < 0 ? -errno : r;
+	}
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(4 * sizeof(int))];
+	} ctl;
+	struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)n,
+			    .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf)};
+	ssize_t r = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC);
+	if (r < 0)
+		return -errno;
+	if (mh.msg_controllen)
+		take_fds(c, &mh);
+	return r;
+}
+
 static ssize_t plain_read(struct mig_conn *c, void *buf, size_t len)
 {
+	if (c->kind == MIG_UNIX)
+		return plain_readv(c, &(struct iovec){buf, len}, 1);
 	ssize_t r = read(c->fd, buf, len);
 	return r < 0 ? -errno : r;
 }
@@ -131,6 +175,7 @@ static const char *failure(struct mig_conn *c, int e)
 static const struct mig_conn_ops plain_ops = {
 	.writev = plain_writev,
 	.read = plain_read,
+	.readv = plain_readv,
 	.pending = plain_pending,
 	.close = plain_close,
 };
@@ -143,6 +188,34 @@ static void conn_init(struct mig_conn *c, int fd, enum mig_transport kind,
 	c->kind = kind;
 	c->ops = &plain_ops;
 	c->cancel = cancel;
+	c->passed_fd = -1;
+}
+
+void mig_conn_from_fd(struct mig_conn *c, int fd, enum mig_transport kind, const char *peer,
+		      const struct mig_cancel *cancel)
+{
+	conn_init(c, fd, kind, cancel);
+	snprintf(c->peer, sizeof(c->peer), "%s", peer);
+}
+
+bool mig_conn_same_host(const struct mig_conn *c)
+{
+	if (c->kind == MIG_UNIX)
+		return true;
+	if (c->kind != MIG_TCP)
+		return false;
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) < 0)
+		return false;
+	if (ss.ss_family == AF_INET)
+		return (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
+	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a) ||
+		       (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+	}
+	return false;
 }
 
 static uint64_t mono_ms(void)
@@ -150,6 +223,13 @@ static uint64_t mono_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t mono_ms_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* Waits until fd is ready for `events` or the cancel is raised: 1 ready,
@@ -491,7 +571,9 @@ ssize_t mig_conn_read(struct mig_conn *c, void *buf, size_t len, unsigned timeou
 					     failure(c, (int)-r));
 		if (timeout_ms == 0)
 			return -EAGAIN;
+		uint64_t t0 = mono_ms_ns();
 		int w = wait_fd(c->fd, POLLIN, (int)timeout_ms, c->cancel);
+		c->wait_ns += mono_ms_ns() - t0; /* time the peer kept us waiting */
 		if (w == -ETIMEDOUT)
 			return vmm_error_set(err, -ETIMEDOUT, "%s: nothing arrived for %u s", c->peer,
 					     timeout_ms / 1000);
@@ -543,8 +625,124 @@ void mig_conn_shutdown_write(struct mig_conn *c)
 		shutdown(c->fd, SHUT_WR);
 }
 
+/* One read attempt into iovecs, through the ops. */
+static ssize_t readv_once(struct mig_conn *c, const struct iovec *iov, int n)
+{
+	if (c->ops->readv)
+		return c->ops->readv(c, iov, n);
+	/* No scatter in these ops (e.g. a TLS session): fill buffer by buffer. */
+	ssize_t total = 0;
+	for (int i = 0; i < n; i++) {
+		ssize_t r = c->ops->read(c, iov[i].iov_base, iov[i].iov_len);
+		if (r < 0)
+			return total ? total : r;
+		total += r;
+		if ((size_t)r < iov[i].iov_len || r == 0)
+			break;
+	}
+	return total;
+}
+
+ssize_t mig_conn_readv(struct mig_conn *c, const struct iovec *iov, int n, unsigned timeout_ms,
+		       struct vmm_error *err)
+{
+	if (n > IOV_MAX)
+		n = IOV_MAX;
+	for (;;) {
+		ssize_t r = readv_once(c, iov, n);
+		if (r == -EINTR)
+			continue;
+		if (r >= 0) {
+			c->bytes_in += (uint64_t)r;
+			return r;
+		}
+		if (r != -EAGAIN)
+			return vmm_error_set(err, (int)r, "reading from %s: %s", c->peer,
+					     strerror((int)-r));
+		if (timeout_ms == 0)
+			return -EAGAIN;
+		uint64_t t0 = mono_ms_ns();
+		int w = wait_fd(c->fd, POLLIN, (int)timeout_ms, c->cancel);
+		c->wait_ns += mono_ms_ns() - t0; /* time the peer kept us waiting */
+		if (w == -ETIMEDOUT)
+			return vmm_error_set(err, -ETIMEDOUT, "%s: nothing arrived for %u s", c->peer,
+					     timeout_ms / 1000);
+		if (w < 0)
+			return vmm_error_set(err, w, "%s: %s", c->peer,
+					     w == -ECANCELED ? "cancelled" : strerror(-w));
+	}
+}
+
+bool mig_conn_input_pending(struct mig_conn *c)
+{
+	if (c->ops->pending(c))
+		return true;
+	struct pollfd p = {.fd = c->fd, .events = POLLIN};
+	return poll(&p, 1, 0) > 0;
+}
+
+int mig_conn_send_fd(struct mig_conn *c, int fd, const void *data, size_t len,
+		     unsigned timeout_ms, struct vmm_error *err)
+{
+	if (c->kind != MIG_UNIX)
+		return vmm_error_set(err, -EINVAL, "%s: descriptors travel only over unix: sockets",
+				     c->peer);
+	if (len == 0)
+		return vmm_error_set(err, -EINVAL, "%s: a descriptor needs at least one byte",
+				     c->peer);
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	memset(&ctl, 0, sizeof(ctl));
+	struct iovec iov = {(void *)data, len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.buf,
+			    .msg_controllen = sizeof(ctl.buf)};
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	/* The descriptor goes with the first byte; the rest like any data. */
+	for (;;) {
+		ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && errno == EAGAIN) {
+			int r = wait_fd(c->fd, POLLOUT, (int)timeout_ms, c->cancel);
+			if (r < 0)
+				return vmm_error_set(err, r, "%s: %s", c->peer,
+						     r == -ECANCELED ? "cancelled"
+								     : "the peer took nothing");
+			continue;
+		}
+		if (w < 0)
+			return vmm_error_set(err, -errno, "sending a descriptor to %s: %s", c->peer,
+					     strerror(errno));
+		c->bytes_out += (uint64_t)w;
+		if ((size_t)w == len)
+			return 0;
+		return mig_conn_write_all(c, (const uint8_t *)data + w, len - (size_t)w, timeout_ms,
+					  err);
+	}
+}
+
+int mig_conn_recv_fd(struct mig_conn *c, int *fd, struct vmm_error *err)
+{
+	if (!c->has_passed_fd)
+		return vmm_error_set(err, -ENOENT, "%s: no descriptor came with the record", c->peer);
+	*fd = c->passed_fd;
+	c->has_passed_fd = false;
+	c->passed_fd = -1;
+	return 0;
+}
+
 void mig_conn_close(struct mig_conn *c)
 {
+	if (c->has_passed_fd) {
+		close(c->passed_fd);
+		c->has_passed_fd = false;
+	}
 	if (c->fd < 0)
 		return;
 	if (c->ops)

@@ -49,6 +49,9 @@ struct mig_conn;
 struct mig_conn_ops {
 	ssize_t (*writev)(struct mig_conn *c, const struct iovec *iov, int n);
 	ssize_t (*read)(struct mig_conn *c, void *buf, size_t len);
+	/* Optional (NULL: read() per buffer): scatter into several buffers, so
+	 * page data lands in guest memory without a staging copy. */
+	ssize_t (*readv)(struct mig_conn *c, const struct iovec *iov, int n);
 	bool (*pending)(struct mig_conn *c); /* bytes already decrypted, not yet read */
 	void (*shutdown_write)(struct mig_conn *c); /* may be NULL: before shutdown(SHUT_WR) */
 	/* may be NULL: words for the last failure (a TLS alert's name) */
@@ -64,8 +67,17 @@ struct mig_conn {
 	void *ops_ctx;
 	const struct mig_cancel *cancel; /* may be NULL */
 	uint64_t bytes_out, bytes_in;
+	uint64_t wait_ns; /* time spent waiting for input: how much the peer kept us idle */
 	bool is_fifo; /* a file: that reads as ended until its writer comes */
+	/* unix: a descriptor the peer passed (SCM_RIGHTS), kept until taken
+	 * with mig_conn_recv_fd(); any further one is closed on arrival */
+	bool has_passed_fd;
+	int passed_fd;
 };
+
+/* TLS (migration/tls.c) wraps a connection right after connect/accept, before
+ * any byte of the stream, by setting c->ops/ops_ctx: every later read, readv
+ * and writev goes through it. */
 
 /* Source side: connects within timeout_ms (non-blocking connect + poll). */
 int mig_conn_connect(struct mig_conn *c, const struct mig_uri *u, unsigned timeout_ms,
@@ -112,6 +124,24 @@ ssize_t mig_conn_peek(struct mig_conn *c, void *buf, size_t len, unsigned timeou
 /* Ends our direction (TLS: close_notify first); the peer reads EOF after
  * what was sent. */
 void mig_conn_shutdown_write(struct mig_conn *c);
+/* Like mig_conn_read, scattering into iovecs (through ops->readv when there
+ * is one). */
+ssize_t mig_conn_readv(struct mig_conn *c, const struct iovec *iov, int n, unsigned timeout_ms,
+		       struct vmm_error *err);
+/* Whether bytes can be read now without waiting (or the peer hung up). */
+bool mig_conn_input_pending(struct mig_conn *c);
+/* unix: only: sends `len` bytes with descriptor `fd` attached (SCM_RIGHTS),
+ * all of them, waiting at most timeout_ms for progress. */
+int mig_conn_send_fd(struct mig_conn *c, int fd, const void *data, size_t len,
+		     unsigned timeout_ms, struct vmm_error *err);
+/* Takes the descriptor the peer passed (it came with the bytes read so
+ * far); -ENOENT when none came. The caller owns it. */
+int mig_conn_recv_fd(struct mig_conn *c, int *fd, struct vmm_error *err);
+/* Whether the peer is this host: a unix: socket or a loopback address. */
+bool mig_conn_same_host(const struct mig_conn *c);
+/* A descriptor of another kind (tests, socketpairs): plain ops. */
+void mig_conn_from_fd(struct mig_conn *c, int fd, enum mig_transport kind, const char *peer,
+		      const struct mig_cancel *cancel);
 void mig_conn_close(struct mig_conn *c);
 
 #endif

@@ -8,6 +8,9 @@
  */
 #include "migration/dest.h"
 #include "migration/channel.h"
+#include "migration/local.h"
+#include "migration/multiconn.h"
+#include "migration/ram.h"
 #include "migration/tls.h"
 
 #include <errno.h>
@@ -20,7 +23,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_CHUNK (4u << 20)
 /* A listening destination serves one connection at a time. Until a
  * connection's header is accepted it is a candidate: one that fails the
  * TLS handshake, sends anything but a stream, stalls, or is refused is
@@ -34,6 +36,7 @@
 #define IDLE_TIMEOUT_MS 60000
 #define GO_TIMEOUT_MS 60000
 #define REPLY_TIMEOUT_MS 10000
+#define DATA_CONNS_TIMEOUT_MS 10000 /* the data connections come this soon after Accepted */
 
 enum dest_state { D_WAITING, D_RECEIVING, D_WAIT_GO, D_RUNNING, D_FAILED };
 
@@ -65,16 +68,22 @@ struct mig_dest {
 	int result;
 	char msg[VMM_ERROR_MAX];
 	enum dest_state state;
-	uint8_t *buf;
-
-	struct mig_reader reader;
+	struct mig_in in; /* the main connection, record by record */
 	struct mig_writer reply;
-	bool reader_ready, reply_ready;
-	struct mig_ram_receiver ram;
-	bool ram_ready, state_ready, seen_end;
+	bool in_ready, reply_ready;
+	struct mig_ram_in ram; /* what all connections' receivers share */
+	struct mig_ram_rx rx;  /* the main connection's receiver */
+	bool ram_ready, rx_ready, state_ready, seen_end;
+	struct mig_populate *populate;
+	struct mig_dest_multi *multi; /* the data connections */
+	unsigned nconns;
+	bool acks;  /* the source reads Acks */
+	bool local; /* a same-host move: the memfd comes, no pages */
+	bool adopted;
+	uint64_t populated_bytes, populate_ns;
 	Vmm__Migration__Header *header;
 	struct mig_peer source;	 /* what the source said it can do */
-	struct mig_state_in in; /* kept until End proves the stream whole */
+	struct mig_state_in saved; /* kept until End proves the stream whole */
 	uint64_t load_ns;
 	bool guest_paused; /* Go said the operator had paused the guest */
 };
@@ -96,7 +105,40 @@ static int reply_sink(void *ctx, const void *data, size_t len, struct vmm_error 
 	return mig_conn_write_all(&d->conn, data, len, REPLY_TIMEOUT_MS, err);
 }
 
+/* One stream per incoming vmm: once its connections are in, nobody else
+ * gets one. */
+static void stop_listening(struct mig_dest *d)
+{
+	if (d->listen_fd < 0)
+		return;
+	close(d->listen_fd);
+	d->listen_fd = -1;
+	if (d->uri.kind == MIG_UNIX)
+		unlink(d->uri.path);
+}
+
 /* ---- records ---- */
+
+/* The spec to build for the stream's guest. The VM built at start-up was
+ * resolved from this very command line: when it is the stream's guest
+ * (machine type version, CPU model version, RAM, vCPUs), the command line
+ * stands for the stream's versions, and vm_spec_adopt's checks (which load
+ * the CPU model database: ~100 ms here, every migration) would only say so
+ * again. Otherwise ask it. */
+static int adopt_spec(struct mig_dest *d, const struct vm_spec *theirs, struct vm_spec *want,
+		      struct vmm_error *err)
+{
+	const struct vm_spec *built = &d->vm->spec;
+	if (strcmp(built->machine.name, theirs->machine.name) == 0 &&
+	    strcmp(built->cpu_model, theirs->cpu_model) == 0 &&
+	    built->mem_size == theirs->mem_size && built->ncpus == theirs->ncpus) {
+		*want = *built;
+		want->machine_origin = want->cpu_origin = want->mem_origin = want->ncpus_origin =
+			SPEC_FROM_STREAM;
+		return 0;
+	}
+	return vm_spec_adopt(&d->request, theirs, want, err);
+}
 
 static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
 {
@@ -109,8 +151,9 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	const Vmm__Migration__Header *h = d->header;
 	struct vm_spec theirs, want;
 	if ((r = mig_peer_from_header(h, &d->source, err)) < 0 ||
-	    (r = mig_header_check_basic(h, err)) < 0 || (r = mig_header_to_spec(h, &theirs, err)) < 0 ||
-	    (r = vm_spec_adopt(&d->request, &theirs, &want, err)) < 0)
+	    (r = mig_header_check_basic(h, err)) < 0 || (r = mig_header_to_spec(h, &theirs, err)) < 0)
+		return r;
+	if ((r = adopt_spec(d, &theirs, &want, err)) < 0)
 		return r;
 	fprintf(stderr, "vmm: incoming guest: machine %s, cpu model %s, %llu MiB, %u vCPU%s, from %s "
 		"(vmm %s, format %u.%u)\n", h->machine_type, h->cpu_model_spec,
@@ -127,20 +170,92 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	if ((r = mig_header_check_vm(h, d->vm, err)) < 0 ||
 	    (r = vm_set_tsc_khz(d->vm, h->tsc_khz, err)) < 0)
 		return r;
-	if ((r = mig_ram_receiver_init(&d->ram, d->vm, err)) < 0)
+	d->local = h->local;
+	d->nconns = h->connections > 1 ? h->connections : 1;
+	if (d->local && d->uri.kind != MIG_UNIX)
+		return vmm_error_set(err, -EPROTO, "a local move (the guest's memory by descriptor) "
+				     "needs a unix: socket");
+	if (d->local && d->nconns > 1)
+		return vmm_error_set(err, -EPROTO, "a local move on %u connections", d->nconns);
+	if (d->nconns > MIG_MAX_CONNECTIONS)
+		return vmm_error_set(err, -EPROTO, "the source wants %u connections, at most %u",
+				     d->nconns, MIG_MAX_CONNECTIONS);
+	if ((r = mig_ram_in_init(&d->ram, d->vm, d->nconns, err)) < 0)
 		return r;
 	d->ram_ready = true;
-	if ((r = mig_state_in_init(&d->in, d->vm, err)) < 0)
+	if ((r = mig_ram_rx_init(&d->rx, &d->ram, 0, err)) < 0)
+		return r;
+	d->rx_ready = true;
+	if ((r = mig_state_in_init(&d->saved, d->vm, err)) < 0)
 		return r;
 	d->state_ready = true;
+	d->acks = d->uri.kind != MIG_FILE && (d->source.caps & MIG_CAP_ACK);
 	d->committed = true; /* this connection is the source: its failures end us */
 	if (d->uri.kind == MIG_FILE || !(d->source.caps & MIG_CAP_ACCEPTED))
 		return 0;
 	Vmm__Migration__Accepted acc = VMM__MIGRATION__ACCEPTED__INIT;
-	const char *caps[8];
+	const char *caps[16];
 	acc.build_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	mig_caps_to_accepted(&acc, caps, sizeof(caps) / sizeof(caps[0]));
-	return mig_write_record(&d->reply, MIG_REC_ACCEPTED, &acc.base, err);
+	if ((r = mig_write_record(&d->reply, MIG_REC_ACCEPTED, &acc.base, err)) < 0)
+		return r;
+	if (d->nconns == 1) {
+		stop_listening(d);
+		return 0;
+	}
+	/* The source opens its data connections once it has read Accepted. */
+	struct mig_dest_multi_cfg mc = {
+		.listen_fd = d->listen_fd,
+		.uri = &d->uri,
+		.session = h->session_id.data,
+		.session_len = h->session_id.len,
+		.connections = d->nconns,
+		.ram = &d->ram,
+		.acks = d->acks,
+		.cancel = &d->cancel,
+		.timeout_ms = DATA_CONNS_TIMEOUT_MS,
+		.idle_ms = IDLE_TIMEOUT_MS,
+		.tls = d->tls,
+	};
+	r = mig_dest_multi_accept(&d->multi, &mc, err);
+	stop_listening(d); /* one migration per incoming vmm: all its connections are in */
+	return r;
+}
+
+static int on_map(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
+{
+	int r;
+	if (d->local)
+		return vmm_error_set(err, -EPROTO, "a RAM map in a local move");
+	if (!d->populate && (r = mig_populate_start(&d->populate, &d->vm->mem, &d->ram, err)) < 0)
+		return r;
+	return mig_populate_map(d->populate, rec, err);
+}
+
+static int on_mem_fd(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
+{
+	if (!d->local || d->adopted)
+		return vmm_error_set(err, -EPROTO, "a mem-fd record %s",
+				     d->adopted ? "twice" : "in a stream that is not a local move");
+	int r = mig_local_adopt(&d->conn, d->vm, rec, err);
+	if (r < 0)
+		return r;
+	d->adopted = true;
+	Vmm__Migration__Ack a = VMM__MIGRATION__ACK__INIT;
+	a.memory_adopted = true;
+	return mig_write_record(&d->reply, MIG_REC_ACK, &a.base, err);
+}
+
+static int on_ram(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
+{
+	if (d->local)
+		return vmm_error_set(err, -EPROTO, "RAM pages in a local move (the memory is shared)");
+	int r = rec->type == MIG_REC_RAM
+			? mig_ram_rx_batch(&d->rx, rec, err)
+			: mig_ram_rx_pages(&d->rx, rec, &d->in, IDLE_TIMEOUT_MS, err);
+	if (r == 0 && d->acks)
+		r = mig_rx_ack(&d->rx, &d->reply, &d->in, false, err);
+	return r;
 }
 
 static int start_guest(struct mig_dest *d, struct vmm_error *err)
@@ -165,16 +280,30 @@ static int on_end(struct mig_dest *d, const struct mig_record *rec, struct vmm_e
 	if (!ok)
 		return vmm_error_set(err, -EBADMSG, "stream checksum or record count mismatch: the "
 				     "stream was corrupted");
-	if (pages != d->ram.pages)
+	if ((r = mig_ram_rx_drain(&d->rx, err)) < 0)
+		return r;
+	if (pages != d->rx.pages)
 		return vmm_error_set(err, -EBADMSG, "stream announced %llu RAM pages, %llu arrived",
-				     (unsigned long long)pages, (unsigned long long)d->ram.pages);
+				     (unsigned long long)pages, (unsigned long long)d->rx.pages);
+	if (d->local && !d->adopted)
+		return vmm_error_set(err, -EPROTO, "a local move whose memory never came");
+	/* Never a guest with a connection's data still missing: every data
+	 * connection must have delivered its DataEnd, checked. */
+	if (d->multi && (r = mig_dest_multi_finish(d->multi, err)) < 0)
+		return r;
+	if ((r = mig_ram_in_check(&d->ram, err)) < 0)
+		return r;
+	/* Every page is in: the populate threads have nothing left to do. Tell
+	 * them, but do not wait here: one may be in the middle of a step of
+	 * faults, and this is downtime. They are joined once the guest runs. */
+	if (d->populate)
+		mig_populate_request_stop(d->populate);
 	d->seen_end = true;
 	uint64_t t0 = now_ns(CLOCK_MONOTONIC);
-	if ((r = mig_sections_load(&d->in, err)) < 0)
+	if ((r = mig_sections_load(&d->saved, err)) < 0)
 		return r;
 	d->load_ns = now_ns(CLOCK_MONOTONIC) - t0;
 	if (d->uri.kind == MIG_FILE) { /* no source to ask: the snapshot is ours */
-		mig_reader_finish(&d->reader);
 		if ((r = start_guest(d, err)) < 0)
 			return r;
 		snprintf(d->msg, sizeof(d->msg), "restored from snapshot");
@@ -203,14 +332,12 @@ static int on_go(struct mig_dest *d, const struct mig_record *rec, struct vmm_er
 	res.resume_unix_ns = now_ns(CLOCK_REALTIME);
 	struct vmm_error ignored; /* the guest runs here now, whatever the source hears */
 	mig_write_record(&d->reply, MIG_REC_RESUMED, &res.base, &ignored);
-	mig_reader_finish(&d->reader);
 	snprintf(d->msg, sizeof(d->msg), "migration completed");
 	return 0;
 }
 
-static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *err)
+static int on_record(struct mig_dest *d, const struct mig_record *rec, struct vmm_error *err)
 {
-	struct mig_dest *d = ctx;
 	if (d->state == D_WAIT_GO) {
 		if (rec->type != MIG_REC_GO)
 			return vmm_error_set(err, -EPROTO, "%s record after the end record",
@@ -224,7 +351,12 @@ static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *
 	case MIG_REC_HEADER:
 		return on_header(d, rec, err);
 	case MIG_REC_RAM:
-		return mig_ram_apply(&d->ram, rec, err);
+	case MIG_REC_RAM_PAGES:
+		return on_ram(d, rec, err);
+	case MIG_REC_RAM_MAP:
+		return on_map(d, rec, err);
+	case MIG_REC_MEM_FD:
+		return on_mem_fd(d, rec, err);
 	case MIG_REC_END:
 		return on_end(d, rec, err);
 	case MIG_REC_GO:
@@ -234,7 +366,7 @@ static int on_record(void *ctx, const struct mig_record *rec, struct vmm_error *
 		if (!sec)
 			return vmm_error_set(err, -EPROTO, "unexpected %s record",
 					     mig_record_name(rec->type));
-		return sec->receive(&d->in, rec, err);
+		return sec->receive(&d->saved, rec, err);
 	}
 	}
 }
@@ -257,36 +389,60 @@ static unsigned read_timeout(const struct mig_dest *d)
 	return d->state == D_WAIT_GO ? GO_TIMEOUT_MS : IDLE_TIMEOUT_MS;
 }
 
+/* Whether a read failed in the transport (not in what it carried). */
+static bool link_error(int r)
+{
+	return r == -ECONNRESET || r == -EPIPE || r == -EIO || r == -ENOTCONN ||
+	       r == -ECONNABORTED || r == -EHOSTUNREACH || r == -ENETUNREACH;
+}
+
 /* Reads and applies the stream until the guest runs here or it fails. */
 static int receive(struct mig_dest *d, struct vmm_error *err)
 {
 	d->state = D_RECEIVING;
 	int r;
-	if ((r = mig_reader_init(&d->reader, true, on_record, d, err)) < 0)
+	if ((r = mig_in_init(&d->in, &d->conn, err)) < 0)
 		return r;
-	d->reader_ready = true;
+	d->in_ready = true;
 	if ((r = mig_writer_init(&d->reply, reply_sink, d, err)) < 0)
 		return r;
 	d->reply_ready = true;
+	if ((r = mig_in_preamble(&d->in, read_timeout(d), err)) < 0)
+		return r == -ETIMEDOUT ? r : vmm_error_prefix(err, "incoming migration refused");
 	while (d->state != D_RUNNING) {
-		ssize_t n = mig_conn_read(&d->conn, d->buf, READ_CHUNK, read_timeout(d), err);
-		if (n == 0 && d->uri.kind == MIG_FILE)
-			return vmm_error_set(err, -EBADMSG,
-					     "the file ends before the end record (truncated?)");
-		if (n == 0)
+		/* About to wait for the source: tell it what is applied, so its
+		 * backlog and rate are the truth. */
+		if (d->acks && d->rx_ready && !mig_conn_input_pending(&d->conn) &&
+		    (r = mig_rx_ack(&d->rx, &d->reply, &d->in, true, err)) < 0)
+			return r;
+		struct mig_record rec;
+		r = mig_in_next(&d->in, &rec, read_timeout(d), err);
+		if (r == -ECANCELED && d->multi && mig_dest_multi_failed(d->multi, err))
+			return vmm_error_prefix(err, "incoming migration refused");
+		if (r == -ECONNRESET && !err->msg[0]) {
+			if (d->uri.kind == MIG_FILE)
+				return vmm_error_set(err, -EBADMSG, "the file ends before the end "
+						     "record (truncated?)");
 			return vmm_error_set(err, -ECONNRESET,
 					     "the source closed the connection before %s",
 					     d->seen_end ? "handing the guest over"
 							 : "the end of the stream");
-		if (n < 0 && n != -ECANCELED && n != -ETIMEDOUT && d->committed)
+		}
+		if (r == -ETIMEDOUT || r == -ECANCELED)
+			return r;
+		if (link_error(r) && d->committed)
 			return vmm_error_prefix(err, "the connection to the source broke before %s",
 						d->seen_end ? "it handed the guest over"
 							    : "the end of the stream");
-		if (n < 0)
-			return (int)n;
-		if ((r = mig_reader_feed(&d->reader, d->buf, (size_t)n, err)) < 0)
+		if (r < 0)
 			return vmm_error_prefix(err, "incoming migration refused");
+		if ((r = on_record(d, &rec, err)) < 0) {
+			if (r == -ECANCELED && d->multi && mig_dest_multi_failed(d->multi, err))
+				return vmm_error_prefix(err, "incoming migration refused");
+			return vmm_error_prefix(err, "incoming migration refused");
+		}
 	}
+	/* The guest runs: anything after Go is not read (the source closes). */
 	return 0;
 }
 
@@ -306,20 +462,27 @@ static void refuse(struct mig_dest *d, const struct vmm_error *why)
 /* Forgets everything one connection left, so the next starts clean. */
 static void session_reset(struct mig_dest *d)
 {
+	mig_dest_multi_close(d->multi);
+	d->multi = NULL;
+	mig_populate_stop(d->populate, NULL, NULL);
+	d->populate = NULL;
 	if (d->header)
 		protobuf_c_message_free_unpacked(&d->header->base, NULL);
 	d->header = NULL;
 	if (d->state_ready)
-		mig_state_in_free(&d->in);
+		mig_state_in_free(&d->saved);
+	if (d->rx_ready)
+		mig_ram_rx_free(&d->rx);
 	if (d->ram_ready)
-		mig_ram_receiver_free(&d->ram);
-	if (d->reader_ready)
-		mig_reader_free(&d->reader);
+		mig_ram_in_free(&d->ram);
+	if (d->in_ready)
+		mig_in_free(&d->in);
 	if (d->reply_ready)
 		mig_writer_free(&d->reply);
-	d->state_ready = d->ram_ready = d->reader_ready = d->reply_ready = false;
-	d->seen_end = false;
-	d->said_why = false;
+	d->state_ready = d->rx_ready = d->ram_ready = d->in_ready = d->reply_ready = false;
+	d->seen_end = d->said_why = false;
+	d->nconns = 0;
+	d->acks = d->local = d->adopted = false;
 	memset(&d->source, 0, sizeof(d->source));
 	memset(&d->tls_info, 0, sizeof(d->tls_info));
 	if (d->conn_open)
@@ -445,6 +608,7 @@ static int dest_accept_session(struct mig_dest *d, struct vmm_error *err)
 
 static void *dest_main(void *arg)
 {
+	pthread_setname_np(pthread_self(), "mig-dest");
 	struct mig_dest *d = arg;
 	struct vmm_error err = {0};
 	int r;
@@ -457,12 +621,19 @@ static void *dest_main(void *arg)
 	} else {
 		r = dest_accept_session(d, &err);
 	}
-	if (d->listen_fd >= 0) { /* one stream per incoming vmm: stop listening */
-		close(d->listen_fd);
-		d->listen_fd = -1;
-		if (d->uri.kind == MIG_UNIX)
-			unlink(d->uri.path);
+	stop_listening(d);
+	if (d->populate) { /* after the guest started: never part of the downtime */
+		mig_populate_stop(d->populate, &d->populated_bytes, &d->populate_ns);
+		d->populate = NULL;
 	}
+	if (r == 0 && d->uri.kind != MIG_FILE)
+		snprintf(d->msg, sizeof(d->msg),
+			 "migration completed (%llu pages over %u connection%s%s; %llu MiB mapped "
+			 "ahead, %llu ms of populate threads)",
+			 (unsigned long long)atomic_load(&d->ram.pages), d->nconns,
+			 d->nconns == 1 ? "" : "s", d->local ? ", local: memory shared" : "",
+			 (unsigned long long)(d->populated_bytes >> 20),
+			 (unsigned long long)(d->populate_ns / 1000000));
 	if (r < 0 && r != -ECANCELED && d->committed) {
 		if (d->uri.kind == MIG_FILE && !strstr(err.msg, "snapshot"))
 			vmm_error_prefix(&err, "snapshot %s", d->uri.path);
@@ -517,10 +688,6 @@ int mig_dest_start(uv_loop_t *loop, const char *uri, struct vm *vm,
 	d->conn.fd = -1;
 	d->cancel.fd = -1;
 	int r;
-	if (!(d->buf = malloc(READ_CHUNK))) {
-		free(d);
-		return vmm_error_set(err, -ENOMEM, "out of memory");
-	}
 	pthread_mutex_init(&d->info_lock, NULL);
 	if ((r = mig_uri_parse(uri, &d->uri, err)) < 0 || (r = mig_cancel_init(&d->cancel, err)) < 0)
 		goto fail;
@@ -556,7 +723,6 @@ fail:
 	mig_cancel_free(&d->cancel);
 	if (d->listen_fd >= 0)
 		close(d->listen_fd);
-	free(d->buf);
 	free(d);
 	return r;
 }
@@ -606,6 +772,5 @@ void mig_dest_close(struct mig_dest *d)
 	session_reset(d);
 	mig_tls_creds_free(d->tls);
 	mig_cancel_free(&d->cancel);
-	free(d->buf);
 	uv_close((uv_handle_t *)&d->done_async, on_async_closed);
 }

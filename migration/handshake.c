@@ -18,11 +18,17 @@ static const struct {
 } cap_names[] = {
 	{MIG_CAP_ACCEPTED, "accepted"},
 	{MIG_CAP_GO_PAUSED, "go-paused"},
+	/* format 1.2 */
+	{MIG_CAP_RAM_PAGES, "ram-pages"},
+	{MIG_CAP_ACK, "ack"},
+	{MIG_CAP_MULTICONN, "multiconn"},
+	{MIG_CAP_LOCAL, "local"},
 };
 #define NCAPS (sizeof(cap_names) / sizeof(cap_names[0]))
 
 /* Everything this build can do. */
-static const unsigned caps_self = MIG_CAP_ACCEPTED | MIG_CAP_GO_PAUSED;
+static const unsigned caps_self = MIG_CAP_ACCEPTED | MIG_CAP_GO_PAUSED | MIG_CAP_RAM_PAGES |
+				  MIG_CAP_ACK | MIG_CAP_MULTICONN | MIG_CAP_LOCAL;
 /* What a format 1.0 peer can do: it sends no list. */
 static const unsigned caps_1_0 = MIG_CAP_ACCEPTED | MIG_CAP_GO_PAUSED;
 

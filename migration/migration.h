@@ -11,7 +11,10 @@
  * Pieces, one job each:
  *   stream.c      framing: writer (pack, hash, emit) and incremental reader
  *   header.c      the Header record: build at the source, check at the destination
- *   ram.c         RAM batches: collect/compress at the source, apply at the destination
+ *   instream.c    the destination's pull reader (page data read straight into RAM)
+ *   ram*.c, populate.c, zpool.c, flow.c   guest RAM in the stream (ram.h)
+ *   multiconn.c   data connections (several connections per migration)
+ *   local.c       same-host moves: the RAM memfd instead of pages
  *   sections.c    the table of state sections both sides walk (save, receive, load)
  *   *_record(s).c each state record <-> its plain struct (records.h, pbmap.h)
  *   channel.c     the source's connection (libuv socket on the worker's own loop, or a file)
@@ -28,6 +31,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <xxhash.h>
 
 #include "migration/proto/stream.pb-c.h"
@@ -37,12 +41,14 @@
 #define MIG_MAGIC "VMMSTRM"	     /* 8 bytes with the NUL */
 #define MIG_FORMAT_MAJOR 1
 #define MIG_FORMAT_MINOR 2 /* 1.1: versioned conversation (capabilities), Header.disks;
-			    * 1.2: Header.nets */
+			    * 1.2: Header.nets, the data path (ram-map, ram-pages,
+			    * several connections, local moves) */
 #define MIG_PREAMBLE_SIZE 16	     /* magic[8], u16 major, u16 minor, u32 reserved */
 #define MIG_RECORD_HEADER_SIZE 8
 #define MIG_MAX_PAYLOAD (32u << 20) /* no record is larger; bounds every allocation */
 #define MIG_RAM_BATCH_PAGES 256	     /* pages per RamBatch at the source */
-#define MIG_RAM_BATCH_MAX_PAGES 4096 /* what a destination accepts in one batch */
+#define MIG_RAM_BATCH_MAX_PAGES 4096 /* what a destination accepts in one RamBatch (v1) */
+#define MIG_RAM_PAGES_MAX 1024	      /* data (or zero) pages in one ram-pages record (1.2) */
 
 #define MIG_FLAG_REQUIRED 0x01 /* a reader that does not know this type must refuse */
 
@@ -61,6 +67,13 @@ enum mig_record_type {
 	MIG_REC_GO = 18,
 	MIG_REC_RESUMED = 19,
 	MIG_REC_ACCEPTED = 20,
+	/* format 1.2 */
+	MIG_REC_RAM_MAP = 9,	/* populated ranges, before the pages (optional) */
+	MIG_REC_RAM_PAGES = 10, /* envelope + page data outside it */
+	MIG_REC_HELLO = 11,	/* first record of a data connection */
+	MIG_REC_ACK = 12,	/* destination -> source: applied so far (optional) */
+	MIG_REC_DATA_END = 13,	/* last record of a data connection */
+	MIG_REC_MEM_FD = 14,	/* same-host move: the RAM memfd rides with it */
 };
 
 /* What this build writes and accepts, per record type (stream.c). */
@@ -79,9 +92,13 @@ const char *mig_record_name(unsigned type);
 
 /* Where packed bytes go: a channel at the source, a buffer in tests. */
 typedef int (*mig_sink_fn)(void *ctx, const void *data, size_t len, struct vmm_error *err);
+/* Optional: several buffers in order, in one go (page data straight from
+ * guest memory: nothing is copied on the way to the socket). */
+typedef int (*mig_sink_iov_fn)(void *ctx, const struct iovec *iov, int n, struct vmm_error *err);
 
 struct mig_writer {
 	mig_sink_fn sink;
+	mig_sink_iov_fn sink_iov; /* NULL: sink() is called per buffer */
 	void *sink_ctx;
 	XXH3_state_t *hash;
 	uint64_t records;
@@ -96,8 +113,18 @@ int mig_write_preamble(struct mig_writer *w, struct vmm_error *err);
 /* Packs one record (header + payload), adds it to the running hash. */
 int mig_write_record(struct mig_writer *w, enum mig_record_type type, const ProtobufCMessage *msg,
 		     struct vmm_error *err);
+/* A record with data outside its envelope (ram-pages): the payload is
+ * u32 envelope length, the packed `msg`, then data_len bytes from `data`.
+ * The running hash covers the header, the length and the envelope, not the
+ * data (which carries its own checks, STREAM.md); the data is handed to the
+ * sink as it is, never copied here. */
+int mig_write_record_data(struct mig_writer *w, enum mig_record_type type,
+			  const ProtobufCMessage *msg, const struct iovec *data, int ndata,
+			  size_t data_len, struct vmm_error *err);
 /* Writes the End record carrying the hash and count of everything before. */
 int mig_write_end(struct mig_writer *w, uint64_t ram_pages, struct vmm_error *err);
+/* The DataEnd record of a data connection: the same, for its own stream. */
+int mig_write_data_end(struct mig_writer *w, uint64_t ram_pages, struct vmm_error *err);
 
 /* ---- reader (stream.c) ---- */
 
@@ -105,8 +132,9 @@ struct mig_record {
 	unsigned type;
 	unsigned version;
 	unsigned flags;
-	const uint8_t *payload;
+	const uint8_t *payload; /* ram-pages from the pull reader: the envelope only */
 	size_t len;
+	size_t data_len; /* ram-pages from the pull reader: data bytes still to read */
 	uint64_t hash_before; /* XXH3 of the stream up to this record's header */
 	uint64_t index;	      /* records before this one */
 };
@@ -154,9 +182,62 @@ size_t mig_unpack_budget(unsigned type, size_t len);
  * protobuf_c_message_free_unpacked(msg, NULL). */
 int mig_unpack_bytes(unsigned type, const ProtobufCMessageDescriptor *desc, const uint8_t *data,
 		     size_t len, ProtobufCMessage **out, size_t *cost, struct vmm_error *err);
-/* The same for a record the reader delivered (its index in the message). */
+/* The same for a record a reader delivered. For a ram-pages record this is
+ * the envelope (mig_record_split). */
 int mig_unpack(const struct mig_record *rec, const ProtobufCMessageDescriptor *desc,
 	       ProtobufCMessage **out, struct vmm_error *err);
+
+/* The envelope and data of a ram-pages record whose whole payload is in
+ * memory (the push reader): checks the envelope length against the record. */
+#define MIG_MAX_ENVELOPE (256u << 10) /* no ram-pages envelope is larger */
+/* The framing checks both readers make (stream.c). */
+struct mig_record_hdr {
+	uint32_t len;
+	unsigned type, version, flags;
+};
+int mig_check_preamble(const uint8_t *p, unsigned *major, unsigned *minor, struct vmm_error *err);
+/* A record header at position `index`: size cap, known type or optional,
+ * version within what this build reads. */
+int mig_check_record_header(const uint8_t *h, uint64_t index, struct mig_record_hdr *out,
+			    struct vmm_error *err);
+/* How many bytes of a record's payload the stream hash covers. */
+size_t mig_hashed_len(unsigned type, const uint8_t *payload, size_t len);
+int mig_record_split(const struct mig_record *rec, struct mig_record *envelope,
+		     const uint8_t **data, size_t *data_len, struct vmm_error *err);
+
+/* ---- pull reader (instream.c): a connection read record by record ---- */
+
+struct mig_conn;
+/* The destination reads its connections with this one: exact reads, so
+ * the data of a ram-pages record is never buffered here but read by the
+ * caller straight into guest memory (mig_in_readv). Same checks and the
+ * same running hash as the push reader. */
+struct mig_in {
+	struct mig_conn *conn;
+	uint32_t max_payload; /* of any record but ram-pages; 0: MIG_MAX_PAYLOAD */
+	XXH3_state_t *hash;
+	uint64_t records;
+	uint64_t bytes;	       /* consumed so far (what an Ack reports once applied) */
+	unsigned major, minor; /* from the preamble */
+	uint8_t *payload;
+	size_t payload_cap;
+	size_t data_left; /* of the current ram-pages record */
+	unsigned current_type;
+};
+int mig_in_init(struct mig_in *in, struct mig_conn *conn, struct vmm_error *err);
+void mig_in_free(struct mig_in *in);
+/* Reads and checks the preamble; timeout_ms for the first byte to come. */
+int mig_in_preamble(struct mig_in *in, unsigned timeout_ms, struct vmm_error *err);
+/* The next record: its payload (the envelope, for ram-pages) is valid until
+ * the next call. A ram-pages record's data must be consumed with
+ * mig_in_readv / mig_in_skip_data before the next call. Unknown optional
+ * records are skipped here. timeout_ms: the most any read may wait. */
+int mig_in_next(struct mig_in *in, struct mig_record *rec, unsigned timeout_ms,
+		struct vmm_error *err);
+/* Reads exactly the iovecs' bytes of the current record's data. */
+int mig_in_readv(struct mig_in *in, struct iovec *iov, int n, unsigned timeout_ms,
+		 struct vmm_error *err);
+int mig_in_skip_data(struct mig_in *in, unsigned timeout_ms, struct vmm_error *err);
 
 /* ---- the conversation's versions and capabilities (handshake.c) ---- */
 
@@ -165,6 +246,11 @@ int mig_unpack(const struct mig_record *rec, const ProtobufCMessageDescriptor *d
 enum mig_cap {
 	MIG_CAP_ACCEPTED = 1u << 0,  /* destination answers the header with Accepted */
 	MIG_CAP_GO_PAUSED = 1u << 1, /* Go.paused: a guest paused at the source stays paused */
+	/* format 1.2 */
+	MIG_CAP_RAM_PAGES = 1u << 2, /* reads ram-pages records (page data outside the envelope) */
+	MIG_CAP_ACK = 1u << 3,	     /* source: reads Acks; destination: sends them */
+	MIG_CAP_MULTICONN = 1u << 4, /* pages over several connections (Header.connections) */
+	MIG_CAP_LOCAL = 1u << 5,     /* same-host move: RAM as a memfd (MemFd) */
 };
 
 struct mig_peer {
@@ -211,58 +297,7 @@ int mig_header_to_spec(const Vmm__Migration__Header *h, struct vm_spec *out,
  * CPUID equal to the stream's (differences named as features). */
 int mig_header_check_vm(const Vmm__Migration__Header *h, struct vm *vm, struct vmm_error *err);
 
-/* ---- RAM (ram.c) ---- */
-
-struct mig_ram_stats {
-	uint64_t normal_pages;	  /* sent with data */
-	uint64_t zero_pages;	  /* sent as numbers only */
-	uint64_t untouched_pages; /* never populated, never read */
-	uint64_t data_bytes;	  /* uncompressed page bytes */
-	uint64_t wire_bytes;	  /* RamBatch record bytes */
-};
-
-struct mig_ram_sender {
-	struct vm *vm;
-	struct mig_writer *w;
-	int compress_level; /* zstd level; 0 = no compression */
-	void *zctx;	    /* ZSTD_CCtx */
-	uint64_t pages[MIG_RAM_BATCH_PAGES];
-	uint64_t zeros[MIG_RAM_BATCH_PAGES];
-	unsigned npages, nzeros;
-	uint8_t *raw;	  /* MIG_RAM_BATCH_PAGES pages */
-	uint8_t *packed;  /* compressed */
-	size_t packed_cap;
-	uint32_t iteration;
-	unsigned skip_compress; /* batches to send raw before trying zstd again */
-	struct mig_ram_stats stats;
-};
-#define MIG_SKIP_COMPRESS_BATCHES 16
-
-int mig_ram_sender_init(struct mig_ram_sender *s, struct vm *vm, struct mig_writer *w,
-			int compress_level, struct vmm_error *err);
-void mig_ram_sender_free(struct mig_ram_sender *s);
-/* Queues one guest page (by frame number); sends a batch when full. */
-int mig_ram_send_page(struct mig_ram_sender *s, uint64_t pfn, struct vmm_error *err);
-int mig_ram_flush(struct mig_ram_sender *s, struct vmm_error *err);
-/* Iteration 0: every page the memfd has data for (SEEK_DATA/SEEK_HOLE);
- * never-populated pages are counted as untouched and not read. */
-int mig_ram_send_populated(struct mig_ram_sender *s, atomic_bool *cancel, struct vmm_error *err);
-
-/* Sends every page marked in the dirty log's last sync. */
-int mig_dirty_log_send(struct vm_dirty_log *d, struct mig_ram_sender *s, atomic_bool *cancel,
-		       struct vmm_error *err);
-
-struct mig_ram_receiver {
-	struct vm *vm;
-	void *dctx; /* ZSTD_DCtx */
-	uint8_t *raw;
-	unsigned long *received; /* pages written so far (zero pages need no write before) */
-	uint64_t npages_total;
-	uint64_t pages;
-};
-int mig_ram_receiver_init(struct mig_ram_receiver *r, struct vm *vm, struct vmm_error *err);
-void mig_ram_receiver_free(struct mig_ram_receiver *r);
-int mig_ram_apply(struct mig_ram_receiver *r, const struct mig_record *rec, struct vmm_error *err);
+/* RAM: migration/ram.h. */
 
 /* ---- state sections (sections.c) ---- */
 

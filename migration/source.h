@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "migration/migration.h"
+#include "migration/ram.h"
 #include "migration/tls.h"
 
 enum mig_status {
@@ -26,6 +27,14 @@ enum mig_status {
 };
 const char *mig_status_name(enum mig_status s);
 
+/* Whether raw pages carry a hash each (format 1.2). A socket already checks
+ * what it carries (TCP's checksum; TLS's authentication once it is on), a
+ * file nothing: auto hashes pages for file: only. The hash costs a read of
+ * every page on both sides (XXH3-64, ~11 GB/s on one core here). */
+enum mig_verify_pages { MIG_VERIFY_AUTO, MIG_VERIFY_ON, MIG_VERIFY_OFF };
+const char *mig_verify_pages_name(enum mig_verify_pages v);
+int mig_verify_pages_parse(const char *s, enum mig_verify_pages *out);
+
 struct mig_params {
 	uint64_t downtime_limit_ms; /* stop the guest once the rest fits in this */
 	uint64_t max_bandwidth;	    /* bytes/s, 0 = unlimited */
@@ -35,6 +44,9 @@ struct mig_params {
 	unsigned throttle_increment;
 	unsigned throttle_max;
 	uint64_t switchover_timeout_ms; /* guest paused, no Ready yet: resume it here after this */
+	enum mig_compress_mode compression; /* auto: zstd only where measured to pay */
+	enum mig_verify_pages verify_pages; /* raw pages with their own hash: auto = files */
+	unsigned connections;		    /* pages over this many connections (1..8) */
 	struct mig_tls_config tls;	/* tls-creds / tls-psk set: tcp: migrations use TLS */
 };
 void mig_params_default(struct mig_params *p);
@@ -55,6 +67,16 @@ struct mig_info {
 	bool peer_known;    /* the destination answered the header: */
 	struct mig_peer peer; /* its version and capabilities */
 	struct mig_tls_info tls; /* the channel's protection, once connected */
+	/* format 1.2 */
+	bool local;		       /* a same-host move: the memfd went, not pages */
+	unsigned connections;	       /* in use */
+	char compression[16];	       /* "none", "zstd-1" */
+	char compression_reason[200];  /* why (measured rates) */
+	uint64_t zstd_pages;	       /* pages that went compressed */
+	uint64_t backlog;	       /* sent, not yet applied by the destination (Acks) */
+	double applied_mbps;	       /* end-to-end rate (Mbit/s applied at the destination) */
+	uint64_t drain_ms;	       /* waited at the switch-over for the backlog to drain */
+	bool acks;		       /* the destination reports what it applied */
 };
 
 struct mig_source;
@@ -62,8 +84,10 @@ struct mig_source;
 /* Starts migrating vm to uri ("tcp:H:P", "unix:P", "file:P"). `notify` is
  * sent (uv_async_send) when the migration ends, whatever the outcome.
  * user_paused: the operator stopped the guest; the destination keeps it so. */
+/* local: a same-host move over unix: (the RAM memfd instead of its pages);
+ * refused here, before anything starts, for tcp: and file:. */
 int mig_source_start(struct vm *vm, const char *uri, const struct mig_params *params,
-		     bool user_paused, uv_async_t *notify, struct mig_source **out,
+		     bool user_paused, bool local, uv_async_t *notify, struct mig_source **out,
 		     struct vmm_error *err);
 void mig_source_cancel(struct mig_source *s);
 /* Changes the downtime limit and bandwidth cap of a running migration. */
@@ -77,6 +101,9 @@ bool mig_source_finished(struct mig_source *s);
 /* True while the guest stays paused because of this migration (a file
  * snapshot, or a lost connection after handover). */
 bool mig_source_holds_pause(struct mig_source *s);
+/* True when the guest's memory went to a destination that may run it (a
+ * local move past Go): the guest must never run here again. */
+bool mig_source_memory_given(struct mig_source *s);
 /* Joins the worker (it must have finished) and frees. */
 void mig_source_free(struct mig_source *s);
 

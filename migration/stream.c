@@ -31,6 +31,14 @@ static const struct mig_record_desc record_table[] = {
 	{MIG_REC_GO, "go", 1, 1, true, 4},
 	{MIG_REC_RESUMED, "resumed", 1, 1, true, 4},
 	{MIG_REC_ACCEPTED, "accepted", 1, 1, true, 4},
+	/* format 1.2; the packed repeated fields of ram-map and the ram-pages
+	 * envelope grow up to 8x (a one-byte varint into a uint64) */
+	{MIG_REC_RAM_MAP, "ram-map", 1, 1, false, 8}, /* a hint: an older reader skips it */
+	{MIG_REC_RAM_PAGES, "ram-pages", 1, 1, true, 8},
+	{MIG_REC_HELLO, "hello", 1, 1, true, 4},
+	{MIG_REC_ACK, "ack", 1, 1, false, 4},
+	{MIG_REC_DATA_END, "data-end", 1, 1, true, 4},
+	{MIG_REC_MEM_FD, "mem-fd", 1, 1, true, 4},
 };
 
 const struct mig_record_desc *mig_record_desc(unsigned type)
@@ -107,17 +115,19 @@ int mig_write_preamble(struct mig_writer *w, struct vmm_error *err)
 	return emit(w, p, sizeof(p), err);
 }
 
-int mig_write_record(struct mig_writer *w, enum mig_record_type type, const ProtobufCMessage *msg,
-		     struct vmm_error *err)
+/* Packs header + payload prefix into w->buf: `prefix` extra bytes (the
+ * u32 envelope length of a ram-pages record) before the message. */
+static int pack(struct mig_writer *w, enum mig_record_type type, const ProtobufCMessage *msg,
+		size_t prefix, size_t extra, size_t *out_len, struct vmm_error *err)
 {
 	const struct mig_record_desc *d = mig_record_desc(type);
 	if (!d)
 		return vmm_error_set(err, -EINVAL, "migration: record type %u unknown", type);
 	size_t len = protobuf_c_message_get_packed_size(msg);
-	if (len > MIG_MAX_PAYLOAD)
+	if (len + prefix + extra > MIG_MAX_PAYLOAD)
 		return vmm_error_set(err, -E2BIG, "migration: %s record of %zu bytes exceeds %u",
-				     d->name, len, MIG_MAX_PAYLOAD);
-	size_t need = MIG_RECORD_HEADER_SIZE + len;
+				     d->name, len + prefix + extra, MIG_MAX_PAYLOAD);
+	size_t need = MIG_RECORD_HEADER_SIZE + prefix + len;
 	if (need > w->buf_size) {
 		size_t cap = need < 64 * 1024 ? 64 * 1024 : need;
 		uint8_t *nb = realloc(w->buf, cap);
@@ -127,13 +137,65 @@ int mig_write_record(struct mig_writer *w, enum mig_record_type type, const Prot
 		w->buf = nb;
 		w->buf_size = cap;
 	}
-	put_le32(w->buf, (uint32_t)len);
+	put_le32(w->buf, (uint32_t)(prefix + len + extra));
 	put_le16(w->buf + 4, (uint16_t)type);
 	w->buf[6] = d->version;
 	w->buf[7] = d->required ? MIG_FLAG_REQUIRED : 0;
-	protobuf_c_message_pack(msg, w->buf + MIG_RECORD_HEADER_SIZE);
+	if (prefix)
+		put_le32(w->buf + MIG_RECORD_HEADER_SIZE, (uint32_t)len);
+	protobuf_c_message_pack(msg, w->buf + MIG_RECORD_HEADER_SIZE + prefix);
+	*out_len = need;
+	return 0;
+}
+
+int mig_write_record(struct mig_writer *w, enum mig_record_type type, const ProtobufCMessage *msg,
+		     struct vmm_error *err)
+{
+	size_t need;
+	int r = pack(w, type, msg, 0, 0, &need, err);
+	if (r < 0)
+		return r;
 	w->records++;
 	return emit(w, w->buf, need, err);
+}
+
+int mig_write_record_data(struct mig_writer *w, enum mig_record_type type,
+			  const ProtobufCMessage *msg, const struct iovec *data, int ndata,
+			  size_t data_len, struct vmm_error *err)
+{
+	size_t head;
+	int r = pack(w, type, msg, 4, data_len, &head, err);
+	if (r < 0)
+		return r;
+	if (head - MIG_RECORD_HEADER_SIZE - 4 > MIG_MAX_ENVELOPE)
+		return vmm_error_set(err, -E2BIG, "migration: %zu-byte envelope exceeds %u",
+				     head - MIG_RECORD_HEADER_SIZE - 4, MIG_MAX_ENVELOPE);
+	w->records++;
+	XXH3_64bits_update(w->hash, w->buf, head);
+	w->bytes += head + data_len;
+	if (w->sink_iov) {
+		struct iovec iov[1 + 1024];
+		if (ndata > 1024)
+			return vmm_error_set(err, -E2BIG, "migration: %d data buffers", ndata);
+		iov[0] = (struct iovec){w->buf, head};
+		memcpy(iov + 1, data, (size_t)ndata * sizeof(*data));
+		return w->sink_iov(w->sink_ctx, iov, 1 + ndata, err);
+	}
+	if ((r = w->sink(w->sink_ctx, w->buf, head, err)) < 0)
+		return r;
+	for (int i = 0; i < ndata; i++)
+		if ((r = w->sink(w->sink_ctx, data[i].iov_base, data[i].iov_len, err)) < 0)
+			return r;
+	return 0;
+}
+
+int mig_write_data_end(struct mig_writer *w, uint64_t ram_pages, struct vmm_error *err)
+{
+	Vmm__Migration__DataEnd end = VMM__MIGRATION__DATA_END__INIT;
+	end.checksum = XXH3_64bits_digest(w->hash);
+	end.records = w->records;
+	end.ram_pages = ram_pages;
+	return mig_write_record(w, MIG_REC_DATA_END, &end.base, err);
 }
 
 int mig_write_end(struct mig_writer *w, uint64_t ram_pages, struct vmm_error *err)
@@ -174,21 +236,60 @@ void mig_reader_finish(struct mig_reader *r)
 	r->state = MIG_READ_DONE;
 }
 
-static int check_preamble(struct mig_reader *r, struct vmm_error *err)
+int mig_check_preamble(const uint8_t *p, unsigned *major, unsigned *minor, struct vmm_error *err)
 {
-	if (memcmp(r->hdr, MIG_MAGIC, 8) != 0)
+	if (memcmp(p, MIG_MAGIC, 8) != 0)
 		return vmm_error_set(err, -EPROTO, "not a vmm migration stream (bad magic)");
-	r->major = get_le16(r->hdr + 8);
-	r->minor = get_le16(r->hdr + 10);
-	if (r->major > MIG_FORMAT_MAJOR)
+	*major = get_le16(p + 8);
+	*minor = get_le16(p + 10);
+	if (*major > MIG_FORMAT_MAJOR)
 		return vmm_error_set(err, -EPROTONOSUPPORT,
 				     "stream format %u.%u is newer than this vmm reads (%u.x): the "
 				     "source is newer; migrate to a vmm at least as new as the source",
-				     r->major, r->minor, MIG_FORMAT_MAJOR);
-	if (r->major < MIG_FORMAT_MAJOR)
+				     *major, *minor, MIG_FORMAT_MAJOR);
+	if (*major < MIG_FORMAT_MAJOR)
 		return vmm_error_set(err, -EPROTONOSUPPORT,
-				     "stream format %u.%u is older than this vmm reads (%u.x)",
-				     r->major, r->minor, MIG_FORMAT_MAJOR);
+				     "stream format %u.%u is older than this vmm reads (%u.x)", *major,
+				     *minor, MIG_FORMAT_MAJOR);
+	return 0;
+}
+
+int mig_check_record_header(const uint8_t *h, uint64_t index, struct mig_record_hdr *out,
+			    struct vmm_error *err)
+{
+	out->len = get_le32(h);
+	out->type = get_le16(h + 4);
+	out->version = h[6];
+	out->flags = h[7];
+	if (out->len > MIG_MAX_PAYLOAD)
+		return vmm_error_set(err, -EMSGSIZE,
+				     "record %llu (type %u): %u bytes exceed the %u-byte limit",
+				     (unsigned long long)index, out->type, out->len, MIG_MAX_PAYLOAD);
+	const struct mig_record_desc *d = mig_record_desc(out->type);
+	if (!d) {
+		if (out->flags & MIG_FLAG_REQUIRED)
+			return vmm_error_set(err, -EPROTONOSUPPORT,
+					     "record %llu: unknown required section type %u (the "
+					     "source is newer)",
+					     (unsigned long long)index, out->type);
+		return 0; /* optional and unknown: skipped */
+	}
+	if (out->version > d->version)
+		return vmm_error_set(err, -EPROTONOSUPPORT,
+				     "record %s version %u is newer than this vmm reads (%u)", d->name,
+				     out->version, d->version);
+	if (out->version < d->min_version)
+		return vmm_error_set(err, -EPROTONOSUPPORT,
+				     "record %s version %u is older than this vmm reads (%u..%u)",
+				     d->name, out->version, d->min_version, d->version);
+	return 0;
+}
+
+static int check_preamble(struct mig_reader *r, struct vmm_error *err)
+{
+	int rc = mig_check_preamble(r->hdr, &r->major, &r->minor, err);
+	if (rc < 0)
+		return rc;
 	XXH3_64bits_update(r->hash, r->hdr, MIG_PREAMBLE_SIZE);
 	r->bytes += MIG_PREAMBLE_SIZE;
 	return 0;
@@ -196,31 +297,42 @@ static int check_preamble(struct mig_reader *r, struct vmm_error *err)
 
 static int check_record_header(struct mig_reader *r, struct vmm_error *err)
 {
-	r->len = get_le32(r->hdr);
-	r->type = get_le16(r->hdr + 4);
-	r->version = r->hdr[6];
-	r->flags = r->hdr[7];
-	if (r->len > MIG_MAX_PAYLOAD)
-		return vmm_error_set(err, -EMSGSIZE,
-				     "record %llu (type %u): %u bytes exceed the %u-byte limit",
-				     (unsigned long long)r->records, r->type, r->len, MIG_MAX_PAYLOAD);
-	const struct mig_record_desc *d = mig_record_desc(r->type);
-	if (!d) {
-		if (r->flags & MIG_FLAG_REQUIRED)
-			return vmm_error_set(err, -EPROTONOSUPPORT,
-					     "record %llu: unknown required section type %u (the "
-					     "source is newer)",
-					     (unsigned long long)r->records, r->type);
-		return 0; /* optional and unknown: skipped */
-	}
-	if (r->version > d->version)
-		return vmm_error_set(err, -EPROTONOSUPPORT,
-				     "record %s version %u is newer than this vmm reads (%u)", d->name,
-				     r->version, d->version);
-	if (r->version < d->min_version)
-		return vmm_error_set(err, -EPROTONOSUPPORT,
-				     "record %s version %u is older than this vmm reads (%u..%u)",
-				     d->name, r->version, d->min_version, d->version);
+	struct mig_record_hdr h;
+	int rc = mig_check_record_header(r->hdr, r->records, &h, err);
+	r->len = h.len;
+	r->type = h.type;
+	r->version = h.version;
+	r->flags = h.flags;
+	return rc;
+}
+
+size_t mig_hashed_len(unsigned type, const uint8_t *payload, size_t len)
+{
+	/* ram-pages: the length prefix and the envelope, not the page data */
+	if (type != MIG_REC_RAM_PAGES || len < 4)
+		return len;
+	size_t env = get_le32(payload);
+	return env <= len - 4 ? 4 + env : len;
+}
+
+int mig_record_split(const struct mig_record *rec, struct mig_record *envelope,
+		     const uint8_t **data, size_t *data_len, struct vmm_error *err)
+{
+	if (rec->len < 4)
+		return vmm_error_set(err, -EBADMSG, "record %llu (ram-pages): %zu bytes, no envelope",
+				     (unsigned long long)rec->index, rec->len);
+	size_t env = get_le32(rec->payload);
+	if (env > rec->len - 4 || env > MIG_MAX_ENVELOPE)
+		return vmm_error_set(err, -EBADMSG,
+				     "record %llu (ram-pages): envelope of %zu bytes in a %zu-byte "
+				     "record",
+				     (unsigned long long)rec->index, env, rec->len);
+	*envelope = *rec;
+	envelope->payload = rec->payload + 4;
+	envelope->len = env;
+	envelope->data_len = rec->len - 4 - env;
+	*data = rec->payload + 4 + env;
+	*data_len = rec->len - 4 - env;
 	return 0;
 }
 
@@ -236,7 +348,7 @@ static int deliver(struct mig_reader *r, struct vmm_error *err)
 		.index = r->records,
 	};
 	XXH3_64bits_update(r->hash, r->hdr, MIG_RECORD_HEADER_SIZE);
-	XXH3_64bits_update(r->hash, r->payload, r->len);
+	XXH3_64bits_update(r->hash, r->payload, mig_hashed_len(r->type, r->payload, r->len));
 	r->bytes += MIG_RECORD_HEADER_SIZE + r->len;
 	r->records++;
 	if (!mig_record_desc(rec.type))

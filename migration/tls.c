@@ -40,7 +40,7 @@ struct mig_tls_creds {
 
 struct tls_conn {
 	gnutls_session_t s;
-	struct mig_conn *c;
+	struct mig_conn *c; /* re-pointed by every op: a mig_conn may be copied */
 	char detail[128]; /* the last failure in TLS's words */
 	uint8_t seen[SEEN_MAX];
 	size_t nseen;
@@ -302,6 +302,7 @@ static ssize_t map_error(struct tls_conn *t, ssize_t r)
 static ssize_t tls_writev(struct mig_conn *c, const struct iovec *iov, int n)
 {
 	struct tls_conn *t = c->ops_ctx;
+	t->c = c; /* the mig_conn may have moved (copied into its slot) since the wrap */
 	/* One buffer per call: on -EAGAIN the caller retries with the same
 	 * data, as gnutls_record_send requires. */
 	while (n > 0 && iov->iov_len == 0)
@@ -315,6 +316,7 @@ static ssize_t tls_writev(struct mig_conn *c, const struct iovec *iov, int n)
 static ssize_t tls_read(struct mig_conn *c, void *buf, size_t len)
 {
 	struct tls_conn *t = c->ops_ctx;
+	t->c = c; /* the mig_conn may have moved (copied into its slot) since the wrap */
 	ssize_t r = gnutls_record_recv(t->s, buf, len);
 	return r >= 0 ? r : map_error(t, r);
 }
@@ -322,12 +324,14 @@ static ssize_t tls_read(struct mig_conn *c, void *buf, size_t len)
 static bool tls_pending(struct mig_conn *c)
 {
 	struct tls_conn *t = c->ops_ctx;
+	t->c = c; /* the mig_conn may have moved (copied into its slot) since the wrap */
 	return gnutls_record_check_pending(t->s) > 0;
 }
 
 static void tls_shutdown_write(struct mig_conn *c)
 {
 	struct tls_conn *t = c->ops_ctx;
+	t->c = c; /* the mig_conn may have moved (copied into its slot) since the wrap */
 	gnutls_bye(t->s, GNUTLS_SHUT_WR); /* best effort: non-blocking, one try */
 }
 

@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "core/devices/devices.h"
+#include "migration/multiconn.h"
 
 const char *vmm_control_status(struct vmm_control *c)
 {
@@ -70,6 +71,10 @@ static int cmd_cont(void *ctx, struct json_object *args, struct json_object **re
 		return r;
 	if (c->mig && !mig_source_finished(c->mig))
 		return vmm_error_set(err, -EBUSY, "a migration is running: cancel it first");
+	if (c->mig && mig_source_memory_given(c->mig))
+		return vmm_error_set(err, -EPERM,
+				     "the guest's memory was handed to the destination (local move): "
+				     "it must never run here again; check the destination");
 	err->code = 0;
 	if (c->mig && !mig_source_release_pause(c->mig, err) && err->code < 0)
 		return err->code; /* a device cannot take the guest back (e.g. its image lock) */
@@ -100,8 +105,17 @@ static int cmd_migrate(void *ctx, struct json_object *args, struct json_object *
 	struct json_object *juri;
 	if (!json_object_object_get_ex(args, "uri", &juri) || !json_object_is_type(juri, json_type_string))
 		return vmm_error_set(err, -EINVAL, "migrate: argument \"uri\" (string) is required");
+	bool local = false;
+	struct json_object *jlocal;
+	if (json_object_object_get_ex(args, "local", &jlocal)) {
+		if (!json_object_is_type(jlocal, json_type_boolean))
+			return vmm_error_set(err, -EINVAL, "migrate: \"local\" must be true or false");
+		local = json_object_get_boolean(jlocal);
+	}
 	if (c->mig && !mig_source_finished(c->mig))
 		return vmm_error_set(err, -EBUSY, "a migration is already running");
+	if (c->mig && mig_source_memory_given(c->mig))
+		return vmm_error_set(err, -EPERM, "the guest's memory was handed over (local move)");
 	if (c->mig) {
 		if (mig_source_holds_pause(c->mig))
 			return vmm_error_set(err, -EBUSY,
@@ -110,7 +124,7 @@ static int cmd_migrate(void *ctx, struct json_object *args, struct json_object *
 		c->mig = NULL;
 	}
 	return mig_source_start(c->vm, json_object_get_string(juri), &c->params, c->user_paused,
-				&c->mig_done, &c->mig, err);
+				local, &c->mig_done, &c->mig, err);
 }
 
 static int cmd_migrate_cancel(void *ctx, struct json_object *args, struct json_object **ret,
@@ -221,6 +235,17 @@ struct json_object *vmm_control_migrate_info(struct vmm_control *c)
 		add_u64(o, "expected-downtime", i.expected_downtime_ms);
 	}
 	json_object_object_add(o, "compression-ratio", json_object_new_double(i.compression_ratio));
+	/* format 1.2: how pages travel, and why */
+	json_object_object_add(o, "compression", json_object_new_string(i.compression));
+	json_object_object_add(o, "compression-reason",
+			       json_object_new_string(i.compression_reason));
+	json_object_object_add(o, "connections", json_object_new_int((int)i.connections));
+	json_object_object_add(o, "local", json_object_new_boolean(i.local));
+	if (i.acks) { /* the destination reports what it applied */
+		add_u64(o, "backlog", i.backlog);
+		json_object_object_add(o, "applied-mbps", json_object_new_double(i.applied_mbps));
+		add_u64(o, "drain-time", i.drain_ms);
+	}
 	json_object_object_add(o, "throttle-percentage", json_object_new_int((int)i.throttle_pct));
 	json_object_object_add(o, "uri", json_object_new_string(i.uri));
 	json_object_object_add(o, "tls", tls_object(&i.tls));
@@ -244,6 +269,7 @@ struct json_object *vmm_control_migrate_info(struct vmm_control *c)
 	add_u64(ram, "normal", i.normal);
 	add_u64(ram, "normal-bytes", i.normal_bytes);
 	add_u64(ram, "untouched", i.untouched);
+	add_u64(ram, "compressed", i.zstd_pages);
 	add_u64(ram, "dirty-pages-rate", i.dirty_pages_rate);
 	add_u64(ram, "dirty-sync-count", i.dirty_sync_count);
 	add_u64(ram, "page-size", 4096);
@@ -318,10 +344,11 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 {
 	(void)ret, (void)cls;
 	struct vmm_control *c = ctx;
-	static const char *const known[] = {"downtime-limit",	 "max-bandwidth",
-					    "compress-level",	 "auto-converge",
-					    "throttle-initial",	 "throttle-increment",
-					    "switchover-timeout"};
+	static const char *const known[] = {"downtime-limit",	  "max-bandwidth",
+					    "compress-level",	  "auto-converge",
+					    "throttle-initial",	  "throttle-increment",
+					    "switchover-timeout", "connections",
+					    "compression",	  "verify-pages"};
 	json_object_object_foreach(args, key, val)
 	{
 		(void)val;
@@ -362,9 +389,27 @@ static int cmd_migrate_set_parameters(void *ctx, struct json_object *args, struc
 		return r;
 	if (have)
 		p.switchover_timeout_ms = (uint64_t)v;
+	if ((r = get_int_arg(args, "connections", 1, MIG_MAX_CONNECTIONS, &v, &have, err)) < 0)
+		return r;
+	if (have)
+		p.connections = (unsigned)v;
 	if ((r = set_tls_params(args, &p.tls, err)) < 0)
 		return r;
 	struct json_object *b;
+	if (json_object_object_get_ex(args, "compression", &b)) {
+		if (!json_object_is_type(b, json_type_string) ||
+		    mig_compress_mode_parse(json_object_get_string(b), &p.compression) < 0)
+			return vmm_error_set(err, -EINVAL,
+					     "migrate-set-parameters: compression must be auto, zstd "
+					     "or none");
+	}
+	if (json_object_object_get_ex(args, "verify-pages", &b)) {
+		if (!json_object_is_type(b, json_type_string) ||
+		    mig_verify_pages_parse(json_object_get_string(b), &p.verify_pages) < 0)
+			return vmm_error_set(err, -EINVAL,
+					     "migrate-set-parameters: verify-pages must be auto, on or "
+					     "off");
+	}
 	if (json_object_object_get_ex(args, "auto-converge", &b)) {
 		if (!json_object_is_type(b, json_type_boolean))
 			return vmm_error_set(err, -EINVAL, "auto-converge must be true or false");
@@ -390,6 +435,11 @@ static int cmd_query_migrate_parameters(void *ctx, struct json_object *args,
 	add_u64(*ret, "throttle-initial", c->params.throttle_initial);
 	add_u64(*ret, "throttle-increment", c->params.throttle_increment);
 	add_u64(*ret, "switchover-timeout", c->params.switchover_timeout_ms);
+	add_u64(*ret, "connections", c->params.connections);
+	json_object_object_add(*ret, "compression",
+			       json_object_new_string(mig_compress_mode_name(c->params.compression)));
+	json_object_object_add(*ret, "verify-pages",
+			       json_object_new_string(mig_verify_pages_name(c->params.verify_pages)));
 	for (size_t i = 0; i < NTLS_PARAMS; i++)
 		json_object_object_add(*ret, tls_params[i].key,
 				       json_object_new_string((const char *)&c->params.tls +
@@ -473,11 +523,14 @@ const struct api_command vmm_control_commands[] = {
 	{"stop", cmd_stop, "pause the guest"},
 	{"cont", cmd_cont, "resume the guest"},
 	{"quit", cmd_quit, "stop the guest and exit"},
-	{"migrate", cmd_migrate, "migrate to uri (tcp:HOST:PORT, unix:PATH, file:PATH)"},
+	{"migrate", cmd_migrate,
+	 "migrate to uri (tcp:HOST:PORT, unix:PATH, file:PATH); local=true over unix: passes the "
+	 "guest's memory instead of copying it"},
 	{"migrate-cancel", cmd_migrate_cancel, "cancel the running migration"},
 	{"query-migrate", cmd_query_migrate, "migration status and statistics"},
 	{"migrate-set-parameters", cmd_migrate_set_parameters,
-	 "downtime-limit (ms), max-bandwidth (bytes/s), compress-level, auto-converge, "
+	 "downtime-limit (ms), max-bandwidth (bytes/s), compress-level, compression "
+	 "(auto|zstd|none), connections (1-8), verify-pages (auto|on|off), auto-converge, "
 	 "switchover-timeout (ms), tls-creds (dir), tls-psk (file), tls-hostname, tls-priority, ..."},
 	{"query-migrate-parameters", cmd_query_migrate_parameters, "current migration parameters"},
 	{"query-cpuid", cmd_query_cpuid, "the CPUID table KVM holds for each vCPU"},

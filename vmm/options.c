@@ -20,7 +20,10 @@ void vmm_usage(FILE *out)
 		"  --kernel PATH          PVH ELF to boot (uncompressed vmlinux or the test guest)\n"
 		"  --initrd PATH          initial ramdisk, passed as PVH module 0\n"
 		"  --cmdline STRING       kernel command line\n"
-		"  --memory SIZE          guest RAM, e.g. 512M, 4G (plain number = MiB; default from machine)\n"
+		"  --memory SIZE[,hugepages=on|off]\n"
+		"                         guest RAM, e.g. 512M, 4G (plain number = MiB; default from\n"
+		"                         machine); hugepages=on backs it with 2 MiB hugetlb pages from\n"
+		"                         /proc/sys/vm/nr_hugepages (host-side: migrates to and from 4 KiB)\n"
 		"  --cpus N               vCPUs (default from the machine type: 1)\n"
 		"  --cpu-model SPEC       NAME[-vN][,+feat][,-feat]... (default from the machine type)\n"
 		"  --machine NAME         machine type or alias (default microvm = newest)\n"
@@ -97,6 +100,39 @@ int parse_size(const char *s, uint64_t *out, struct vmm_error *err)
 	if (v > (UINT64_MAX >> shift))
 		return vmm_error_set(err, -ERANGE, "size \"%s\": too large", s);
 	*out = (uint64_t)v << shift;
+	return 0;
+}
+
+/* "SIZE[,hugepages=on|off]" */
+static int parse_memory(const char *arg, struct vm_request *vm, struct vmm_error *err)
+{
+	char size[64];
+	const char *comma = strchr(arg, ',');
+	size_t n = comma ? (size_t)(comma - arg) : strlen(arg);
+	if (n >= sizeof(size))
+		return vmm_error_set(err, -EINVAL, "--memory \"%s\": size too long", arg);
+	memcpy(size, arg, n);
+	size[n] = '\0';
+	int r = parse_size(size, &vm->mem_size, err);
+	if (r == 0 && vm->mem_size == 0)
+		r = vmm_error_set(err, -EINVAL, "size must not be zero");
+	if (r < 0)
+		return vmm_error_prefix(err, "--memory");
+	vm->mem_hugepages = false;
+	while (comma) {
+		const char *opt = comma + 1;
+		comma = strchr(opt, ',');
+		size_t len = comma ? (size_t)(comma - opt) : strlen(opt);
+		if (len == 12 && strncmp(opt, "hugepages=on", 12) == 0)
+			vm->mem_hugepages = true;
+		else if (len == 13 && strncmp(opt, "hugepages=off", 13) == 0)
+			vm->mem_hugepages = false;
+		else
+			return vmm_error_set(err, -EINVAL,
+					     "--memory \"%s\": unknown option \"%.*s\" (expected "
+					     "hugepages=on or hugepages=off)",
+					     arg, (int)len, opt);
+	}
 	return 0;
 }
 
@@ -210,11 +246,7 @@ int vmm_options_parse(int argc, char **argv, struct vmm_config *cfg, struct vmm_
 			cfg->cmdline = optarg;
 			break;
 		case OPT_MEMORY:
-			r = parse_size(optarg, &cfg->vm.mem_size, err);
-			if (r == 0 && cfg->vm.mem_size == 0)
-				r = vmm_error_set(err, -EINVAL, "size must not be zero");
-			if (r < 0)
-				return vmm_error_prefix(err, "--memory");
+			r = parse_memory(optarg, &cfg->vm, err);
 			break;
 		case OPT_CPUS:
 			r = parse_uint("--cpus", optarg, VMM_CPUS_PARSE_MAX, &cfg->vm.ncpus, err);

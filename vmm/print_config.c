@@ -67,6 +67,8 @@ int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 	print_cpu_runnable(&spec);
 	printf("memory           = %llu MiB (%s)\n", (unsigned long long)(spec.mem_size >> 20),
 	       vm_spec_origin_name(spec.mem_origin));
+	printf("memory-backing   = %s\n", spec.mem_hugepages ? "2 MiB hugetlb pages (memfd)"
+								 : "4 KiB pages (memfd)");
 	printf("cpus             = %u (%s)\n", spec.ncpus, vm_spec_origin_name(spec.ncpus_origin));
 	printf("serial           = %s%s%s\n", serial[spec.serial],
 	       spec.serial == SERIAL_FILE ? ":" : "", spec.serial == SERIAL_FILE ? spec.serial_path : "");

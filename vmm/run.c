@@ -87,12 +87,13 @@ static void print_migration_summary(const struct mig_info *i)
 	fprintf(stderr,
 		"vmm: migration to %s completed: total %llu ms (setup %llu ms), downtime %llu ms, "
 		"%.1f MiB sent, %llu pages with data, %llu zero, %llu never touched, %llu "
-		"iterations, compression %.2fx, channel %s\n",
+		"iterations, compression %.2fx (%s), %u connection%s%s, channel %s\n",
 		i->uri, (unsigned long long)i->total_time_ms, (unsigned long long)i->setup_time_ms,
 		(unsigned long long)i->downtime_ms, (double)i->transferred / (1 << 20),
 		(unsigned long long)i->normal, (unsigned long long)i->duplicate,
 		(unsigned long long)i->untouched, (unsigned long long)i->dirty_sync_count,
-		i->compression_ratio, chan);
+		i->compression_ratio, i->compression_reason, i->connections,
+		i->connections == 1 ? "" : "s", i->local ? ", local: the memory was passed" : "", chan);
 }
 
 static void on_migration_done(uv_async_t *a)

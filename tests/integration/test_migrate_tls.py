@@ -3,7 +3,7 @@
 report the channel; every wrong party is refused with a clear message on
 both sides while the source guest keeps running; strangers before the real
 source (garbage, a silent connection, a replayed TLS session) neither stop
-nor hijack it; PSK works without a CA."""
+nor hijack it; PSK works without a CA, also with a TLS data connection."""
 import os
 import re
 import socket
@@ -188,15 +188,19 @@ for pat in (r"dropped .*neither a TLS handshake nor a vmm stream",
 for s in strangers:
     s.close()
 
-# PSK, no CA: the guest goes on to one more place.
+# PSK, no CA, over 2 connections (the data connection makes its own TLS
+# handshake): the guest goes on to one more place.
 src = Guest(args + ["--api-socket", os.path.join(d, "src3.sock")], name="source3")
 src.wait_line(r"progress vcpu=0 .* sweeps=[1-9]", timeout=60)
 api = Api(os.path.join(d, "src3.sock"))
 dst, port, dapi = start_dest(["--tls-psk", creds["psk"]], "dst-psk")
 set_tls(tls_psk=creds["psk"])
+api.cmd("migrate-set-parameters", connections=2)
 info = migrate(port)
 check(info["status"] == "completed" and info["tls"].get("auth") == "psk"
-      and info["tls"].get("peer") == "psk:vmm-migration", f"PSK migration: {info.get('tls')}")
+      and info["tls"].get("peer") == "psk:vmm-migration",
+      f"PSK migration: {info['status']} {info.get('error-desc')} {info.get('tls')}")
+check(info.get("connections") == 2, f"over 2 TLS connections: {info.get('connections')}")
 check(src.wait(timeout=30) == 0, "the source exits after the handover")
 dst.wait_line(r"progress vcpu=0 .* errors=0", timeout=60, start=len(dst.lines))
 check_no_verify_failures(dst.lines, "destination (psk)")

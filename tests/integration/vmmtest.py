@@ -349,3 +349,172 @@ def wait_dropped(dapi, n, timeout=30):
         if inc.get("dropped-connections", 0) >= n or time.monotonic() > deadline:
             return inc
         time.sleep(0.05)
+
+
+def stream_records(data):
+    """The records of a migration stream (STREAM.md): [(offset, type,
+    length, data_offset, data_len)] after the 16-byte preamble; data_offset
+    and data_len are the page data of a ram-pages record (type 10), else
+    the payload."""
+    import struct
+    out, at = [], 16
+    while at + 8 <= len(data):
+        length, rtype = struct.unpack_from("<IH", data, at)
+        doff, dlen = at + 8, length
+        if rtype == 10:
+            env = struct.unpack_from("<I", data, at + 8)[0]
+            doff, dlen = at + 12 + env, length - 4 - env
+        out.append((at, rtype, length, doff, dlen))
+        at += 8 + length
+    return out
+
+
+# ---- hugepages: a test reserves what it needs and gives it back ----
+
+import contextlib
+import fcntl
+
+HUGEPAGES = "/proc/sys/vm/nr_hugepages"
+
+
+def meminfo(name):
+    for line in open("/proc/meminfo"):
+        if line.startswith(name + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextlib.contextmanager
+def hugepages(pages):
+    """Adds `pages` 2 MiB pages to the host's pool for the duration, and
+    gives them back (also on failure); skips (77) with the reason when this
+    cannot be done. Tests running at the same time add and remove their
+    own share under a lock, so none undoes another's."""
+    if os.geteuid() != 0:
+        skip("hugepages: reserving them needs root (/proc/sys/vm/nr_hugepages)")
+    if not os.path.exists(HUGEPAGES):
+        skip("hugepages: this kernel has no hugetlbfs pool")
+    lock = open("/tmp/vmmtest-hugepages.lock", "w")
+
+    def adjust(delta):
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            now = int(open(HUGEPAGES).read())
+            with open(HUGEPAGES, "w") as f:
+                f.write(str(max(0, now + delta)))
+            return int(open(HUGEPAGES).read()) - now
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+    got = adjust(pages)
+    try:
+        if got < pages:
+            skip(f"hugepages: asked the pool for {pages} more 2 MiB pages, got {got} "
+                 "(not enough contiguous memory)")
+        # Freshly reserved pages were never touched by this (nested) host:
+        # the first touch costs a fault in the outer hypervisor. Not a
+        # test's concern, but it makes the first guest slow to fill.
+        yield
+    finally:
+        adjust(-got)
+        lock.close()
+
+
+# ---- a TCP proxy that can hold back or cut a data connection ----
+
+import struct
+import threading
+
+
+class Proxy:
+    """Forwards connections from 127.0.0.1:self.port to a destination port.
+    Connection 0 (the first) is the main one; later ones are data
+    connections: their source->destination bytes are parsed as records, and
+    the DataEnd record (type 13) is held until release() (or the connection
+    is cut with cut()). With stranger=True a garbage connection reaches the
+    destination before each data connection."""
+
+    def __init__(self, target_port, stranger=False):
+        self.target = target_port
+        self.stranger = stranger
+        self.srv = socket.socket()
+        self.srv.bind(("127.0.0.1", 0))
+        self.srv.listen(8)
+        self.port = self.srv.getsockname()[1]
+        self.held = threading.Event()
+        self.go = threading.Event()
+        self.cut_it = False
+        self.count = 0
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def release(self):
+        self.go.set()
+
+    def cut(self):
+        self.cut_it = True
+        self.go.set()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.srv.accept()
+            except OSError:
+                return
+            index = self.count
+            self.count += 1
+            if index > 0 and self.stranger:
+                s = socket.create_connection(("127.0.0.1", self.target))
+                s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                self.socks.append(s)
+                time.sleep(0.2)
+            u = socket.create_connection(("127.0.0.1", self.target))
+            self.socks += [c, u]
+            threading.Thread(target=self._pump, args=(c, u, index > 0), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False), daemon=True).start()
+
+    def _pump(self, a, b, watch):
+        buf, at, need = b"", 0, 16  # preamble first, then record headers
+        try:
+            while True:
+                data = a.recv(1 << 20)
+                if not data:
+                    b.shutdown(socket.SHUT_WR)
+                    return
+                if not watch:
+                    b.sendall(data)
+                    continue
+                buf += data
+                # forward whole records; stop in front of DataEnd
+                while True:
+                    if need == 16:
+                        if len(buf) < 16:
+                            break
+                        b.sendall(buf[:16])
+                        buf, need = buf[16:], 8
+                        continue
+                    if len(buf) < 8:
+                        break
+                    length, rtype = struct.unpack_from("<IH", buf, 0)
+                    if rtype == 13 and not self.go.is_set():
+                        self.held.set()
+                        self.go.wait()
+                        if self.cut_it:  # shutdown: close() alone waits for the other pump
+                            for x in (a, b):
+                                x.shutdown(socket.SHUT_RDWR)
+                                x.close()
+                            return
+                    if len(buf) < 8 + length:
+                        break
+                    b.sendall(buf[:8 + length])
+                    buf = buf[8 + length:]
+        except OSError:
+            return
+
+    def close(self):
+        self.srv.close()
+        for s in self.socks:
+            try:
+                s.close()
+            except OSError:
+                pass

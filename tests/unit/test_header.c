@@ -98,9 +98,9 @@ static void test_peer_from_accepted(void **state)
 	assert_int_equal(p.minor, self.minor);
 	assert_int_equal(p.caps, self.caps);
 	assert_string_equal(p.vmm_version, self.vmm_version);
-	char text[64];
+	char text[128];
 	mig_caps_format(p.caps, text, sizeof(text));
-	assert_string_equal(text, "accepted,go-paused");
+	assert_string_equal(text, "accepted,go-paused,ram-pages,ack,multiconn,local");
 }
 
 static void test_header_to_spec(void **state)

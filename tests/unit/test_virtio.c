@@ -62,7 +62,7 @@ static int setup(void **state)
 	(void)state;
 	struct machine m;
 	assert_int_equal(machine_resolve("microvm-1.2", &m, NULL), 0);
-	assert_int_equal(guest_memory_create(&mem, RAM, &m, NULL), 0);
+	assert_int_equal(guest_memory_create(&mem, RAM, false, &m, NULL), 0);
 	memset(mem.base, 0, RAM);
 	qs = (struct virtq_state){.desc = DESC, .avail = AVAIL, .used = USED, .num = QNUM};
 	vq = (struct virtq){.s = &qs, .mem = &mem, .num_max = 256, .indirect = true};
@@ -349,7 +349,7 @@ static int dev_setup(void **state)
 	vm.spec.rng = true;
 	struct vmm_error err = {0};
 	assert_int_equal(machine_resolve("microvm-1.2", &vm.spec.machine, &err), 0);
-	assert_int_equal(guest_memory_create(&vm.mem, RAM, &vm.spec.machine, &err), 0);
+	assert_int_equal(guest_memory_create(&vm.mem, RAM, false, &vm.spec.machine, &err), 0);
 	int r = vm_create_virtio_devices(&vm, &err);
 	if (r < 0)
 		fail_msg("%s", err.msg);
@@ -716,7 +716,7 @@ static void test_lock_protocol(void **state)
 	dst.spec = vm.spec;
 	dst.spec.incoming = true; /* opens the images, takes no lock */
 	dst.spec.rng = false;
-	assert_int_equal(guest_memory_create(&dst.mem, RAM, &dst.spec.machine, &err), 0);
+	assert_int_equal(guest_memory_create(&dst.mem, RAM, false, &dst.spec.machine, &err), 0);
 	assert_int_equal(vm_create_virtio_devices(&dst, &err), 0);
 	/* the source still owns the image: the destination cannot take it */
 	assert_int_equal(vm_devices_activate(&dst, &err), -EBUSY);
@@ -726,7 +726,7 @@ static void test_lock_protocol(void **state)
 	vm_init(&third);
 	third.spec = vm.spec;
 	third.spec.rng = false;
-	assert_int_equal(guest_memory_create(&third.mem, RAM, &third.spec.machine, &err), 0);
+	assert_int_equal(guest_memory_create(&third.mem, RAM, false, &third.spec.machine, &err), 0);
 	assert_int_equal(vm_create_virtio_devices(&third, &err), -EBUSY);
 	vm_destroy_devices(&third);
 	guest_memory_destroy(&third.mem);

@@ -114,7 +114,7 @@ static int setup_with(bool with_vnet, int sndbuf)
 	memcpy(vm.spec.nets[0].mac, MAC, 6);
 	struct vmm_error err = {0};
 	assert_int_equal(machine_resolve("microvm-1.2", &vm.spec.machine, &err), 0);
-	assert_int_equal(guest_memory_create(&vm.mem, RAM, &vm.spec.machine, &err), 0);
+	assert_int_equal(guest_memory_create(&vm.mem, RAM, false, &vm.spec.machine, &err), 0);
 	if (vm_create_virtio_devices(&vm, &err) < 0)
 		fail_msg("%s", err.msg);
 	close(sv[1]); /* the card has its own */

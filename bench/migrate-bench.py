@@ -21,8 +21,10 @@ bench loudly):
                       (certificates made here by certtool, QEMU's directory layout
                       for both VMMs), against the same guest in plaintext
 vmm configurations: default (4 KiB pages, 1 connection), 2conn (connections=2),
-hugepages (--memory ...,hugepages=on), huge-2conn (both), local (same host),
-tls and tls-2conn (--tls-creds / tls-creds).
+hugepages (--memory ...,hugepages=on), huge-2conn (both), thp and thp-2conn
+(4 KiB configuration with the host's transparent hugepages for shmem set to
+advise for the run: vmm asks for them on its memfd RAM, as QEMU does on its
+anonymous RAM), local (same host), tls and tls-2conn (--tls-creds / tls-creds).
 QEMU configurations: max-bandwidth raised to 100 GB/s ("raised"), its defaults
 ("defaults"), multifd with 2 channels ("multifd2", bandwidth raised),
 hugepages (memory-backend-memfd hugetlb=on, bandwidth raised; "huge"), and
@@ -66,7 +68,7 @@ MIB = 1 << 20
 
 WORKLOADS = {
     "touched-512M": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500",
-                     "vmm": ["default", "2conn", "hugepages", "huge-2conn"]},
+                     "vmm": ["default", "2conn", "hugepages", "huge-2conn", "thp", "thp-2conn"]},
     "touched-512M-mixed": {"mem": 1024, "cmdline": "dirty=512M rate=1M fill=mixed progress=500",
                            "vmm": ["default"]},
     "touched-2G": {"mem": 4096, "cmdline": "dirty=2G rate=1M progress=500",
@@ -341,7 +343,36 @@ def debian_vmlinux(build):
 
 # ---- one migration under vmm ----
 
+THP_SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
+
+@contextlib.contextmanager
+def thp_shmem(on):
+    """For vmm's thp configurations: the host's transparent hugepages for
+    shmem set to advise (vmm asks for them on its memfd RAM) for the run,
+    restored after. QEMU's anonymous RAM is governed by .../enabled
+    (madvise here, and QEMU asks), which stays as it is."""
+    if not on:
+        yield
+        return
+    if os.geteuid() != 0 or not os.path.exists(THP_SHMEM):
+        raise BenchError(f"thp: needs root and {THP_SHMEM}")
+    before = open(THP_SHMEM).read().split("[")[1].split("]")[0]
+    with open(THP_SHMEM, "w") as f:
+        f.write("advise")
+    try:
+        yield
+    finally:
+        with open(THP_SHMEM, "w") as f:
+            f.write(before)
+
+
 def run_vmm(exe, guest, wl, cfg, tmp, veth):
+    with thp_shmem(cfg.startswith("thp")):
+        return run_vmm_once(exe, guest, wl, cfg, tmp, veth)
+
+
+def run_vmm_once(exe, guest, wl, cfg, tmp, veth):
     mem = f"{wl['mem']}M" + (",hugepages=on" if cfg in ("hugepages", "huge-2conn") else "")
     kernel = wl.get("kernel", guest)
     cmdline = LINUX_CMDLINE if wl.get("linux") else wl["cmdline"]
@@ -368,7 +399,7 @@ def run_vmm(exe, guest, wl, cfg, tmp, veth):
                                + tls, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         Json(os.path.join(tmp, "vmm-dst.sock")).close()
         api = Json(os.path.join(tmp, "vmm-src.sock"))
-        if cfg in ("2conn", "huge-2conn", "tls-2conn"):
+        if cfg in ("2conn", "huge-2conn", "tls-2conn", "thp-2conn"):
             api.cmd("migrate-set-parameters", connections=2)
         if tls:
             api.cmd("migrate-set-parameters", **{"tls-creds": tls_creds()["src"],

@@ -3,16 +3,18 @@
  * so migration can find never-touched pages (SEEK_DATA/SEEK_HOLE, or the
  * page cache for hugetlbfs) and a second process can map the same memory
  * (a same-host move passes the memfd). RAM is split around the 32-bit MMIO
- * hole as the machine type says. The backing is a host-side choice: 4 KiB
- * shmem pages, or 2 MiB hugetlb pages (far fewer page faults to fill: on
- * the nested machines this project runs on, a 4 KiB first touch costs
- * microseconds; see README "Measured").
+ * hole as the machine type says. The backing is a host-side choice: shmem
+ * pages, or 2 MiB hugetlb pages (far fewer page faults to fill: on the
+ * nested machines this project runs on, a 4 KiB first touch costs
+ * microseconds; see README "Measured"). Shmem RAM asks for transparent
+ * hugepages (MADV_HUGEPAGE), as QEMU does for its anonymous RAM: the host
+ * decides, through /sys/kernel/mm/transparent_hugepage/shmem_enabled
+ * (Debian's default "never" keeps 4 KiB pages; "advise" gives 2 MiB ones).
  */
 #include "core/vm.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
 #include <linux/kvm.h>
 #include <linux/magic.h>
 #include <stdio.h>
@@ -27,6 +29,13 @@
 #ifndef MFD_HUGE_2MB
 #define MFD_HUGE_2MB (21 << 26) /* log2(2 MiB) << MFD_HUGE_SHIFT */
 #endif
+
+/* Best effort: a kernel without THP for shmem answers EINVAL, and the
+ * memory is as good with 4 KiB pages. */
+static void advise_thp(void *base, uint64_t size)
+{
+	(void)madvise(base, size, MADV_HUGEPAGE);
+}
 
 /* A "Name: N" line of /proc/meminfo, or -1. */
 static long meminfo(const char *name)
@@ -141,6 +150,8 @@ int guest_memory_create(struct guest_memory *mem, uint64_t size, bool hugepages,
 	}
 	mem->base = base;
 	mem->size = size;
+	if (!hugepages)
+		advise_thp(base, size);
 	mem->hugetlb = hugepages;
 	mem->page_size = hugepages ? GUEST_HUGEPAGE_SIZE : 4096;
 	split_regions(mem, low_max, high_base);
@@ -303,12 +314,16 @@ int vm_memory_adopt(struct vm *vm, int fd, struct vmm_error *err)
 	void *fixed = mmap(mem->base, mem->size, PROT_READ | PROT_WRITE,
 			   MAP_SHARED | MAP_NORESERVE | MAP_FIXED, fd, 0);
 	if (fixed != MAP_FAILED) {
+		if (!hugetlb)
+			advise_thp(fixed, mem->size);
 		munmap(probe, mem->size);
 		close(mem->fd);
 		*mem = next;
 		return 0;
 	}
 	/* Else the probe mapping stays, and the slots move to it. */
+	if (!hugetlb)
+		advise_thp(probe, mem->size);
 	next.base = probe;
 	for (unsigned i = 0; i < next.nregions; i++)
 		next.regions[i].hva = (uint8_t *)probe + next.regions[i].offset;

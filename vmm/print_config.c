@@ -13,6 +13,22 @@
 
 #include "config.h"
 
+/* The bracketed word of the host's THP setting for shmem, or "unknown". */
+static const char *thp_shmem_mode(void)
+{
+	static char mode[32] = "unknown";
+	FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "re");
+	char line[256];
+	if (f && fgets(line, sizeof(line), f)) {
+		char *a = strchr(line, '['), *b = a ? strchr(a, ']') : NULL;
+		if (a && b && (size_t)(b - a - 1) < sizeof(mode))
+			snprintf(mode, sizeof(mode), "%.*s", (int)(b - a - 1), a + 1);
+	}
+	if (f)
+		fclose(f);
+	return mode;
+}
+
 /* Whether this host (or the profile) runs the resolved CPU model (needs /dev/kvm). */
 static void print_cpu_runnable(const struct vm_spec *spec)
 {
@@ -67,8 +83,11 @@ int vmm_print_config(const struct vmm_config *cfg, struct vmm_error *err)
 	print_cpu_runnable(&spec);
 	printf("memory           = %llu MiB (%s)\n", (unsigned long long)(spec.mem_size >> 20),
 	       vm_spec_origin_name(spec.mem_origin));
-	printf("memory-backing   = %s\n", spec.mem_hugepages ? "2 MiB hugetlb pages (memfd)"
-								 : "4 KiB pages (memfd)");
+	if (spec.mem_hugepages)
+		printf("memory-backing   = 2 MiB hugetlb pages (memfd)\n");
+	else
+		printf("memory-backing   = shmem memfd, transparent hugepages asked for "
+		       "(this host's shmem_enabled: %s)\n", thp_shmem_mode());
 	printf("cpus             = %u (%s)\n", spec.ncpus, vm_spec_origin_name(spec.ncpus_origin));
 	printf("serial           = %s%s%s\n", serial[spec.serial],
 	       spec.serial == SERIAL_FILE ? ":" : "", spec.serial == SERIAL_FILE ? spec.serial_path : "");

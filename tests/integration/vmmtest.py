@@ -420,6 +420,37 @@ def hugepages(pages):
         lock.close()
 
 
+THP_SHMEM = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+
+
+@contextlib.contextmanager
+def thp_shmem(mode):
+    """Sets the host's transparent-hugepage mode for shmem (memfd) for the
+    duration and restores it (also on failure); skips (77) with the reason
+    when this cannot be done."""
+    if os.geteuid() != 0:
+        skip(f"transparent hugepages for shmem: setting them needs root ({THP_SHMEM})")
+    if not os.path.exists(THP_SHMEM):
+        skip(f"this kernel has no transparent hugepages for shmem ({THP_SHMEM})")
+    before = open(THP_SHMEM).read().split("[")[1].split("]")[0]
+    with open(THP_SHMEM, "w") as f:
+        f.write(mode)
+    try:
+        yield
+    finally:
+        with open(THP_SHMEM, "w") as f:
+            f.write(before)
+
+
+def shmem_pmd_kib(pid):
+    """Shmem this process maps with 2 MiB page-table entries (transparent
+    hugepages of its memfd RAM), in KiB."""
+    for line in open(f"/proc/{pid}/smaps_rollup"):
+        if line.startswith("ShmemPmdMapped:"):
+            return int(line.split()[1])
+    return 0
+
+
 # ---- a TCP proxy that can hold back or cut a data connection ----
 
 import struct

@@ -15,6 +15,9 @@ cache=writeback, aio=threads). The median of --repeat runs is reported.
 Not a test: prints a table and the vmm/QEMU ratios. --qemu-ram memfd gives
 QEMU guest RAM like vmm's (a memfd, 4 KiB pages: this host has shmem huge
 pages off), which isolates the device from the cost of copying into RAM.
+--thp sets the host's transparent hugepages for shmem to advise for the run
+(restored after): vmm's memfd RAM then gets 2 MiB pages as QEMU's anonymous
+RAM does (root).
 """
 import argparse
 import json
@@ -74,7 +77,25 @@ def main():
     ap.add_argument("--qemu-ram", choices=["anon", "memfd"], default="anon",
                     help="QEMU's guest RAM: its default (anonymous memory, transparent huge "
                          "pages) or a memfd without huge pages, like vmm's")
+    ap.add_argument("--thp", action="store_true",
+                    help="shmem transparent hugepages on (advise) for the run: vmm's RAM on "
+                         "2 MiB pages like QEMU's default")
     a = ap.parse_args()
+    thp = "/sys/kernel/mm/transparent_hugepage/shmem_enabled"
+    if a.thp:
+        before = open(thp).read().split("[")[1].split("]")[0]
+        with open(thp, "w") as f:
+            f.write("advise")
+        try:
+            run(a)
+        finally:
+            with open(thp, "w") as f:
+                f.write(before)
+    else:
+        run(a)
+
+
+def run(a):
     if a.qemu_ram == "memfd":
         QEMU_RAM.extend(["-object", "memory-backend-memfd,id=mem,size=512M,share=on",
                          "-machine", "memory-backend=mem"])

@@ -437,8 +437,9 @@ static int receive(struct mig_dest *d, struct vmm_error *err)
 		if (r < 0)
 			return vmm_error_prefix(err, "incoming migration refused");
 		if ((r = on_record(d, &rec, err)) < 0) {
-			if (r == -ECANCELED && d->multi && mig_dest_multi_failed(d->multi, err))
-				return vmm_error_prefix(err, "incoming migration refused");
+			/* cancelled because a data connection failed: say that one's why */
+			if (r == -ECANCELED && d->multi)
+				mig_dest_multi_failed(d->multi, err);
 			return vmm_error_prefix(err, "incoming migration refused");
 		}
 	}

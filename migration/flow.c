@@ -169,7 +169,7 @@ void mig_flow_same_host(struct mig_flow *f, bool same)
  * average; called with f->lock held, at most every 50 ms. */
 static void sample_cpu(struct mig_flow *f, uint64_t now_ns)
 {
-	if (now_ns - f->cpu_sample_ns < 50000000ull)
+	if (f->idle_cores_fixed || now_ns - f->cpu_sample_ns < 50000000ull)
 		return;
 	FILE *fp = fopen("/proc/stat", "re");
 	if (!fp)

@@ -283,7 +283,9 @@ int mig_rx_ack(struct mig_ram_rx *rx, struct mig_writer *reply, struct mig_in *s
 			return r;
 	}
 	uint64_t applied = mig_ram_rx_applied(rx, src->bytes), now = mono_ns();
-	if (applied == rx->acked_bytes)
+	/* Never backwards: with a zstd batch in flight, "applied" is where the
+	 * oldest one starts, which may be before what a forced Ack covered. */
+	if (applied <= rx->acked_bytes)
 		return 0;
 	if (!force && applied - rx->acked_bytes < ACK_BYTES && now - rx->ack_ns < ACK_NS)
 		return 0;

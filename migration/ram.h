@@ -117,6 +117,7 @@ struct mig_flow {
 	bool same_host;
 	uint64_t cpu_idle_prev, cpu_total_prev, cpu_sample_ns;
 	double idle_cores; /* moving average, -1 unknown */
+	bool idle_cores_fixed; /* tests: idle_cores as set, /proc/stat not read */
 	unsigned ncpus;
 };
 void mig_flow_init(struct mig_flow *f, enum mig_compress_mode mode, int level, unsigned workers,

@@ -537,6 +537,33 @@ int mig_conn_write_all(struct mig_conn *c, const void *buf, size_t len, unsigned
 	return mig_conn_writev_all(c, &iov, 1, timeout_ms, err);
 }
 
+/* What a read attempt's result r means for mig_conn_read/readv: bytes (>= 0,
+ * counted), an error, -EAGAIN with timeout_ms 0, or -EAGAIN after waiting
+ * for input (read again). */
+static ssize_t read_outcome(struct mig_conn *c, ssize_t r, unsigned timeout_ms,
+			    struct vmm_error *err)
+{
+	if (r >= 0) {
+		c->bytes_in += (uint64_t)r;
+		return r;
+	}
+	if (r != -EAGAIN)
+		return vmm_error_set(err, (int)r, "reading from %s: %s", c->peer,
+				     failure(c, (int)-r));
+	if (timeout_ms == 0)
+		return -EAGAIN;
+	uint64_t t0 = mono_ms_ns();
+	int w = wait_fd(c->fd, POLLIN, (int)timeout_ms, c->cancel);
+	c->wait_ns += mono_ms_ns() - t0; /* time the peer kept us waiting */
+	if (w == -ETIMEDOUT)
+		return vmm_error_set(err, -ETIMEDOUT, "%s: nothing arrived for %u s", c->peer,
+				     timeout_ms / 1000);
+	if (w < 0)
+		return vmm_error_set(err, w, "%s: %s", c->peer,
+				     w == -ECANCELED ? "cancelled" : strerror(-w));
+	return -EAGAIN;
+}
+
 ssize_t mig_conn_read(struct mig_conn *c, void *buf, size_t len, unsigned timeout_ms,
 		      struct vmm_error *err)
 {
@@ -562,24 +589,9 @@ ssize_t mig_conn_read(struct mig_conn *c, void *buf, size_t len, unsigned timeou
 			if (p[0].revents & POLLIN)
 				continue;
 		}
-		if (r >= 0) {
-			c->bytes_in += (uint64_t)r;
+		r = read_outcome(c, r, timeout_ms, err);
+		if (r != -EAGAIN || timeout_ms == 0)
 			return r;
-		}
-		if (r != -EAGAIN)
-			return vmm_error_set(err, (int)r, "reading from %s: %s", c->peer,
-					     failure(c, (int)-r));
-		if (timeout_ms == 0)
-			return -EAGAIN;
-		uint64_t t0 = mono_ms_ns();
-		int w = wait_fd(c->fd, POLLIN, (int)timeout_ms, c->cancel);
-		c->wait_ns += mono_ms_ns() - t0; /* time the peer kept us waiting */
-		if (w == -ETIMEDOUT)
-			return vmm_error_set(err, -ETIMEDOUT, "%s: nothing arrived for %u s", c->peer,
-					     timeout_ms / 1000);
-		if (w < 0)
-			return vmm_error_set(err, w, "%s: %s", c->peer,
-					     w == -ECANCELED ? "cancelled" : strerror(-w));
 	}
 }
 
@@ -652,24 +664,9 @@ ssize_t mig_conn_readv(struct mig_conn *c, const struct iovec *iov, int n, unsig
 		ssize_t r = readv_once(c, iov, n);
 		if (r == -EINTR)
 			continue;
-		if (r >= 0) {
-			c->bytes_in += (uint64_t)r;
+		r = read_outcome(c, r, timeout_ms, err);
+		if (r != -EAGAIN || timeout_ms == 0)
 			return r;
-		}
-		if (r != -EAGAIN)
-			return vmm_error_set(err, (int)r, "reading from %s: %s", c->peer,
-					     strerror((int)-r));
-		if (timeout_ms == 0)
-			return -EAGAIN;
-		uint64_t t0 = mono_ms_ns();
-		int w = wait_fd(c->fd, POLLIN, (int)timeout_ms, c->cancel);
-		c->wait_ns += mono_ms_ns() - t0; /* time the peer kept us waiting */
-		if (w == -ETIMEDOUT)
-			return vmm_error_set(err, -ETIMEDOUT, "%s: nothing arrived for %u s", c->peer,
-					     timeout_ms / 1000);
-		if (w < 0)
-			return vmm_error_set(err, w, "%s: %s", c->peer,
-					     w == -ECANCELED ? "cancelled" : strerror(-w));
 	}
 }
 

@@ -5,14 +5,12 @@ proves its memory each time; a same-host move passes a hugetlb memfd to a
 4 KiB vmm. Never-touched memory is still skipped on a
 hugetlb source (SEEK_DATA sees no holes there; the page cache is asked).
 A pool too small is a clear error naming /proc/sys/vm/nr_hugepages. The
-pages are reserved for the test and given back. With the host's
-transparent hugepages for shmem on (advise), memfd RAM gets 2 MiB pages on
-both sides of a migration (vmm asks for them, as QEMU does for its RAM)."""
+pages are reserved for the test and given back."""
 import os
 
 from vmmtest import (Api, Guest, check, check_no_verify_failures, fail, free_port, guest_args,
-                     hugepages, meminfo, progress_lines, require_kvm, run, shmem_pmd_kib,
-                     thp_shmem, tmpdir, wait_migration, TESTGUEST)
+                     hugepages, meminfo, progress_lines, require_kvm, run, tmpdir,
+                     wait_migration, TESTGUEST)
 
 require_kvm()
 d = tmpdir()
@@ -27,14 +25,11 @@ check(p.returncode == 1 and "/proc/sys/vm/nr_hugepages" in p.stderr and "hugepag
       f"a pool too small is refused, naming the knob: {p.stderr.strip()}")
 
 
-def move(src_huge, dst_huge, n, local=False, thp=False):
+def move(src_huge, dst_huge, n, local=False):
     mem = lambda huge: "256M" + (",hugepages=on" if huge else "")
     src = Guest(guest_args(cmdline, memory=mem(src_huge))
                 + ["--api-socket", os.path.join(d, f"s{n}.sock")], name=f"source {n}")
     src.wait_line(r"progress vcpu=0 .* sweeps=[1-9]", timeout=60)
-    if thp:
-        kib = shmem_pmd_kib(src.proc.pid)
-        check(kib >= 16 << 10, f"THP: the source's RAM is on 2 MiB pages ({kib} KiB)")
     uri = f"unix:{d}/m{n}.sock" if local else f"tcp:127.0.0.1:{free_port()}"
     dst = Guest(guest_args(cmdline, memory=mem(dst_huge))
                 + ["--incoming", uri, "--api-socket", os.path.join(d, f"d{n}.sock")],
@@ -57,10 +52,6 @@ def move(src_huge, dst_huge, n, local=False, thp=False):
         check(ram["untouched"] > (64 << 20) // 4096,
               f"{what}: never-touched memory skipped ({ram['untouched']} pages), total "
               f"{info['total-time']} ms, downtime {info['downtime-us']} us")
-    if thp:
-        kib = shmem_pmd_kib(dst.proc.pid)
-        check(kib >= 16 << 10, f"THP: the destination's RAM is on 2 MiB pages ({kib} KiB)")
-        what = "transparent 2 MiB pages on both sides"
     check(src.wait(timeout=15) == 0, f"{what}: the source exits after the handover")
     last = progress_lines(src.lines)[-1]
     m = dst.wait_line(r"progress vcpu=0 t=\d+ writes=(\d+) sweeps=\d+ errors=0", timeout=30)
@@ -77,8 +68,3 @@ with hugepages(260):
     move(False, True, 2)
     move(True, False, 3)
     move(True, False, 4, local=True)  # a hugetlb memfd mapped where 4 KiB RAM was
-
-# Transparent hugepages on memfd RAM: the host's choice, honoured on both
-# sides (the destination's populate and receive paths fault 2 MiB at once).
-with thp_shmem("advise"):
-    move(False, False, 5, thp=True)

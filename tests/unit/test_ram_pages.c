@@ -136,8 +136,11 @@ static void test_pages_round_trip_straight_into_ram(void **state)
 	unsigned resident = 0;
 	for (size_t i = 0; i < sizeof(vec); i++)
 		resident += vec[i] & 1;
-	(void)mapped; /* the receiver may have been first: that is allowed */
-	assert_int_equal(resident, 604);
+	/* Every data page is here; the zero page only if a populate thread got
+	 * to it before the receiver passed it (then it jumps ahead: allowed,
+	 * and under ASan's slower threads it happens). Nothing beyond the map. */
+	(void)mapped;
+	assert_in_range(resident, 603, 604);
 	assert_memory_equal(src.mem.base, dst.mem.base, 64 * MIB);
 
 	/* The push reader agrees on the hash too. */

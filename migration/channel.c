@@ -333,6 +333,24 @@ int mig_channel_wait_record(struct mig_channel *c, unsigned timeout_ms, unsigned
 			     timeout_ms);
 }
 
+/* Waits until pred(c) holds: 0; the channel's failure; or -ETIMEDOUT, with
+ * "the destination did not <what> within N s" when `what` is given. */
+static int wait_until(struct mig_channel *c, bool (*pred)(struct mig_channel *),
+		      unsigned timeout_ms, const char *what, struct vmm_error *err)
+{
+	int r = wait_for(c, pred, timeout_ms, err);
+	if (pred(c))
+		return 0;
+	if (r < 0 && r != -ETIMEDOUT)
+		return r;
+	if (c->error)
+		return channel_status(c, err);
+	if (!what)
+		return -ETIMEDOUT;
+	return vmm_error_set(err, -ETIMEDOUT, "the destination did not %s within %u s", what,
+			     timeout_ms / 1000);
+}
+
 static bool is_accepted(struct mig_channel *c)
 {
 	return c->accepted;
@@ -340,16 +358,7 @@ static bool is_accepted(struct mig_channel *c)
 
 int mig_channel_wait_accepted(struct mig_channel *c, unsigned timeout_ms, struct vmm_error *err)
 {
-	int r = wait_for(c, is_accepted, timeout_ms, err);
-	if (c->accepted)
-		return 0;
-	if (r < 0 && r != -ETIMEDOUT)
-		return r;
-	if (c->error)
-		return channel_status(c, err);
-	return vmm_error_set(err, -ETIMEDOUT,
-			     "the destination did not accept the stream within %u s",
-			     timeout_ms / 1000);
+	return wait_until(c, is_accepted, timeout_ms, "accept the stream", err);
 }
 
 static bool is_applied(struct mig_channel *c)
@@ -361,14 +370,7 @@ int mig_channel_wait_applied(struct mig_channel *c, uint64_t bytes, unsigned tim
 			     struct vmm_error *err)
 {
 	c->want_applied = bytes;
-	int r = wait_for(c, is_applied, timeout_ms, err);
-	if (is_applied(c))
-		return 0;
-	if (r < 0 && r != -ETIMEDOUT)
-		return r;
-	if (c->error)
-		return channel_status(c, err);
-	return -ETIMEDOUT;
+	return wait_until(c, is_applied, timeout_ms, NULL, err);
 }
 
 static bool is_adopted(struct mig_channel *c)
@@ -378,16 +380,7 @@ static bool is_adopted(struct mig_channel *c)
 
 int mig_channel_wait_adopted(struct mig_channel *c, unsigned timeout_ms, struct vmm_error *err)
 {
-	int r = wait_for(c, is_adopted, timeout_ms, err);
-	if (c->memory_adopted)
-		return 0;
-	if (r < 0 && r != -ETIMEDOUT)
-		return r;
-	if (c->error)
-		return channel_status(c, err);
-	return vmm_error_set(err, -ETIMEDOUT,
-			     "the destination did not map the guest's memory within %u s",
-			     timeout_ms / 1000);
+	return wait_until(c, is_adopted, timeout_ms, "map the guest's memory", err);
 }
 
 static bool refused_or_closed(struct mig_channel *c)

@@ -11,6 +11,7 @@
 #include "migration/local.h"
 #include "migration/multiconn.h"
 #include "migration/ram.h"
+#include "migration/screen.h"
 #include "migration/tls.h"
 
 #include <errno.h>
@@ -23,13 +24,14 @@
 #include <time.h>
 #include <unistd.h>
 
-/* A listening destination serves one connection at a time. Until a
- * connection's header is accepted it is a candidate: one that fails the
- * TLS handshake, sends anything but a stream, stalls, or is refused is
- * dropped (and logged) and the next one is served, at most this many in
- * all; the 10 s HANDSHAKE_TIMEOUT_MS bounds each, from accept() to an
- * accepted header. */
-#define MAX_CANDIDATES 16
+/* A listening destination screens connections concurrently (screen.c:
+ * the first bytes, the TLS handshake) and serves those that pass one at a
+ * time. Until a connection's header is accepted it is a candidate: one
+ * that fails the screening, stalls, or is refused is dropped (and logged)
+ * and the next one is served. HANDSHAKE_TIMEOUT_MS bounds the screening
+ * from accept(), and again the header from when it is served. There is no
+ * limit on how many are dropped: a limit would let any stranger end the
+ * destination. */
 /* The header must come this soon after the connection; later records no
  * more than IDLE apart (pre-copy sends continuously); Go within GO of Ready. */
 #define HANDSHAKE_TIMEOUT_MS 10000
@@ -52,6 +54,8 @@ struct mig_dest {
 	bool thread_started;
 	struct mig_cancel cancel;
 	int listen_fd;
+	struct mig_screen *screen; /* connections screened while waiting for the source */
+	atomic_uint drops;
 	struct mig_conn conn;
 	bool conn_open;
 	struct mig_tls_config tls_cfg;
@@ -191,6 +195,9 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	d->state_ready = true;
 	d->acks = d->uri.kind != MIG_FILE && (d->source.caps & MIG_CAP_ACK);
 	d->committed = true; /* this connection is the source: its failures end us */
+	/* before Accepted: the data connections are accepted by the session */
+	mig_screen_stop(d->screen, "the source's stream was accepted on another connection");
+	d->screen = NULL;
 	if (d->uri.kind == MIG_FILE || !(d->source.caps & MIG_CAP_ACCEPTED))
 		return 0;
 	Vmm__Migration__Accepted acc = VMM__MIGRATION__ACCEPTED__INIT;
@@ -491,89 +498,56 @@ static void session_reset(struct mig_dest *d)
 	d->conn_open = false;
 }
 
-/* Sends a plaintext Refused on a connection that has no session yet (the
- * peer speaks TLS to a plaintext destination, or the reverse). */
-static void refuse_plain(struct mig_dest *d, const char *reason)
-{
-	struct vmm_error e;
-	if (mig_writer_init(&d->reply, reply_sink, d, &e) < 0)
-		return;
-	d->reply_ready = true;
-	struct vmm_error why;
-	vmm_error_set(&why, -EPROTO, "%s", reason);
-	refuse(d, &why);
-}
-
-/* Before any stream byte: is the candidate speaking TLS or the stream, as
- * this destination expects? Runs the TLS handshake when it should. */
-static int dest_negotiate(struct mig_dest *d, struct vmm_error *err)
-{
-	unsigned char first[MIG_TLS_SNIFF_BYTES];
-	ssize_t n = mig_conn_peek(&d->conn, first, sizeof(first), read_timeout(d), err);
-	if (n < 0)
-		return (int)n;
-	if (n == 0)
-		return vmm_error_set(err, -ECONNRESET, "closed without sending anything");
-	enum mig_first_bytes kind = mig_tls_classify(first, (size_t)n);
-	if (d->tls && kind == MIG_FIRST_STREAM) {
-		refuse_plain(d, "this destination requires TLS (it runs with --tls-creds or "
-				"--tls-psk): set tls-creds (or tls-psk) with migrate-set-parameters "
-				"on the source");
-		return vmm_error_set(err, -EPROTO, "a plaintext stream arrived, but this "
-				     "destination requires TLS (refused)");
-	}
-	if (!d->tls && kind == MIG_FIRST_TLS) {
-		refuse_plain(d, "this destination does not use TLS (start it with --tls-creds or "
-				"--tls-psk), but the source began a TLS handshake");
-		return vmm_error_set(err, -EPROTO, "a TLS ClientHello arrived, but this destination "
-				     "has no --tls-creds/--tls-psk (refused)");
-	}
-	if (d->tls && kind != MIG_FIRST_TLS)
-		return vmm_error_set(err, -EPROTO, "neither a TLS handshake nor a vmm stream");
-	if (!d->tls)
-		return 0; /* the reader judges the rest (bad magic, ...) */
-	uint64_t now = mono_ms();
-	unsigned left = d->deadline_ms > now ? (unsigned)(d->deadline_ms - now) : 1;
-	int r = mig_tls_server_wrap(&d->conn, d->tls, left, &d->tls_info, err);
-	if (r < 0)
-		return r;
-	char desc[400];
-	mig_tls_describe(&d->tls_info, desc, sizeof(desc));
-	fprintf(stderr, "vmm: %s: %s\n", d->conn.peer, desc);
-	return 0;
-}
-
-static void publish(struct mig_dest *d, const char *dropped_why)
+/* The connection being served, for query-migrate. */
+static void publish(struct mig_dest *d)
 {
 	pthread_mutex_lock(&d->info_lock);
 	snprintf(d->info.peer, sizeof(d->info.peer), "%s", d->conn.peer);
 	d->info.tls = d->tls_info;
 	d->info.tls_required = d->tls != NULL;
-	if (dropped_why) {
-		d->info.dropped++;
-		if (strstr(dropped_why, d->conn.peer))
-			snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.800s",
-				 dropped_why);
-		else
-			snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.300s: %.500s",
-				 d->conn.peer, dropped_why);
-	}
+	pthread_mutex_unlock(&d->info_lock);
+}
+
+/* A candidate dropped: logged and counted (also from screening threads). */
+static void dropped(void *ctx, const char *peer, const char *why)
+{
+	struct mig_dest *d = ctx;
+	unsigned n = atomic_fetch_add(&d->drops, 1) + 1;
+	fprintf(stderr, "vmm: incoming connection dropped (%s; %u so far): %s\n", peer, n, why);
+	pthread_mutex_lock(&d->info_lock);
+	d->info.dropped++;
+	if (strstr(why, peer))
+		snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.800s", why);
+	else
+		snprintf(d->info.last_dropped, sizeof(d->info.last_dropped), "%.300s: %.500s", peer,
+			 why);
 	pthread_mutex_unlock(&d->info_lock);
 }
 
 /*
- * The listening destination's accept/session loop: takes connections one at
- * a time until one of them has delivered the guest (0) or failed after its
- * header was accepted (< 0: it was the source, so its failure ends us).
- * A candidate that fails before that is dropped, logged and counted; if it
- * got as far as rebuilding or writing into the VM, the VM is rebuilt from
- * the command line before the next one may load, so none of a stranger's
- * bytes survive into the real guest. Only one stream is ever loaded.
+ * The listening destination's session loop: serves the connections that
+ * passed screening, one at a time, until one of them has delivered the
+ * guest (0) or failed after its header was accepted (< 0: it was the
+ * source, so its failure ends us). A candidate that fails before that is
+ * dropped; if it got as far as rebuilding or writing into the VM, the VM
+ * is rebuilt from the command line before the next one may load, so none
+ * of a stranger's bytes survive into the real guest. Only one stream is
+ * ever loaded.
  */
 static int dest_accept_session(struct mig_dest *d, struct vmm_error *err)
 {
-	for (unsigned attempt = 1;; attempt++) {
-		int r;
+	struct mig_screen_cfg sc = {
+		.listen_fd = d->listen_fd,
+		.uri = &d->uri,
+		.tls = d->tls,
+		.timeout_ms = HANDSHAKE_TIMEOUT_MS,
+		.dropped = dropped,
+		.ctx = d,
+	};
+	int r = mig_screen_start(&d->screen, &sc, err);
+	if (r < 0)
+		return r;
+	for (;;) {
 		if (d->vm_touched) {
 			if ((r = vm_recreate(d->vm, &d->fresh_spec, err)) < 0)
 				return vmm_error_prefix(err, "rebuilding the VM after a dropped "
@@ -582,28 +556,23 @@ static int dest_accept_session(struct mig_dest *d, struct vmm_error *err)
 			fprintf(stderr, "vmm: the VM was rebuilt from the command line: nothing of "
 				"the dropped connection's is left in it\n");
 		}
-		if ((r = mig_conn_accept(d->listen_fd, &d->uri, &d->conn, 0, &d->cancel, err)) < 0)
+		if ((r = mig_screen_next(d->screen, &d->conn, &d->tls_info, &d->cancel, err)) < 0)
 			return r;
 		d->conn_open = true;
 		d->deadline_ms = mono_ms() + HANDSHAKE_TIMEOUT_MS;
-		publish(d, NULL);
-		if ((r = dest_negotiate(d, err)) == 0) {
-			publish(d, NULL);
-			r = receive(d, err);
+		if (d->tls_info.encrypted) {
+			char desc[400];
+			mig_tls_describe(&d->tls_info, desc, sizeof(desc));
+			fprintf(stderr, "vmm: %s: %s\n", d->conn.peer, desc);
 		}
+		publish(d);
+		r = receive(d, err);
 		if (r == 0 || r == -ECANCELED || d->committed)
 			return r;
 		refuse(d, err); /* a peer that can still hear learns why */
-		fprintf(stderr, "vmm: incoming connection %u of at most %u dropped (%s): %s\n",
-			attempt, MAX_CANDIDATES, d->conn.peer, err->msg);
-		publish(d, err->msg);
+		dropped(d, d->conn.peer, err->msg);
 		session_reset(d);
 		d->state = D_WAITING;
-		if (attempt == MAX_CANDIDATES)
-			return vmm_error_set(err, -EPROTO,
-					     "%u connections failed before a source delivered a "
-					     "header this destination accepts (last: %s)",
-					     MAX_CANDIDATES, d->info.last_dropped);
 	}
 }
 
@@ -621,6 +590,8 @@ static void *dest_main(void *arg)
 			r = receive(d, &err);
 	} else {
 		r = dest_accept_session(d, &err);
+		mig_screen_stop(d->screen, "the destination stopped listening");
+		d->screen = NULL;
 	}
 	stop_listening(d);
 	if (d->populate) { /* after the guest started: never part of the downtime */

@@ -117,7 +117,7 @@ for extra, pattern in refusals:
               "the destination rebuilt its VM after the refused stream")
     else:
         dst.kill()
-    check(re.search(r"incoming connection 1 of at most 16 dropped .*" + pattern, dst.stderr),
+    check(re.search(r"incoming connection dropped .*1 so far\): .*" + pattern, dst.stderr),
           f"destination log: {dst.stderr.strip().splitlines()[-1]}")
     source_still_verifies(" ".join(extra))
 

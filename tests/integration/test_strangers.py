@@ -1,7 +1,9 @@
 """Issue 11's reproductions, each a check that now holds (the TLS ones are in
 test_migrate_tls.py):
-- one packet (an HTTP request) no longer stops a destination, and a silent
-  connection no longer holds it: both are dropped and the real source gets in;
+- one packet (an HTTP request) no longer stops a destination, 20 of them do
+  not either, and silent connections no longer hold it: they are screened
+  side by side (8 at once, the longest-waiting evicted) and the real source
+  gets in at once;
 - records built to make the unpacker allocate far more than they weigh stay
   within a small multiple (peak RSS measured);
 - a file: FIFO never blocks the control socket, before or during a stalled writer;
@@ -92,31 +94,48 @@ for what, blob, limit in (
           f"{what}: refused at peak RSS {peak} MiB (< {limit} MiB)")
     s.close()
 
-# ---- one packet, a silent connection: dropped; the real source gets in ----
+# ---- strangers: dropped side by side; the real source gets in at once ----
+# 20 garbage connections (more than any cap, which would let strangers end
+# the destination), then 12 silent ones (more than the 8 screened at once:
+# the longest-waiting is evicted), then the real source.
 dst, port, dapi = start_dest("strangers")
 http = socket.create_connection(("127.0.0.1", port))
 http.sendall(b"GET / HTTP/1.0\r\n\r\n")
 inc = wait_dropped(dapi, 1)
 check(inc["dropped-connections"] == 1 and "not a vmm migration stream" in inc["last-dropped"],
       f"an HTTP request is dropped and the destination waits on: {inc['last-dropped']}")
-silent = socket.create_connection(("127.0.0.1", port))
-time.sleep(0.2)
+garbage = []
+for i in range(19):
+    g = socket.create_connection(("127.0.0.1", port))
+    g.sendall(b"\x00" * 16)
+    garbage.append(g)
+inc = wait_dropped(dapi, 20)
+check(inc["dropped-connections"] == 20 and dst.proc.poll() is None,
+      f"20 garbage connections dropped, the destination waits on: {inc['last-dropped']}")
+silent = [socket.create_connection(("127.0.0.1", port)) for _ in range(12)]
+inc = wait_dropped(dapi, 24)
+check(inc["dropped-connections"] == 24 and "evicted" in inc["last-dropped"],
+      f"12 silent connections: the 4 waiting longest evicted: {inc['last-dropped']}")
 t0 = time.monotonic()
 api.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
 info = wait_migration(api, timeout=120)
-check(info["status"] == "completed",
-      f"after a silent stranger the real source got through in {time.monotonic() - t0:.1f} s "
-      f"({info.get('error-desc')})")
+took = time.monotonic() - t0
+check(info["status"] == "completed" and took < 5,
+      f"with 8 silent strangers being screened the real source got through in {took:.1f} s, "
+      f"not after their 10 s ({info.get('error-desc')})")
 inc = dapi.cmd("query-migrate")["incoming"]
-check(inc["dropped-connections"] == 2 and "sent nothing for 10 s" in inc["last-dropped"],
-      f"the silent one was dropped after the handshake timeout: {inc['last-dropped']}")
+check(inc["dropped-connections"] == 32 and
+      "the source's stream was accepted on another connection" in inc["last-dropped"],
+      f"the silent ones still screened were closed when the source was accepted "
+      f"({inc['dropped-connections']} dropped): {inc['last-dropped']}")
 check(src.wait(timeout=30) == 0, "the source exits after the handover")
 dst.wait_line(r"progress vcpu=0 .* errors=0", timeout=60, start=len(dst.lines))
 check_no_verify_failures(dst.lines, "destination")
 dapi.cmd("quit")
 dst.wait(timeout=30)
 http.close()
-silent.close()
+for c in garbage + silent:
+    c.close()
 
 # The guest goes on from a new source for the rest.
 src = Guest(args + ["--api-socket", os.path.join(d, "src2.sock")], name="source2")

@@ -195,9 +195,10 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	d->state_ready = true;
 	d->acks = d->uri.kind != MIG_FILE && (d->source.caps & MIG_CAP_ACK);
 	d->committed = true; /* this connection is the source: its failures end us */
-	/* before Accepted: the data connections are accepted by the session */
-	mig_screen_stop(d->screen, "the source's stream was accepted on another connection");
-	d->screen = NULL;
+	if (d->nconns == 1) { /* the session has all its connections */
+		mig_screen_stop(d->screen, "the source's stream was accepted on another connection");
+		d->screen = NULL;
+	}
 	if (d->uri.kind == MIG_FILE || !(d->source.caps & MIG_CAP_ACCEPTED))
 		return 0;
 	Vmm__Migration__Accepted acc = VMM__MIGRATION__ACCEPTED__INIT;
@@ -212,8 +213,7 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 	}
 	/* The source opens its data connections once it has read Accepted. */
 	struct mig_dest_multi_cfg mc = {
-		.listen_fd = d->listen_fd,
-		.uri = &d->uri,
+		.screen = d->screen,
 		.session = h->session_id.data,
 		.session_len = h->session_id.len,
 		.connections = d->nconns,
@@ -222,9 +222,10 @@ static int on_header(struct mig_dest *d, const struct mig_record *rec, struct vm
 		.cancel = &d->cancel,
 		.timeout_ms = DATA_CONNS_TIMEOUT_MS,
 		.idle_ms = IDLE_TIMEOUT_MS,
-		.tls = d->tls,
 	};
 	r = mig_dest_multi_accept(&d->multi, &mc, err);
+	mig_screen_stop(d->screen, "the source's connections were all in");
+	d->screen = NULL;
 	stop_listening(d); /* one migration per incoming vmm: all its connections are in */
 	return r;
 }
@@ -556,7 +557,7 @@ static int dest_accept_session(struct mig_dest *d, struct vmm_error *err)
 			fprintf(stderr, "vmm: the VM was rebuilt from the command line: nothing of "
 				"the dropped connection's is left in it\n");
 		}
-		if ((r = mig_screen_next(d->screen, &d->conn, &d->tls_info, &d->cancel, err)) < 0)
+		if ((r = mig_screen_next(d->screen, &d->conn, &d->tls_info, &d->cancel, 0, err)) < 0)
 			return r;
 		d->conn_open = true;
 		d->deadline_ms = mono_ms() + HANDSHAKE_TIMEOUT_MS;

@@ -1,5 +1,6 @@
 /* migration/multiconn.c: see multiconn.h. */
 #include "migration/multiconn.h"
+#include "migration/screen.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -9,7 +10,6 @@
 #include <unistd.h>
 
 #define HELLO_TIMEOUT_MS 2000 /* a data connection names its session this soon */
-#define MAX_STRANGERS	 16   /* connections dropped before the real ones came */
 #define ACK_BYTES	 (1u << 20)
 #define ACK_NS		 2000000ull
 
@@ -417,15 +417,9 @@ static uint64_t mono_ms(void)
 static int check_hello(struct mig_dest_multi *m, struct mig_dest_data *dd, unsigned *index,
 		       struct vmm_error *err)
 {
+	/* It passed the screening as the main one did (with TLS: the same CA
+	 * and authz list); the session id ties it to this migration. */
 	int r;
-	/* Each data connection authenticates as the main one did (the same
-	 * CA and authz list); the session id then ties it to this migration. */
-	if (m->cfg.tls) {
-		struct mig_tls_info info;
-		if ((r = mig_tls_server_wrap(&dd->conn, m->cfg.tls, HELLO_TIMEOUT_MS, &info, err)) <
-		    0)
-			return r;
-	}
 	if ((r = mig_in_init(&dd->in, &dd->conn, err)) < 0)
 		return r;
 	dd->in_ready = true;
@@ -471,7 +465,7 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 	if (cfg->session_len != MIG_SESSION_ID_LEN)
 		return vmm_error_set(err, -EPROTO, "the header's session id has %zu bytes, not %u",
 				     cfg->session_len, MIG_SESSION_ID_LEN);
-	if (cfg->listen_fd < 0)
+	if (!cfg->screen)
 		return vmm_error_set(err, -EPROTO,
 				     "%u connections, but nothing listens here "
 				     "(file:)",
@@ -493,7 +487,7 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 		m->conns[i].conn.fd = -1;
 	}
 	uint64_t deadline = mono_ms() + cfg->timeout_ms;
-	unsigned have = 0, strangers = 0;
+	unsigned have = 0;
 	int r = 0;
 	while (have < m->n) {
 		uint64_t now = mono_ms();
@@ -506,8 +500,11 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 		}
 		struct mig_dest_data tmp = {.m = m};
 		tmp.conn.fd = -1;
-		r = mig_conn_accept(cfg->listen_fd, cfg->uri, &tmp.conn, (unsigned)(deadline - now),
-				    cfg->cancel, err);
+		struct mig_tls_info info;
+		r = mig_screen_next(cfg->screen, &tmp.conn, &info, cfg->cancel,
+				    (unsigned)(deadline - now), err);
+		if (r == -ETIMEDOUT)
+			continue; /* says how many came, above */
 		if (r < 0)
 			break;
 		unsigned index = 0;
@@ -516,13 +513,6 @@ int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_mul
 			fprintf(stderr, "vmm: dropped a connection from %s: %s\n", tmp.conn.peer,
 				why.msg[0] ? why.msg : "a second one for the same index");
 			drop(&tmp);
-			if (++strangers > MAX_STRANGERS) {
-				r = vmm_error_set(err, -EPROTO,
-						  "%u connections that were not this "
-						  "migration's: giving up",
-						  strangers);
-				break;
-			}
 			continue;
 		}
 		struct mig_dest_data *dd = &m->conns[index - 1];

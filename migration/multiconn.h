@@ -69,9 +69,9 @@ void mig_multi_close(struct mig_multi *m);
 /* ---- destination ---- */
 
 struct mig_dest_multi;
+struct mig_screen;
 struct mig_dest_multi_cfg {
-	int listen_fd;
-	const struct mig_uri *uri;
+	struct mig_screen *screen; /* where they come from, screened (TLS done) */
 	const uint8_t *session;
 	size_t session_len;
 	unsigned connections; /* N: waits for N-1 */
@@ -80,10 +80,9 @@ struct mig_dest_multi_cfg {
 	struct mig_cancel *cancel; /* raised on failure of any of them, too */
 	unsigned timeout_ms;	   /* for all of them to arrive */
 	unsigned idle_ms;	   /* the most a data connection may stay silent */
-	const struct mig_tls_creds *tls; /* NULL: plaintext; else each must complete TLS */
 };
-/* Accepts the N-1 data connections (strangers dropped, bounded) and starts
- * a receiving thread for each. */
+/* Takes the N-1 data connections from the screen (a stranger's dropped:
+ * the timeout bounds them all) and starts a receiving thread for each. */
 int mig_dest_multi_accept(struct mig_dest_multi **out, const struct mig_dest_multi_cfg *cfg,
 			  struct vmm_error *err);
 /* Whether one of them failed (its error in err). */

@@ -286,8 +286,9 @@ int mig_screen_start(struct mig_screen **out, const struct mig_screen_cfg *cfg,
 }
 
 int mig_screen_next(struct mig_screen *s, struct mig_conn *conn, struct mig_tls_info *info,
-		    const struct mig_cancel *cancel, struct vmm_error *err)
+		    const struct mig_cancel *cancel, unsigned timeout_ms, struct vmm_error *err)
 {
+	uint64_t end = mono_ms() + timeout_ms;
 	for (;;) {
 		pthread_mutex_lock(&s->lock);
 		struct slot *first = NULL;
@@ -306,9 +307,17 @@ int mig_screen_next(struct mig_screen *s, struct mig_conn *conn, struct mig_tls_
 			return 0;
 		}
 		pthread_mutex_unlock(&s->lock);
+		int wait = -1;
+		if (timeout_ms) {
+			uint64_t now = mono_ms();
+			if (now >= end)
+				return vmm_error_set(err, -ETIMEDOUT, "no connection within %u s",
+						     timeout_ms / 1000);
+			wait = (int)(end - now);
+		}
 		struct pollfd p[2] = {{.fd = s->passed_fd, .events = POLLIN},
 				      {.fd = cancel ? cancel->fd : -1, .events = POLLIN}};
-		int r = poll(p, 2, -1);
+		int r = poll(p, 2, wait);
 		if (r < 0 && errno != EINTR)
 			return vmm_error_set(err, -errno, "waiting for a connection: %s",
 					     strerror(errno));

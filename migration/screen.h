@@ -38,13 +38,13 @@ int mig_screen_start(struct mig_screen **out, const struct mig_screen_cfg *cfg,
 		     struct vmm_error *err);
 
 /* Waits for the next connection that passed and moves it to *conn (with
- * its TLS session, described in *info), or -ECANCELED when `cancel` is
- * raised. The connection's waits watch `cancel` from then on. */
+ * its TLS session, described in *info): -ECANCELED when `cancel` is
+ * raised, -ETIMEDOUT after timeout_ms (0: no limit). The connection's
+ * waits watch `cancel` from then on. */
 int mig_screen_next(struct mig_screen *s, struct mig_conn *conn, struct mig_tls_info *info,
-		    const struct mig_cancel *cancel, struct vmm_error *err);
+		    const struct mig_cancel *cancel, unsigned timeout_ms, struct vmm_error *err);
 
-/* Stops accepting (before the session's data connections are accepted on
- * the same socket), closes what is still being screened or waiting, with
+/* Stops accepting (once the session has all its connections), closes what is still being screened or waiting, with
  * `why` reported for each, and frees everything. NULL is a no-op. */
 void mig_screen_stop(struct mig_screen *s, const char *why);
 

@@ -210,6 +210,10 @@ static void *accept_main(void *arg)
 		struct mig_conn conn;
 		struct vmm_error err = {0};
 		int r = mig_conn_accept(s->cfg.listen_fd, s->cfg.uri, &conn, 0, &s->stop, &err);
+		if (r == 0 && mig_cancel_raised(&s->stop)) {
+			report(s, conn.peer, "the destination stopped listening");
+			mig_conn_close(&conn);
+		}
 		if (r == -ECANCELED || mig_cancel_raised(&s->stop))
 			break;
 		if (r < 0) { /* e.g. EMFILE: the descriptors may come back */

@@ -170,7 +170,8 @@ static double copy_once(uint8_t *src, int conns, bool fresh)
 			die("madvise");
 		struct worker w[MAX_CONNS];
 		for (int i = 0; i < conns; i++) {
-			w[i] = (struct worker){.fd = accept(ls, NULL, NULL), .base = dst + size / conns * i,
+			w[i] = (struct worker){.fd = accept(ls, NULL, NULL),
+					       .base = dst + size / conns * i,
 					       .len = size / conns};
 			if (w[i].fd < 0)
 				die("accept");
@@ -195,7 +196,8 @@ static double copy_once(uint8_t *src, int conns, bool fresh)
 	}
 	struct worker w[MAX_CONNS];
 	for (int i = 0; i < conns; i++) {
-		w[i] = (struct worker){.fd = socket(AF_INET, SOCK_STREAM, 0), .base = src + size / conns * i,
+		w[i] = (struct worker){.fd = socket(AF_INET, SOCK_STREAM, 0),
+				       .base = src + size / conns * i,
 				       .len = size / conns};
 		if (w[i].fd < 0 || connect(w[i].fd, (struct sockaddr *)&a, sizeof(a)) < 0)
 			die("connect");

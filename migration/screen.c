@@ -19,11 +19,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#define STR_(x)		STR__(x)
-#define STR__(x)	#x
+#define STR_(x)		   STR__(x)
+#define STR__(x)	   #x
 #define MIG_SCREEN_MAX_STR STR_(MIG_SCREEN_MAX)
-#define REFUSE_WRITE_MS 1000 /* a stranger that reads nothing gets no longer */
-#define ACCEPT_RETRY_US 100000
+#define REFUSE_WRITE_MS	   1000 /* a stranger that reads nothing gets no longer */
+#define ACCEPT_RETRY_US	   100000
 
 enum slot_state { S_FREE, S_SCREENING, S_PASSED };
 
@@ -35,7 +35,7 @@ struct slot {
 	bool cancel_ready;
 	struct mig_tls_info info;
 	uint64_t accepted_ms;
-	uint64_t seq; /* passed in this order */
+	uint64_t seq;	     /* passed in this order */
 	const char *evicted; /* why it was cancelled, when it was */
 	pthread_t thread;
 	bool thread_live; /* joined when the slot is reused, or at stop */
@@ -101,16 +101,19 @@ static int screen_one(struct slot *c, struct vmm_error *err)
 		return vmm_error_set(err, -ECONNRESET, "closed without sending anything");
 	enum mig_first_bytes kind = mig_tls_classify(first, (size_t)n);
 	if (tls && kind == MIG_FIRST_STREAM) {
-		refuse_plain(c, "this destination requires TLS (it runs with --tls-creds or "
-				"--tls-psk): set tls-creds (or tls-psk) with migrate-set-parameters "
-				"on the source");
-		return vmm_error_set(err, -EPROTO, "a plaintext stream arrived, but this "
+		refuse_plain(c,
+			     "this destination requires TLS (it runs with --tls-creds or "
+			     "--tls-psk): set tls-creds (or tls-psk) with migrate-set-parameters "
+			     "on the source");
+		return vmm_error_set(err, -EPROTO,
+				     "a plaintext stream arrived, but this "
 				     "destination requires TLS (refused)");
 	}
 	if (!tls && kind == MIG_FIRST_TLS) {
 		refuse_plain(c, "this destination does not use TLS (start it with --tls-creds or "
 				"--tls-psk), but the source began a TLS handshake");
-		return vmm_error_set(err, -EPROTO, "a TLS ClientHello arrived, but this destination "
+		return vmm_error_set(err, -EPROTO,
+				     "a TLS ClientHello arrived, but this destination "
 				     "has no --tls-creds/--tls-psk (refused)");
 	}
 	if (tls && kind != MIG_FIRST_TLS)
@@ -228,7 +231,7 @@ static void *accept_main(void *arg)
 			report(s, conn.peer,
 			       s->stopping ? "the destination stopped listening"
 					   : MIG_SCREEN_MAX_STR " connections passed screening and "
-							       "wait for the destination");
+								"wait for the destination");
 			mig_conn_close(&conn);
 			continue;
 		}
@@ -326,7 +329,8 @@ int mig_screen_next(struct mig_screen *s, struct mig_conn *conn, struct mig_tls_
 			return vmm_error_set(err, -errno, "waiting for a connection: %s",
 					     strerror(errno));
 		if (p[1].revents)
-			return vmm_error_set(err, -ECANCELED, "waiting for a connection: cancelled");
+			return vmm_error_set(err, -ECANCELED,
+					     "waiting for a connection: cancelled");
 		uint64_t n;
 		if (p[0].revents && read(s->passed_fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
 			return vmm_error_set(err, -errno, "eventfd: %s", strerror(errno));

@@ -44,8 +44,9 @@ int mig_screen_start(struct mig_screen **out, const struct mig_screen_cfg *cfg,
 int mig_screen_next(struct mig_screen *s, struct mig_conn *conn, struct mig_tls_info *info,
 		    const struct mig_cancel *cancel, unsigned timeout_ms, struct vmm_error *err);
 
-/* Stops accepting (once the session has all its connections), closes what is still being screened or waiting, with
- * `why` reported for each, and frees everything. NULL is a no-op. */
+/* Stops accepting (once the session has all its connections), closes what
+ * is still being screened or waiting, with `why` reported for each, and
+ * frees everything. NULL is a no-op. */
 void mig_screen_stop(struct mig_screen *s, const char *why);
 
 #endif

@@ -17,6 +17,12 @@ bench loudly):
   veth-512M           touched-512M between two network namespaces over a veth pair
   linux-midboot       the Debian kernel (vmlinux) 1 GiB, migrated mid-boot
   local-1G, local-4G  same-host moves (vmm only): 512 MiB / 2 GiB touched
+  disk-busy           1 GiB guest writing and re-verifying 16 MiB of a virtio-blk disk
+                      without pause (8 requests in flight; a raw image in /var/tmp
+                      both sides open: shared storage), QEMU as -M microvm with
+                      virtio-blk-device: in-flight requests and the flush at the
+                      stop are part of the downtime. After every move the image is
+                      checked block by block from the host.
   touched-512M-tls    touched-512M inside TLS 1.3 with mutual x509 authentication
                       (certificates made here by certtool, QEMU's directory layout
                       for both VMMs), against the same guest in plaintext
@@ -95,6 +101,8 @@ WORKLOADS = {
                  "qemu": []},
     "local-4G": {"mem": 4096, "cmdline": "dirty=2G rate=1M progress=500", "vmm": ["local"],
                  "qemu": []},
+    "disk-busy": {"mem": 1024, "cmdline": "blk=16M progress=500", "disk": 16,
+                  "vmm": ["default"], "qemu": ["raised", "multifd2"]},
     "touched-512M-tls": {"mem": 1024, "cmdline": "dirty=512M rate=1M progress=500",
                          "vmm": ["default", "tls", "tls-2conn"], "qemu": ["raised", "tls"]},
 }
@@ -221,6 +229,59 @@ def verified_after_move(src_log, dst_log, who, timeout=60):
         raise BenchError(f"{who}: the guest did not verify a full sweep after the move")
     check_guest(src_log, who + " source")
     check_guest(dst_log, who + " destination")
+
+
+BLK = re.compile(r"blk t=(\d+) writes=(\d+) reads=(\d+) laps=(\d+) errors=(\d+)")
+
+
+def disk_verified_after_move(src_log, dst_log, who, timeout=60):
+    """Two more laps of the disk written and read back on the destination."""
+    src = [m for m in BLK.finditer(read(src_log))]
+    if not src:
+        raise BenchError(f"{who}: the source guest never reported its disk")
+    base = int(src[-1].group(4))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        dst = [m for m in BLK.finditer(read(dst_log))]
+        if dst and int(dst[-1].group(4)) >= base + 2:
+            break
+        time.sleep(0.1)
+    else:
+        raise BenchError(f"{who}: the guest did not verify its disk again after the move")
+    for log, side in ((src_log, "source"), (dst_log, "destination")):
+        text = read(log)
+        bad = [l for l in text.splitlines() if "VERIFY-FAIL" in l or "request failed" in l]
+        bad += [m.group(0) for m in BLK.finditer(text) if m.group(5) != "0"]
+        if bad:
+            raise BenchError(f"GUEST DISK VERIFICATION FAILED ({who} {side}): "
+                             + "; ".join(bad[:3]))
+
+
+@contextlib.contextmanager
+def disk_image(wl):
+    """A fresh raw image for a disk workload, on a real filesystem (/var/tmp:
+    the flush at the stop reaches it), removed afterwards."""
+    if not wl.get("disk"):
+        yield
+        return
+    fd, path = tempfile.mkstemp(prefix="vmm-bench-disk-", suffix=".img", dir="/var/tmp")
+    try:
+        os.ftruncate(fd, (wl["disk"] + 1) * MIB)
+        os.close(fd)
+        wl["image"] = path
+        yield
+    finally:
+        os.unlink(path)
+
+
+def check_image(wl, who):
+    """Every block the guest wrote, read from the host: number, generation, pattern."""
+    sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+    from blkimage import bad_blocks
+    bad, _ = bad_blocks(wl["image"], wl["disk"] * MIB)
+    if bad:
+        raise BenchError(f"DISK IMAGE DAMAGED after {who}: {len(bad)} bad blocks, e.g. "
+                         + "; ".join(bad[:3]))
 
 
 class RssSampler:
@@ -404,6 +465,8 @@ def run_vmm_once(exe, guest, wl, cfg, tmp, veth):
     kernel = wl.get("kernel", guest)
     cmdline = LINUX_CMDLINE if wl.get("linux") else wl["cmdline"]
     common = [exe, "--kernel", kernel, "--memory", mem, "--cpus", "1", "--cmdline", cmdline]
+    if wl.get("image"):
+        common += ["--disk", f"path={wl['image']}"]
     local = cfg == "local"
     pre_a = ["ip", "netns", "exec", veth.a] if veth else []
     pre_b = ["ip", "netns", "exec", veth.b] if veth else []
@@ -455,6 +518,9 @@ def settle(log, wl):
         wait_file(log, r"Linux version", timeout=120)
         time.sleep(LINUX_MIGRATE_AFTER)
         return
+    if wl.get("disk"):  # a whole lap written and verified, the next under way
+        wait_file(log, r"blk t=\d+ writes=\d+ reads=\d+ laps=[1-9]", timeout=120)
+        return
     wait_file(log, r"dirty vcpu=0", timeout=300)  # the fill is done
     wait_file(log, r"progress vcpu=0 .* sweeps=[1-9]", timeout=60)
 
@@ -470,6 +536,9 @@ def after_move(slog, dlog, wl, who):
         if len(read(dlog)) == before:
             raise BenchError(f"{who}: the kernel printed nothing after the move")
         return
+    if wl.get("disk"):
+        disk_verified_after_move(slog, dlog, who)
+        return
     verified_after_move(slog, dlog, who)
 
 
@@ -482,7 +551,12 @@ def run_qemu(exe, guest, wl, variant, tmp, veth):
     common = [exe, "-enable-kvm", "-cpu", "host,-arch-capabilities", "-m", f"{mem}M", "-smp",
               "1", "-display", "none", "-nodefaults", "-no-reboot", "-kernel", kernel,
               "-append", cmdline or " "]
-    if variant == "huge":
+    if wl.get("image"):  # virtio-mmio, as vmm's machine has it
+        common += ["-M", "microvm,pit=on,pic=on,rtc=on,acpi=off",
+                   "-global", "virtio-mmio.force-legacy=false",
+                   "-drive", f"id=d0,file={wl['image']},format=raw,if=none",
+                   "-device", "virtio-blk-device,drive=d0"]
+    elif variant == "huge":
         common += ["-object", f"memory-backend-memfd,id=ram,size={mem}M,hugetlb=on,"
                    "hugetlbsize=2M,share=on", "-M", "pc,memory-backend=ram"]
     else:
@@ -606,10 +680,13 @@ def main():
                 runs.update({("qemu", v): [] for v in qvars})
                 for _ in range(a.repeat):
                     for (side, c) in runs:
-                        with tempfile.TemporaryDirectory(prefix="vmm-bench-") as tmp:
+                        with tempfile.TemporaryDirectory(prefix="vmm-bench-") as tmp, \
+                                disk_image(wl):
                             fn = run_vmm if side == "vmm" else run_qemu
                             exe = vmm if side == "vmm" else qemu
                             r = fn(exe, guest, wl, c, tmp, veth)
+                            if wl.get("disk"):  # both processes are gone
+                                check_image(wl, f"{side} {c}")
                             runs[(side, c)].append(r)
                             print(f"  {name} {side} {c}: {r['total_ms']:.0f} ms, downtime "
                                   f"{r['downtime_ms']:.1f} ms, rss {r['rss_mib']:.0f} MiB, "

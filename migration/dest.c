@@ -282,17 +282,10 @@ static int on_end(struct mig_dest *d, const struct mig_record *rec, struct vmm_e
 	int r = mig_unpack(rec, &vmm__migration__end__descriptor, (ProtobufCMessage **)&end, err);
 	if (r < 0)
 		return r;
-	bool ok = end->checksum == rec->hash_before && end->records == rec->index;
-	uint64_t pages = end->ram_pages;
+	r = mig_ram_rx_end(&d->rx, rec, end->checksum, end->records, end->ram_pages, err);
 	protobuf_c_message_free_unpacked(&end->base, NULL);
-	if (!ok)
-		return vmm_error_set(err, -EBADMSG, "stream checksum or record count mismatch: the "
-				     "stream was corrupted");
-	if ((r = mig_ram_rx_drain(&d->rx, err)) < 0)
+	if (r < 0)
 		return r;
-	if (pages != d->rx.pages)
-		return vmm_error_set(err, -EBADMSG, "stream announced %llu RAM pages, %llu arrived",
-				     (unsigned long long)pages, (unsigned long long)d->rx.pages);
 	if (d->local && !d->adopted)
 		return vmm_error_set(err, -EPROTO, "a local move whose memory never came");
 	/* Never a guest with a connection's data still missing: every data

@@ -334,18 +334,10 @@ static int data_end(struct mig_dest_data *dd, const struct mig_record *rec, stru
 	    mig_unpack(rec, &vmm__migration__data_end__descriptor, (ProtobufCMessage **)&e, err);
 	if (r < 0)
 		return r;
-	bool ok = e->checksum == rec->hash_before && e->records == rec->index;
-	uint64_t pages = e->ram_pages;
+	r = mig_ram_rx_end(&dd->rx, rec, e->checksum, e->records, e->ram_pages, err);
 	protobuf_c_message_free_unpacked(&e->base, NULL);
-	if (!ok)
-		return vmm_error_set(err, -EBADMSG,
-				     "checksum or record count mismatch: the stream "
-				     "was corrupted");
-	if ((r = mig_ram_rx_drain(&dd->rx, err)) < 0)
+	if (r < 0)
 		return r;
-	if (pages != dd->rx.pages)
-		return vmm_error_set(err, -EBADMSG, "%llu RAM pages announced, %llu arrived",
-				     (unsigned long long)pages, (unsigned long long)dd->rx.pages);
 	return dd->m->cfg.acks ? mig_rx_ack(&dd->rx, &dd->reply, &dd->in, true, err) : 0;
 }
 

@@ -301,6 +301,12 @@ int mig_ram_rx_pages_buf(struct mig_ram_rx *rx, const struct mig_record *rec,
 			 struct vmm_error *err);
 /* Waits for every batch handed to workers; fails with their first error. */
 int mig_ram_rx_drain(struct mig_ram_rx *rx, struct vmm_error *err);
+/* A connection's stream ends (End, DataEnd): its checksum and record count
+ * (`rec` is the end record, which they describe) prove every record came
+ * whole; then, every batch applied, the pages the source counted must be
+ * the pages this receiver took. */
+int mig_ram_rx_end(struct mig_ram_rx *rx, const struct mig_record *rec, uint64_t checksum,
+		   uint64_t records, uint64_t pages, struct vmm_error *err);
 /* Stream bytes of this connection whose records are fully applied. */
 uint64_t mig_ram_rx_applied(struct mig_ram_rx *rx, uint64_t stream_bytes);
 

@@ -401,6 +401,21 @@ int mig_ram_rx_drain(struct mig_ram_rx *rx, struct vmm_error *err)
 	return rc;
 }
 
+int mig_ram_rx_end(struct mig_ram_rx *rx, const struct mig_record *rec, uint64_t checksum,
+		   uint64_t records, uint64_t pages, struct vmm_error *err)
+{
+	if (checksum != rec->hash_before || records != rec->index)
+		return vmm_error_set(err, -EBADMSG, "stream checksum or record count mismatch: the "
+				     "stream was corrupted");
+	int r = mig_ram_rx_drain(rx, err);
+	if (r < 0)
+		return r;
+	if (pages != rx->pages)
+		return vmm_error_set(err, -EBADMSG, "stream announced %llu RAM pages, %llu arrived",
+				     (unsigned long long)pages, (unsigned long long)rx->pages);
+	return 0;
+}
+
 uint64_t mig_ram_rx_applied(struct mig_ram_rx *rx, uint64_t stream_bytes)
 {
 	/* finished jobs at the head count; the rest is still being applied */

@@ -169,15 +169,10 @@ static int on_end(struct dest *d, const struct mig_record *rec, struct vmm_error
 	int r = mig_unpack(rec, &vmm__migration__end__descriptor, (ProtobufCMessage **)&end, err);
 	if (r < 0)
 		return r;
-	bool ok = end->checksum == rec->hash_before && end->records == rec->index;
-	uint64_t pages = end->ram_pages;
+	r = mig_ram_rx_end(&d->rx, rec, end->checksum, end->records, end->ram_pages, err);
 	protobuf_c_message_free_unpacked(&end->base, NULL);
-	if (!ok)
-		return vmm_error_set(err, -EBADMSG, "stream checksum or record count mismatch");
-	if ((r = mig_ram_rx_drain(&d->rx, err)) < 0)
+	if (r < 0)
 		return r;
-	if (pages != d->rx.pages)
-		return vmm_error_set(err, -EBADMSG, "RAM page count mismatch");
 	if ((r = mig_ram_in_check(&d->ram, err)) < 0)
 		return r;
 	if (d->populate)

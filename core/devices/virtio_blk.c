@@ -165,26 +165,6 @@ static int image_open(struct blk *b, struct vmm_error *err)
 
 /* ---- requests ---- */
 
-/* [skip, skip+len) of a segment list as a new list. */
-static unsigned iov_slice(const struct iovec *src, unsigned n, uint64_t skip, uint64_t len,
-			  struct iovec *dst)
-{
-	unsigned k = 0;
-	for (unsigned i = 0; i < n && len; i++) {
-		if (skip >= src[i].iov_len) {
-			skip -= src[i].iov_len;
-			continue;
-		}
-		size_t take = src[i].iov_len - skip;
-		if (take > len)
-			take = len;
-		dst[k++] = (struct iovec){(uint8_t *)src[i].iov_base + skip, take};
-		len -= take;
-		skip = 0;
-	}
-	return k;
-}
-
 static void mark_in_dirty(struct blk *b, const struct virtq_chain *c, uint64_t len)
 {
 	for (unsigned i = c->n_out; i < c->nseg && len; i++) {

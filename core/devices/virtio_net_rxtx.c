@@ -53,24 +53,6 @@ void vnet_mark_written(struct net *n, const struct virtq_chain *c, size_t off, s
 	}
 }
 
-/* [skip, skip+len) of a segment list as a new list; returns its length. */
-static unsigned slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
-		      struct iovec *dst)
-{
-	unsigned k = 0;
-	for (unsigned i = 0; i < n && len; i++) {
-		if (skip >= src[i].iov_len) {
-			skip -= src[i].iov_len;
-			continue;
-		}
-		size_t take = src[i].iov_len - skip < len ? src[i].iov_len - skip : len;
-		dst[k++] = (struct iovec){(uint8_t *)src[i].iov_base + skip, take};
-		len -= take;
-		skip = 0;
-	}
-	return k;
-}
-
 /* Whether a header stays within what the guest negotiated for its
  * direction (`rx`: tap -> guest; else guest -> tap). */
 static bool hdr_allowed(const struct net *n, const struct net_hdr *h, bool rx)
@@ -309,7 +291,7 @@ static void tx_one(struct net *n, const struct virtq_chain *c)
 		n->tx_hdr.num_buffers = 0;
 		n->tx_iov[k++] = (struct iovec){&n->tx_hdr, HDR_LEN};
 	}
-	k += slice(c->iov, c->n_out, HDR_LEN, len, n->tx_iov + k);
+	k += iov_slice(c->iov, c->n_out, HDR_LEN, len, n->tx_iov + k);
 	ssize_t w;
 	while ((w = writev(n->tap.fd, n->tx_iov, (int)k)) < 0 && errno == EINTR)
 		;

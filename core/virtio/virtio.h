@@ -163,6 +163,10 @@ bool virtq_has_avail(struct virtq *vq);
 /* Copy helpers over a chain's segments [first, first+n): bounded. */
 size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *buf, size_t len);
 size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *buf, size_t len);
+/* [skip, skip+len) of a segment list as a new list in dst (room for n);
+ * returns its length. */
+unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
+		   struct iovec *dst);
 
 /* ---- the I/O thread (iothread.c) ---- */
 

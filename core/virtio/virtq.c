@@ -297,6 +297,23 @@ size_t iov_to_buf(const struct iovec *iov, unsigned n, size_t off, void *buf, si
 	return done;
 }
 
+unsigned iov_slice(const struct iovec *src, unsigned n, size_t skip, size_t len,
+		   struct iovec *dst)
+{
+	unsigned k = 0;
+	for (unsigned i = 0; i < n && len; i++) {
+		if (skip >= src[i].iov_len) {
+			skip -= src[i].iov_len;
+			continue;
+		}
+		size_t take = src[i].iov_len - skip < len ? src[i].iov_len - skip : len;
+		dst[k++] = (struct iovec){(uint8_t *)src[i].iov_base + skip, take};
+		len -= take;
+		skip = 0;
+	}
+	return k;
+}
+
 size_t iov_from_buf(const struct iovec *iov, unsigned n, size_t off, const void *buf, size_t len)
 {
 	size_t done = 0;

@@ -8,12 +8,9 @@ the handshake timeout. Strangers are in test_strangers.py/test_migrate_tls.py.""
 import os
 import re
 import signal
-import socket
-import struct
-import threading
 import time
 
-from vmmtest import (Api, Guest, check, check_no_verify_failures, free_port, guest_args,
+from vmmtest import (Api, Relay, Guest, check, check_no_verify_failures, free_port, guest_args,
                      progress_lines, require_kvm, tmpdir, wait_migration)
 
 require_kvm()
@@ -48,49 +45,6 @@ def runs_here(g, api, what):
 
 def never_started(g, what):
     check(not any(l.startswith("progress") for l in g.lines), f"{what}: no guest ran there")
-
-
-class Relay(threading.Thread):
-    """Forwards one migration connection; `hold(type)` says, per record the
-    destination sends back, whether to stop there (the record is not passed
-    on and on_hold runs)."""
-
-    def __init__(self, port, hold, on_hold, close_on_hold=False):
-        super().__init__(daemon=True)
-        self.close_on_hold = close_on_hold
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.lsock.getsockname()[1]
-        self.target, self.hold, self.on_hold, self.held = port, hold, on_hold, None
-
-    def run(self):
-        a, _ = self.lsock.accept()
-        b = socket.create_connection(("127.0.0.1", self.target))
-
-        def forward():
-            try:
-                while (chunk := a.recv(65536)):
-                    b.sendall(chunk)
-            except OSError:
-                pass
-        threading.Thread(target=forward, daemon=True).start()
-        buf = b""
-        try:
-            while (chunk := b.recv(65536)):
-                buf += chunk
-                while len(buf) >= 8:
-                    ln, rtype = struct.unpack_from("<IH", buf)
-                    if len(buf) < 8 + ln:
-                        break
-                    rec, buf = buf[:8 + ln], buf[8 + ln:]
-                    if self.hold(rtype):
-                        self.held = rtype
-                        self.on_hold()
-                        if self.close_on_hold:
-                            a.close()
-                        return
-                    a.sendall(rec)
-        except OSError:
-            pass
 
 
 READY, RESUMED = 16, 19

@@ -15,13 +15,11 @@ import os
 import re
 import socket
 import stat
-import struct
 import subprocess
-import threading
 import time
 
 import streamcraft as sc
-from vmmtest import (VMM, Api, Guest, check, check_no_verify_failures, free_port, guest_args,
+from vmmtest import (VMM, Api, Guest, Relay, check, check_no_verify_failures, free_port, guest_args,
                      progress_lines, require_kvm, tmpdir, wait_dropped, wait_migration)
 
 require_kvm()
@@ -198,50 +196,22 @@ api = sapi
 # its guest paused, waits switchover-timeout and resumes it.
 
 
-class SwitchoverStall(threading.Thread):
-    def __init__(self, port, dst_pid):
-        super().__init__(daemon=True)
-        self.lsock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.lsock.getsockname()[1]
-        self.target, self.pid, self.stopped_at = port, dst_pid, None
-
-    def run(self):
-        a, _ = self.lsock.accept()
-        b = socket.create_connection(("127.0.0.1", self.target))
-
-        def forward():
-            try:
-                while (chunk := a.recv(65536)):
-                    b.sendall(chunk)
-            except OSError:
-                pass
-        threading.Thread(target=forward, daemon=True).start()
-        buf = b""
-        try:
-            while (chunk := b.recv(65536)):
-                buf += chunk
-                while len(buf) >= 8:
-                    ln, rtype = struct.unpack_from("<IH", buf)
-                    if len(buf) < 8 + ln:
-                        break
-                    rec, buf = buf[:8 + ln], buf[8 + ln:]
-                    if rtype == 16:  # Ready: the switch-over
-                        os.kill(self.pid, 19)  # SIGSTOP
-                        self.stopped_at = time.monotonic()
-                        return
-                    a.sendall(rec)
-        except OSError:
-            pass
-
-
 api.cmd("migrate-set-parameters", switchover_timeout=1500)
 dst, port, dapi = start_dest("stalled")
-relay = SwitchoverStall(port, dst.proc.pid)
+stopped_at = []
+
+
+def stall_destination():
+    os.kill(dst.proc.pid, 19)  # SIGSTOP
+    stopped_at.append(time.monotonic())
+
+
+relay = Relay(port, lambda t: t == 16, stall_destination)  # 16: Ready, the switch-over
 relay.start()
 api.cmd("migrate", uri=f"tcp:127.0.0.1:{relay.port}")
 info = wait_migration(api, timeout=120)
-resumed_after = time.monotonic() - relay.stopped_at if relay.stopped_at else None
-check(info["status"] == "failed" and relay.stopped_at is not None
+resumed_after = time.monotonic() - stopped_at[0] if stopped_at else None
+check(info["status"] == "failed" and stopped_at
       and re.search(r"ready|Ready|switch", info.get("error-desc", "")),
       f"a stalled destination at the switch-over fails the migration: {info.get('error-desc')}")
 check(resumed_after is not None and resumed_after < 1.5 + 3.0,

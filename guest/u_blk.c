@@ -54,16 +54,6 @@ static uint8_t *chunk_busy UBSS; /* a lane holds it */
 static uint64_t nblocks UBSS, nchunks UBSS, next_chunk UBSS;
 static uint64_t writes UBSS, reads UBSS, cycles UBSS, laps UBSS, fails UBSS;
 
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
 static void fill_block(uint64_t *w, uint64_t b, uint64_t g)
 {
 	uint64_t seed = mix64(b * GOLD ^ mix64(g + SALT)), i;
@@ -326,6 +316,20 @@ uint64_t blk_run(void)
 
 /* ---- blkbench=MODE: throughput over blk=SIZE for runtime seconds ---- */
 
+/* The next unit to transfer: in order, or xorshift64-random. */
+static uint64_t next_unit(bool seq, uint64_t units, uint64_t *next, uint64_t *rnd)
+{
+	uint64_t u;
+	if (seq) {
+		u = *next;
+		*next = (*next + 1) % units;
+	} else {
+		*rnd ^= *rnd << 13, *rnd ^= *rnd >> 7, *rnd ^= *rnd << 17;
+		u = *rnd % units;
+	}
+	return u;
+}
+
 void blkbench_run(void)
 {
 	static const char *const names[] = {"", "seqwrite", "seqread", "randwrite", "randread"};
@@ -354,16 +358,9 @@ void blkbench_run(void)
 	t0 = u_ticks();
 	end = t0 + u_cfg.runtime * HZ;
 	for (l = 0; l < LANES; l++) {
-		uint64_t u;
-		if (seq) {
-			u = next;
-			next = (next + 1) % units;
-		} else {
-			rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
-			u = rnd % units;
-		}
 		lanes[l].state = L_READ1;
-		submit(l, wr ? T_OUT : T_IN, u * (bs / SECTOR), lanes[l].buf, bs);
+		submit(l, wr ? T_OUT : T_IN, next_unit(seq, units, &next, &rnd) * (bs / SECTOR),
+		       lanes[l].buf, bs);
 	}
 	for (;;) {
 		for (busy = 0, l = 0; l < LANES; l++)
@@ -376,15 +373,8 @@ void blkbench_run(void)
 			lanes[l].state = L_IDLE;
 			continue;
 		}
-		uint64_t u;
-		if (seq) {
-			u = next;
-			next = (next + 1) % units;
-		} else {
-			rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
-			u = rnd % units;
-		}
-		submit(l, wr ? T_OUT : T_IN, u * (bs / SECTOR), lanes[l].buf, bs);
+		submit(l, wr ? T_OUT : T_IN, next_unit(seq, units, &next, &rnd) * (bs / SECTOR),
+		       lanes[l].buf, bs);
 	}
 	t1 = u_ticks();
 	u_printf("blkbench mode=%s qd=%u bs=%u ops=%lu bytes=%lu ms=%lu\n", names[u_cfg.blkbench],

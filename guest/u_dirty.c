@@ -29,17 +29,6 @@ struct wstate {
 
 static struct wstate ws[MAX_CPUS] UBSS __attribute__((aligned(64)));
 
-/* splitmix64's finaliser */
-static inline uint64_t mix64(uint64_t x)
-{
-	x ^= x >> 30;
-	x *= 0xbf58476d1ce4e5b9ull;
-	x ^= x >> 27;
-	x *= 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return x;
-}
-
 /* word w of a page: mix64(seed + (w + 1) * golden), seed from (gpn, gen) */
 static inline uint64_t page_seed(uint64_t gpn, uint64_t gen)
 {

@@ -70,6 +70,17 @@ extern struct sysinfo u_sys;
 extern struct config u_cfg;
 extern struct slice u_slice[MAX_CPUS];
 
+/* splitmix64's finaliser: the memory and disk patterns are made of it */
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return x;
+}
+
 /* A pointer to physical memory (identity mapped). The asm hides the constant
  * from gcc, which otherwise treats low addresses such as 0x40e as null. */
 static inline const void *phys(uint64_t paddr)

@@ -201,60 +201,38 @@ def wait_file(path, pattern, timeout=120, start=0):
                      + "\n".join(read(path).splitlines()[-5:]))
 
 
+# The test guest's progress lines: a memory sweep, or a lap of its disk
+# (group 4: sweeps or laps done, group 5: errors found).
 PROGRESS = re.compile(r"progress vcpu=(\d+) t=(\d+) writes=(\d+) sweeps=(\d+) errors=(\d+)")
+BLK = re.compile(r"blk t=(\d+) writes=(\d+) reads=(\d+) laps=(\d+) errors=(\d+)")
 
 
-def check_guest(log, who):
+def check_guest(log, who, progress=PROGRESS):
     """The test guest's own verification: any failure fails the bench."""
     text = read(log)
-    bad = [l for l in text.splitlines() if "VERIFY-FAIL" in l]
-    errs = [m.group(0) for m in PROGRESS.finditer(text) if m.group(5) != "0"]
+    bad = [l for l in text.splitlines() if "VERIFY-FAIL" in l or "request failed" in l]
+    errs = [m.group(0) for m in progress.finditer(text) if m.group(5) != "0"]
     if bad or errs:
         raise BenchError(f"GUEST VERIFICATION FAILED ({who}): " + "; ".join((bad + errs)[:3]))
 
 
-def verified_after_move(src_log, dst_log, who, timeout=60):
-    """Waits for one more full verification sweep on the destination."""
-    src = [m for m in PROGRESS.finditer(read(src_log))]
+def verified_after_move(src_log, dst_log, who, progress=PROGRESS, timeout=60):
+    """Waits for two more full verifications (sweeps of memory, or laps of
+    the disk) on the destination."""
+    src = [m for m in progress.finditer(read(src_log))]
     if not src:
         raise BenchError(f"{who}: the source guest never reported progress")
     base = int(src[-1].group(4))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        dst = [m for m in PROGRESS.finditer(read(dst_log))]
+        dst = [m for m in progress.finditer(read(dst_log))]
         if dst and int(dst[-1].group(4)) >= base + 2:
             break
         time.sleep(0.1)
     else:
         raise BenchError(f"{who}: the guest did not verify a full sweep after the move")
-    check_guest(src_log, who + " source")
-    check_guest(dst_log, who + " destination")
-
-
-BLK = re.compile(r"blk t=(\d+) writes=(\d+) reads=(\d+) laps=(\d+) errors=(\d+)")
-
-
-def disk_verified_after_move(src_log, dst_log, who, timeout=60):
-    """Two more laps of the disk written and read back on the destination."""
-    src = [m for m in BLK.finditer(read(src_log))]
-    if not src:
-        raise BenchError(f"{who}: the source guest never reported its disk")
-    base = int(src[-1].group(4))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        dst = [m for m in BLK.finditer(read(dst_log))]
-        if dst and int(dst[-1].group(4)) >= base + 2:
-            break
-        time.sleep(0.1)
-    else:
-        raise BenchError(f"{who}: the guest did not verify its disk again after the move")
-    for log, side in ((src_log, "source"), (dst_log, "destination")):
-        text = read(log)
-        bad = [l for l in text.splitlines() if "VERIFY-FAIL" in l or "request failed" in l]
-        bad += [m.group(0) for m in BLK.finditer(text) if m.group(5) != "0"]
-        if bad:
-            raise BenchError(f"GUEST DISK VERIFICATION FAILED ({who} {side}): "
-                             + "; ".join(bad[:3]))
+    check_guest(src_log, who + " source", progress)
+    check_guest(dst_log, who + " destination", progress)
 
 
 @contextlib.contextmanager
@@ -536,10 +514,7 @@ def after_move(slog, dlog, wl, who):
         if len(read(dlog)) == before:
             raise BenchError(f"{who}: the kernel printed nothing after the move")
         return
-    if wl.get("disk"):
-        disk_verified_after_move(slog, dlog, who)
-        return
-    verified_after_move(slog, dlog, who)
+    verified_after_move(slog, dlog, who, BLK if wl.get("disk") else PROGRESS)
 
 
 # ---- one migration under QEMU ----
